@@ -1,0 +1,66 @@
+"""Typed async client for the Resell Scan REST API and its webhooks."""
+
+from bot.resellscan.client import (
+    DEFAULT_BASE_URL,
+    NewProduct,
+    ResellScanClient,
+    image_from_bytes,
+    image_from_url,
+)
+from bot.resellscan.errors import (
+    AmbiguousWrite,
+    APIError,
+    AuthError,
+    ConnectionFailed,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    ProtocolError,
+    RateLimited,
+    ResellScanError,
+    ServerError,
+    TransportError,
+    ValidationFailed,
+)
+from bot.resellscan.models import (
+    BatchStarted,
+    BatchStatus,
+    Collection,
+    ManualField,
+    Page,
+    Product,
+    ProductResult,
+    WebhookEvent,
+)
+from bot.resellscan.retry import RetryPolicy, parse_retry_after
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIError",
+    "AmbiguousWrite",
+    "AuthError",
+    "BatchStarted",
+    "BatchStatus",
+    "Collection",
+    "ConnectionFailed",
+    "ManualField",
+    "NewProduct",
+    "NotFound",
+    "Page",
+    "PaymentRequired",
+    "PermissionDenied",
+    "Product",
+    "ProductResult",
+    "ProtocolError",
+    "RateLimited",
+    "ResellScanClient",
+    "ResellScanError",
+    "RetryPolicy",
+    "ServerError",
+    "TransportError",
+    "ValidationFailed",
+    "WebhookEvent",
+    "image_from_bytes",
+    "image_from_url",
+    "parse_retry_after",
+]
