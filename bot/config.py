@@ -19,7 +19,7 @@ class LogFormat(enum.StrEnum):
 
 
 class ImageDelivery(enum.StrEnum):
-    """How photos reach Resell Scan (the API accepts a URL or base64, see resell-scan-api.md 2.6)."""
+    """How photos reach Resell Scan (a URL or base64, resell-scan-api.md §2.6)."""
 
     AUTO = "auto"  # signed URLs when PUBLIC_BASE_URL is set, else base64
     URL = "url"
@@ -93,9 +93,7 @@ class Settings(BaseSettings):
     )
 
     # Storage and access
-    database_path: Path = Field(
-        Path("./data/resell-scan-bot.sqlite3"), description="SQLite file"
-    )
+    database_path: Path = Field(Path("./data/resell-scan-bot.sqlite3"), description="SQLite file")
     allowed_user_ids: IdList = Field(default_factory=list, description="user allowlist")
     allowed_chat_ids: IdList = Field(default_factory=list, description="chat allowlist")
     allow_all_users: bool = Field(False, description="run with no allowlist, knowingly")

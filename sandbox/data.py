@@ -16,11 +16,36 @@ from typing import Any
 NAMESPACE = uuid.UUID("6f1c2a7e-3b0d-4a52-9a51-2f8d9b7c1e40")
 
 COLLECTION_NAMES = [
-    "Sneakers", "Sneakers Limited", "Vintage Clothing", "Vintage Furniture", "Trading Cards",
-    "Trading Cards Japan", "Electronics", "Electronics Parts", "Books", "Board Games",
-    "Video Games", "Retro Consoles", "Watches", "Jewelry", "Handbags", "Toys", "LEGO Sets",
-    "Vinyl Records", "Cameras", "Kitchenware", "Tools", "Sports Gear", "Bicycles", "Art Prints",
-    "Comics", "Coins", "Stamps", "Perfume", "Sunglasses", "Outdoor Equipment",
+    "Sneakers",
+    "Sneakers Limited",
+    "Vintage Clothing",
+    "Vintage Furniture",
+    "Trading Cards",
+    "Trading Cards Japan",
+    "Electronics",
+    "Electronics Parts",
+    "Books",
+    "Board Games",
+    "Video Games",
+    "Retro Consoles",
+    "Watches",
+    "Jewelry",
+    "Handbags",
+    "Toys",
+    "LEGO Sets",
+    "Vinyl Records",
+    "Cameras",
+    "Kitchenware",
+    "Tools",
+    "Sports Gear",
+    "Bicycles",
+    "Art Prints",
+    "Comics",
+    "Coins",
+    "Stamps",
+    "Perfume",
+    "Sunglasses",
+    "Outdoor Equipment",
 ]
 
 # Which fields each collection requires; all others optional.
@@ -33,10 +58,36 @@ REQUIRED = {
 
 CONDITIONS = ["new", "like_new", "used", "defective"]
 
-BRANDS = ["Nike", "Adidas", "Sony", "Nintendo", "Levi's", "Omega", "Canon", "LEGO", "Puma",
-          "Pokémon", "Bosch", "Ray-Ban", "Chanel", "Carhartt", "Fender", "Apple"]
-NOUNS = ["Classic", "Limited Edition", "Vintage", "Pro", "Original", "Deluxe", "Retro",
-         "Special", "Collector's", "Standard"]
+BRANDS = [
+    "Nike",
+    "Adidas",
+    "Sony",
+    "Nintendo",
+    "Levi's",
+    "Omega",
+    "Canon",
+    "LEGO",
+    "Puma",
+    "Pokémon",
+    "Bosch",
+    "Ray-Ban",
+    "Chanel",
+    "Carhartt",
+    "Fender",
+    "Apple",
+]
+NOUNS = [
+    "Classic",
+    "Limited Edition",
+    "Vintage",
+    "Pro",
+    "Original",
+    "Deluxe",
+    "Retro",
+    "Special",
+    "Collector's",
+    "Standard",
+]
 RESULT_CONDITIONS = ["new", "like new", "good", "fair", "worn"]
 
 
@@ -86,7 +137,9 @@ def seed_collections() -> list[CollectionDef]:
     for index, name in enumerate(COLLECTION_NAMES):
         required = set(REQUIRED.get(name, []))
         fields = [
-            FieldDef("purchasePrice", "Purchase price (EUR)", "number", "purchasePrice" in required),
+            FieldDef(
+                "purchasePrice", "Purchase price (EUR)", "number", "purchasePrice" in required
+            ),
             FieldDef("size", "Size", "text", "size" in required),
             FieldDef("quantity", "Quantity", "integer", "quantity" in required),
             FieldDef("boxIncluded", "Original box", "boolean", "boxIncluded" in required),

@@ -289,7 +289,7 @@ class ResellScanSandbox:
             body = json.loads(raw) if raw else None
         except ValueError:
             return _error(400, "Body is not valid JSON")
-        response = await handler(request, body)
+        response: Response = await handler(request, body)
         if request.method == "POST" and idem and response.status_code < 500:
             self.idempotency[(key_name, idem)] = (
                 hashlib.sha256(raw).hexdigest(),
@@ -308,7 +308,7 @@ class ResellScanSandbox:
         hits = [t for t in self.rate.get(key, []) if now - t < window]
         if len(hits) >= self.config.rate_limit:
             self.rate[key] = hits
-            return window - (now - hits[0])
+            return float(window - (now - hits[0]))
         hits.append(now)
         self.rate[key] = hits
         return None
@@ -358,8 +358,10 @@ class ResellScanSandbox:
         for product in self.products.values():
             if product["collectionId"] != cid:
                 continue
-            if search and search not in json.dumps(product["manualFields"]).lower() and (
-                search not in (product.get("title") or "").lower()
+            if (
+                search
+                and search not in json.dumps(product["manualFields"]).lower()
+                and (search not in (product.get("title") or "").lower())
             ):
                 continue
             created = datetime.fromisoformat(product["createdAt"].replace("Z", "+00:00"))
@@ -383,7 +385,7 @@ class ResellScanSandbox:
         checked = await self._check_products(body)
         if isinstance(checked, Response):
             return checked
-        collection, created = checked
+        _collection, created = checked
         return JSONResponse({"data": {"products": [self._public(p) for p in created]}}, 201)
 
     async def analyze(self, request: Request, body: Any) -> Response:
@@ -392,12 +394,15 @@ class ResellScanSandbox:
         collection = self.by_id.get(str(body.get("collectionId", "")))
         if collection is None:
             return _error(
-                422, "Unknown collectionId", errors=[{"field": "collectionId", "message": "unknown"}]
+                422,
+                "Unknown collectionId",
+                errors=[{"field": "collectionId", "message": "unknown"}],
             )
         ids = body.get("productIds")
         if not isinstance(ids, list) or not ids:
             return _error(
-                422, "productIds must be a non-empty array",
+                422,
+                "productIds must be a non-empty array",
                 errors=[{"field": "productIds", "message": "required"}],
             )
         products = []
@@ -405,7 +410,8 @@ class ResellScanSandbox:
             product = self.products.get(str(pid))
             if product is None or product["collectionId"] != collection.id:
                 return _error(
-                    422, "Unknown product for this collection",
+                    422,
+                    "Unknown product for this collection",
                     errors=[{"field": f"productIds[{index}]", "message": "unknown"}],
                 )
             products.append(product)
@@ -449,19 +455,23 @@ class ResellScanSandbox:
 
     # Validation and creation ---------------------------------------------------------------
 
-    async def _check_products(self, body: Any) -> tuple[data.CollectionDef, list[dict[str, Any]]] | Response:
+    async def _check_products(
+        self, body: Any
+    ) -> tuple[data.CollectionDef, list[dict[str, Any]]] | Response:
         if not isinstance(body, dict):
             return _error(422, "Body must be a JSON object")
         collection = self.by_id.get(str(body.get("collectionId", "")))
         if collection is None:
             return _error(
-                422, "Unknown collectionId",
+                422,
+                "Unknown collectionId",
                 errors=[{"field": "collectionId", "message": "unknown collection"}],
             )
         products = body.get("products")
         if not isinstance(products, list) or not products:
             return _error(
-                422, "products must be a non-empty array",
+                422,
+                "products must be a non-empty array",
                 errors=[{"field": "products", "message": "required"}],
             )
         problems: list[dict[str, str]] = []
@@ -552,12 +562,16 @@ class ResellScanSandbox:
         images = []
         for image, blob in zip(product["images"], blobs, strict=True):
             url = image.get("url", "")
-            images.append({
-                "url": url if url.startswith("http") else f"sandbox://image/{hashlib.sha256(blob).hexdigest()[:16]}",
-                "fileName": image.get("fileName"),
-                "removeBackground": bool(image.get("removeBackground", False)),
-                "size": len(blob),
-            })
+            images.append(
+                {
+                    "url": url
+                    if url.startswith("http")
+                    else f"sandbox://image/{hashlib.sha256(blob).hexdigest()[:16]}",
+                    "fileName": image.get("fileName"),
+                    "removeBackground": bool(image.get("removeBackground", False)),
+                    "size": len(blob),
+                }
+            )
         record = {
             "id": pid,
             "collectionId": collection.id,
@@ -609,7 +623,9 @@ class ResellScanSandbox:
         return {
             "batch_id": batch.id,
             "collection_id": batch.collection_id,
-            "status": "completed" if finished else ("processing" if done or now > batch.started else "pending"),
+            "status": "completed"
+            if finished
+            else ("processing" if done or now > batch.started else "pending"),
             "total_products": total,
             "successful_products": len(done) - failed,
             "failed_products": failed,
@@ -626,15 +642,18 @@ class ResellScanSandbox:
         for index, pid in enumerate(batch.product_ids):
             outcome = batch.outcomes[index]
             finished = batch.product_done(index, now)
-            products.append({
-                "product_id": pid,
-                "product_data": {"manual_fields": self.products[pid]["manualFields"]}
-                if pid in self.products else {},
-                "status": outcome["status"] if finished else "processing",
-                "progress": 100 if finished else round(batch.progress_at(now), 1),
-                "result": outcome["result"] if finished else {},
-                "error": outcome["error"] if finished else None,
-            })
+            products.append(
+                {
+                    "product_id": pid,
+                    "product_data": {"manual_fields": self.products[pid]["manualFields"]}
+                    if pid in self.products
+                    else {},
+                    "status": outcome["status"] if finished else "processing",
+                    "progress": 100 if finished else round(batch.progress_at(now), 1),
+                    "result": outcome["result"] if finished else {},
+                    "error": outcome["error"] if finished else None,
+                }
+            )
         summary["products"] = products
         return summary
 
@@ -694,8 +713,13 @@ class ResellScanSandbox:
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             self.deliveries.append(
-                {"event_id": batch.event_id, "batch_id": batch.id, "attempt": attempt,
-                 "status": status, "at": time.time()}
+                {
+                    "event_id": batch.event_id,
+                    "batch_id": batch.id,
+                    "attempt": attempt,
+                    "status": status,
+                    "at": time.time(),
+                }
             )
             if isinstance(status, int) and 200 <= status < 300:
                 batch.webhook_state = "delivered"
@@ -708,7 +732,8 @@ class ResellScanSandbox:
     async def ctl_requests(self, request: Request) -> Response:
         q = request.query_params
         items = [
-            r for r in self.requests
+            r
+            for r in self.requests
             if ("path" not in q or r["path"] == q["path"])
             and ("method" not in q or r["method"] == q["method"])
         ]
@@ -823,13 +848,17 @@ def _paging(request: Request) -> tuple[int, int] | Response:
 def _paged(items: list[dict[str, Any]], page: int, limit: int) -> Response:
     start = (page - 1) * limit
     total = len(items)
-    return JSONResponse({
-        "data": items[start:start + limit],
-        "pagination": {
-            "page": page, "limit": limit, "total": total,
-            "totalPages": max(1, -(-total // limit)),
-        },
-    })
+    return JSONResponse(
+        {
+            "data": items[start : start + limit],
+            "pagination": {
+                "page": page,
+                "limit": limit,
+                "total": total,
+                "totalPages": max(1, -(-total // limit)),
+            },
+        }
+    )
 
 
 def _camel(key: str) -> str:
@@ -873,11 +902,13 @@ class _DroppedResponse(Response):
         super().__init__(status_code=200)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
         # uvicorn's h11 refuses to end a short body and closes the connection: exactly the
         # failure the client should see. sandbox.server filters the error uvicorn logs for it.
         await send({"type": "http.response.body", "body": b'{"data":', "more_body": False})

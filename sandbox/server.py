@@ -67,7 +67,11 @@ def make_server(app: Any, *, log_level: str = "warning") -> uvicorn.Server:
     if not any(isinstance(f, _DroppedConnectionFilter) for f in error_log.filters):
         error_log.addFilter(_DroppedConnectionFilter())
     config = uvicorn.Config(
-        app, http="h11", lifespan="on", log_level=log_level, access_log=False,
+        app,
+        http="h11",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
         timeout_graceful_shutdown=2,
     )
     return uvicorn.Server(config)

@@ -30,14 +30,44 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_DOWNLOAD = 20 * 1024 * 1024
 # Parameters that are strings even when they look like JSON numbers.
-STRING_PARAMS = frozenset({
-    "text", "caption", "parse_mode", "callback_query_id", "file_id", "url", "secret_token",
-    "language_code", "description", "short_description", "name", "title", "query", "ip_address",
-})
-ALLOWED_TAGS = frozenset({
-    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-    "code", "pre", "blockquote", "tg-emoji",
-})
+STRING_PARAMS = frozenset(
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "file_id",
+        "url",
+        "secret_token",
+        "language_code",
+        "description",
+        "short_description",
+        "name",
+        "title",
+        "query",
+        "ip_address",
+    }
+)
+ALLOWED_TAGS = frozenset(
+    {
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+    }
+)
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^<>]*)>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|amp|lt|gt|quot);")
 
@@ -60,16 +90,25 @@ def parse_html(text: str) -> str:
         if ch == "<":
             match = _TAG.match(text, pos)
             if match is None:
-                raise ApiError(400, f"Bad Request: can't parse entities: Unexpected end "
-                               f"of name token at byte offset {pos}")
+                raise ApiError(
+                    400,
+                    f"Bad Request: can't parse entities: Unexpected end "
+                    f"of name token at byte offset {pos}",
+                )
             closing, name = match.group(1), match.group(2).lower()
             if name not in ALLOWED_TAGS:
-                raise ApiError(400, f'Bad Request: can\'t parse entities: Unsupported start tag '
-                               f'"{name}" at byte offset {pos}')
+                raise ApiError(
+                    400,
+                    f"Bad Request: can't parse entities: Unsupported start tag "
+                    f'"{name}" at byte offset {pos}',
+                )
             if closing:
                 if not stack or stack[-1] != name:
-                    raise ApiError(400, f'Bad Request: can\'t parse entities: Can\'t find end tag '
-                                   f'corresponding to start tag "{stack[-1] if stack else name}"')
+                    raise ApiError(
+                        400,
+                        f"Bad Request: can't parse entities: Can't find end tag "
+                        f'corresponding to start tag "{stack[-1] if stack else name}"',
+                    )
                 stack.pop()
             else:
                 stack.append(name)
@@ -77,19 +116,28 @@ def parse_html(text: str) -> str:
         elif ch == "&":
             match = _ENTITY.match(text, pos)
             if match is None:
-                raise ApiError(400, "Bad Request: can't parse entities: Character '&' is reserved "
-                               f"and must be escaped with &amp; at byte offset {pos}")
+                raise ApiError(
+                    400,
+                    "Bad Request: can't parse entities: Character '&' is reserved "
+                    f"and must be escaped with &amp; at byte offset {pos}",
+                )
             out.append(html.unescape(match.group(0)))
             pos = match.end()
         elif ch == ">":
-            raise ApiError(400, "Bad Request: can't parse entities: Character '>' is reserved "
-                           f"and must be escaped with &gt; at byte offset {pos}")
+            raise ApiError(
+                400,
+                "Bad Request: can't parse entities: Character '>' is reserved "
+                f"and must be escaped with &gt; at byte offset {pos}",
+            )
         else:
             out.append(ch)
             pos += 1
     if stack:
-        raise ApiError(400, f'Bad Request: can\'t parse entities: Can\'t find end tag '
-                       f'corresponding to start tag "{stack[-1]}"')
+        raise ApiError(
+            400,
+            f"Bad Request: can't parse entities: Can't find end tag "
+            f'corresponding to start tag "{stack[-1]}"',
+        )
     return "".join(out)
 
 
@@ -224,15 +272,21 @@ class TelegramEmulator:
             if fault.count <= 0:
                 self.state.faults.remove(fault)
             if fault.kind == "429":
-                raise ApiError(429, f"Too Many Requests: retry after {fault.retry_after}",
-                               retry_after=fault.retry_after)
+                raise ApiError(
+                    429,
+                    f"Too Many Requests: retry after {fault.retry_after}",
+                    retry_after=fault.retry_after,
+                )
             if fault.kind == "timeout":
                 await asyncio.sleep(fault.seconds)
                 return
             raise ApiError(500, "Internal Server Error")
-        if isinstance(chat_id, int) and chat_id in self.state.blocked and method.lower() in {
-            "sendmessage", "senddocument", "editmessagetext", "sendchataction"
-        }:
+        if (
+            isinstance(chat_id, int)
+            and chat_id in self.state.blocked
+            and method.lower()
+            in {"sendmessage", "senddocument", "editmessagetext", "sendchataction"}
+        ):
             raise ApiError(403, "Forbidden: bot was blocked by the user")
 
     def _me(self) -> dict[str, Any]:
@@ -259,8 +313,11 @@ class TelegramEmulator:
 
     async def m_getupdates(self, p: dict[str, Any]) -> Any:
         if self.state.webhook_url:
-            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                           "use deleteWebhook to delete the webhook first")
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(p.get("offset") or 0)
         limit = int(p.get("limit") or 100)
         timeout = float(p.get("timeout") or 0)
@@ -358,8 +415,8 @@ class TelegramEmulator:
             message["message_thread_id"] = int(thread)
             message["is_topic_message"] = True
         reply = p.get("reply_parameters")
-        reply_to = reply.get("message_id") if isinstance(reply, dict) else p.get(
-            "reply_to_message_id"
+        reply_to = (
+            reply.get("message_id") if isinstance(reply, dict) else p.get("reply_to_message_id")
         )
         if reply_to is not None:
             original = self.state.messages.get((chat["id"], int(reply_to)))
@@ -387,17 +444,19 @@ class TelegramEmulator:
 
     def _record(self, kind: str, message: dict[str, Any], **extra: Any) -> None:
         reply = message.get("reply_to_message")
-        self.state.actions.append({
-            "kind": kind,
-            "chat_id": message["chat"]["id"],
-            "message_id": message["message_id"],
-            "thread_id": message.get("message_thread_id"),
-            "reply_to": reply["message_id"] if reply else None,
-            "text": message.get("text") or message.get("caption"),
-            "reply_markup": message.get("reply_markup"),
-            "at": time.time(),
-            **extra,
-        })
+        self.state.actions.append(
+            {
+                "kind": kind,
+                "chat_id": message["chat"]["id"],
+                "message_id": message["message_id"],
+                "thread_id": message.get("message_thread_id"),
+                "reply_to": reply["message_id"] if reply else None,
+                "text": message.get("text") or message.get("caption"),
+                "reply_markup": message.get("reply_markup"),
+                "at": time.time(),
+                **extra,
+            }
+        )
 
     async def m_sendmessage(self, p: dict[str, Any]) -> Any:
         plain, raw = self._text(p, "text", MAX_TEXT)
@@ -415,9 +474,12 @@ class TelegramEmulator:
         plain, raw = self._text(p, "text", MAX_TEXT)
         markup = p.get("reply_markup")
         if message.get("text") == plain and message.get("reply_markup") == markup:
-            raise ApiError(400, "Bad Request: message is not modified: specified new message "
-                           "content and reply markup are exactly the same as a current content "
-                           "and reply markup of the message")
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message "
+                "content and reply markup are exactly the same as a current content "
+                "and reply markup of the message",
+            )
         message = {**message, "text": plain, "edit_date": int(time.time())}
         if markup is None:
             message.pop("reply_markup", None)
@@ -459,11 +521,21 @@ class TelegramEmulator:
         name, blob, mime = document
         caption, raw = self._text(p, "caption", MAX_CAPTION) if p.get("caption") else ("", None)
         file_id = self._store_file(blob, mime)
-        doc = {"file_id": file_id, "file_unique_id": self.state.files[file_id].unique_id,
-               "file_name": name, "mime_type": mime, "file_size": len(blob)}
+        doc = {
+            "file_id": file_id,
+            "file_unique_id": self.state.files[file_id].unique_id,
+            "file_name": name,
+            "mime_type": mime,
+            "file_size": len(blob),
+        }
         message = self._bot_message(p, document=doc, **({"caption": caption} if caption else {}))
-        self._record("document", message, file_name=name,
-                     content_b64=base64.b64encode(blob).decode(), html=raw)
+        self._record(
+            "document",
+            message,
+            file_name=name,
+            content_b64=base64.b64encode(blob).decode(),
+            html=raw,
+        )
         await self._notify()
         return message
 
@@ -472,15 +544,22 @@ class TelegramEmulator:
         return True
 
     async def m_answercallbackquery(self, p: dict[str, Any]) -> Any:
-        self.state.actions.append({"kind": "callback_answer", "chat_id": None,
-                                   "callback_query_id": p.get("callback_query_id"),
-                                   "text": p.get("text"), "at": time.time()})
+        self.state.actions.append(
+            {
+                "kind": "callback_answer",
+                "chat_id": None,
+                "callback_query_id": p.get("callback_query_id"),
+                "text": p.get("text"),
+                "at": time.time(),
+            }
+        )
         return True
 
     async def m_setmycommands(self, p: dict[str, Any]) -> Any:
         scope = p.get("scope") or {"type": "default"}
-        key = json.dumps({"scope": scope, "language_code": p.get("language_code") or ""},
-                         sort_keys=True)
+        key = json.dumps(
+            {"scope": scope, "language_code": p.get("language_code") or ""}, sort_keys=True
+        )
         commands = p.get("commands")
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: commands must be an array")
@@ -488,8 +567,13 @@ class TelegramEmulator:
         return True
 
     async def m_getmycommands(self, p: dict[str, Any]) -> Any:
-        key = json.dumps({"scope": p.get("scope") or {"type": "default"},
-                          "language_code": p.get("language_code") or ""}, sort_keys=True)
+        key = json.dumps(
+            {
+                "scope": p.get("scope") or {"type": "default"},
+                "language_code": p.get("language_code") or "",
+            },
+            sort_keys=True,
+        )
         return self.state.commands.get(key, [])
 
     async def m_deletemycommands(self, p: dict[str, Any]) -> Any:
@@ -502,22 +586,38 @@ class TelegramEmulator:
             "accent_color_id": 0,
             "max_reaction_count": 11,
             "accepted_gift_types": {
-                "unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
-                "premium_subscription": False, "gifts_from_channels": False,
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
             },
         }
 
     def _member(self, chat_id: int, user_id: int) -> dict[str, Any]:
-        user = self._me() if user_id == self.identity.id else self.state.users.get(
-            user_id, {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        user = (
+            self._me()
+            if user_id == self.identity.id
+            else self.state.users.get(
+                user_id, {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+            )
         )
         if user_id in self.state.admins.get(chat_id, set()):
             return {
-                "status": "administrator", "user": user, "can_be_edited": False,
-                "is_anonymous": False, "can_manage_chat": True, "can_delete_messages": True,
-                "can_manage_video_chats": False, "can_restrict_members": True,
-                "can_promote_members": False, "can_change_info": True, "can_invite_users": True,
-                "can_post_stories": False, "can_edit_stories": False, "can_delete_stories": False,
+                "status": "administrator",
+                "user": user,
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_manage_chat": True,
+                "can_delete_messages": True,
+                "can_manage_video_chats": False,
+                "can_restrict_members": True,
+                "can_promote_members": False,
+                "can_change_info": True,
+                "can_invite_users": True,
+                "can_post_stories": False,
+                "can_edit_stories": False,
+                "can_delete_stories": False,
             }
         return {"status": "member", "user": user}
 
@@ -527,7 +627,10 @@ class TelegramEmulator:
 
     async def m_getchatadministrators(self, p: dict[str, Any]) -> Any:
         chat = self._chat(p.get("chat_id"))
-        return [self._member(chat["id"], uid) for uid in sorted(self.state.admins.get(chat["id"], set()))]
+        return [
+            self._member(chat["id"], uid)
+            for uid in sorted(self.state.admins.get(chat["id"], set()))
+        ]
 
     async def m_getfile(self, p: dict[str, Any]) -> Any:
         file_id = str(p.get("file_id", ""))
@@ -536,15 +639,21 @@ class TelegramEmulator:
             raise ApiError(400, "Bad Request: invalid file_id")
         if stored.size > MAX_DOWNLOAD:
             raise ApiError(400, "Bad Request: file is too big")
-        return {"file_id": file_id, "file_unique_id": stored.unique_id,
-                "file_size": stored.size, "file_path": stored.path}
+        return {
+            "file_id": file_id,
+            "file_unique_id": stored.unique_id,
+            "file_size": stored.size,
+            "file_path": stored.path,
+        }
 
     async def download(self, request: Request) -> Response:
         path = request.path_params["path"]
         for stored in self.state.files.values():
             if stored.path == path:
                 self.state.calls.append({"method": "download", "path": path, "at": time.time()})
-                return Response(stored.data, media_type=stored.mime_type or "application/octet-stream")
+                return Response(
+                    stored.data, media_type=stored.mime_type or "application/octet-stream"
+                )
         return Response(b"Not Found", status_code=404)
 
     def _store_file(self, blob: bytes, mime: str | None, size: int | None = None) -> str:
@@ -556,8 +665,11 @@ class TelegramEmulator:
             mime or "", "bin"
         )
         self.state.files[file_id] = StoredFile(
-            data=blob, unique_id=f"AQAD{digest[28:40]}", path=f"files/file_{n}.{ext}",
-            mime_type=mime, size=size if size is not None else len(blob),
+            data=blob,
+            unique_id=f"AQAD{digest[28:40]}",
+            path=f"files/file_{n}.{ext}",
+            mime_type=mime,
+            size=size if size is not None else len(blob),
         )
         return file_id
 
@@ -587,7 +699,10 @@ class TelegramEmulator:
     def _register_chat(self, spec: dict[str, Any]) -> dict[str, Any]:
         chat_id = int(spec["id"])
         existing = self.state.chats.get(chat_id, {})
-        chat: dict[str, Any] = {"id": chat_id, "type": spec.get("type", existing.get("type", "private"))}
+        chat: dict[str, Any] = {
+            "id": chat_id,
+            "type": spec.get("type", existing.get("type", "private")),
+        }
         for key in ("title", "first_name", "username", "is_forum"):
             if key in spec:
                 chat[key] = spec[key]
@@ -605,12 +720,16 @@ class TelegramEmulator:
         blob = base64.b64decode(body.get("data_b64", ""))
         file_id = self._store_file(blob, body.get("mime_type"), body.get("file_size"))
         stored = self.state.files[file_id]
-        return JSONResponse({"file_id": file_id, "file_unique_id": stored.unique_id,
-                             "file_size": stored.size})
+        return JSONResponse(
+            {"file_id": file_id, "file_unique_id": stored.unique_id, "file_size": stored.size}
+        )
 
     def _user(self, spec: dict[str, Any]) -> dict[str, Any]:
-        user = {"id": int(spec["id"]), "is_bot": False,
-                "first_name": spec.get("first_name", f"User {spec['id']}")}
+        user = {
+            "id": int(spec["id"]),
+            "is_bot": False,
+            "first_name": spec.get("first_name", f"User {spec['id']}"),
+        }
         for key in ("last_name", "username", "language_code"):
             if spec.get(key):
                 user[key] = spec[key]
@@ -630,8 +749,11 @@ class TelegramEmulator:
         message_id (to deliver out of order), reply_to_message_id, update_id."""
         body = await _json(request)
         user = self._user(body["from"])
-        chat_spec = body.get("chat") or {"id": user["id"], "type": "private",
-                                         "first_name": user["first_name"]}
+        chat_spec = body.get("chat") or {
+            "id": user["id"],
+            "type": "private",
+            "first_name": user["first_name"],
+        }
         chat = self._register_chat(chat_spec)
         message_id = body.get("message_id")
         if message_id is None:
@@ -641,7 +763,10 @@ class TelegramEmulator:
                 self.state.message_ids.get(chat["id"], 0), int(message_id)
             )
         message: dict[str, Any] = {
-            "message_id": int(message_id), "date": int(time.time()), "chat": chat, "from": user,
+            "message_id": int(message_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
         }
         if body.get("message_thread_id") is not None:
             message["message_thread_id"] = int(body["message_thread_id"])
@@ -662,10 +787,20 @@ class TelegramEmulator:
             if stored is None:
                 return JSONResponse({"ok": False, "error": "unknown file id"}, status_code=400)
             message["photo"] = [
-                {"file_id": f"{file_id}_thumb", "file_unique_id": stored.unique_id + "t",
-                 "width": 90, "height": 90, "file_size": min(stored.size, 1500)},
-                {"file_id": file_id, "file_unique_id": stored.unique_id,
-                 "width": 1280, "height": 960, "file_size": stored.size},
+                {
+                    "file_id": f"{file_id}_thumb",
+                    "file_unique_id": stored.unique_id + "t",
+                    "width": 90,
+                    "height": 90,
+                    "file_size": min(stored.size, 1500),
+                },
+                {
+                    "file_id": file_id,
+                    "file_unique_id": stored.unique_id,
+                    "width": 1280,
+                    "height": 960,
+                    "file_size": stored.size,
+                },
             ]
         if body.get("document"):
             doc = body["document"]
@@ -673,7 +808,8 @@ class TelegramEmulator:
             if stored is None:
                 return JSONResponse({"ok": False, "error": "unknown file id"}, status_code=400)
             message["document"] = {
-                "file_id": doc["file_id"], "file_unique_id": stored.unique_id,
+                "file_id": doc["file_id"],
+                "file_unique_id": stored.unique_id,
                 "file_name": doc.get("file_name", "file"),
                 "mime_type": doc.get("mime_type", stored.mime_type),
                 "file_size": stored.size,
@@ -685,7 +821,9 @@ class TelegramEmulator:
         self.state.messages[(chat["id"], message["message_id"])] = message
         update_id = self._push_update({"message": message}, body.get("update_id"))
         await self._notify()
-        return JSONResponse({"ok": True, "update_id": update_id, "message_id": message["message_id"]})
+        return JSONResponse(
+            {"ok": True, "update_id": update_id, "message_id": message["message_id"]}
+        )
 
     async def ctl_callback(self, request: Request) -> Response:
         """Act as a user pressing an inline button on a bot message."""
@@ -719,11 +857,16 @@ class TelegramEmulator:
 
     async def ctl_faults(self, request: Request) -> Response:
         body = await _json(request)
-        self.state.faults.append(Fault(
-            method=body.get("method"), kind=str(body.get("kind", "429")),
-            count=int(body.get("count", 1)), retry_after=int(body.get("retry_after", 1)),
-            seconds=float(body.get("seconds", 15.0)), chat_id=body.get("chat_id"),
-        ))
+        self.state.faults.append(
+            Fault(
+                method=body.get("method"),
+                kind=str(body.get("kind", "429")),
+                count=int(body.get("count", 1)),
+                retry_after=int(body.get("retry_after", 1)),
+                seconds=float(body.get("seconds", 15.0)),
+                chat_id=body.get("chat_id"),
+            )
+        )
         return JSONResponse({"ok": True})
 
     async def ctl_commands(self, request: Request) -> Response:

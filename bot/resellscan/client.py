@@ -279,8 +279,11 @@ class ResellScanClient:
         meta: dict[str, Any] = {}
         if isinstance(payload, dict):
             items = next(
-                (payload[k] for k in ("data", "items", "results", "collections", "products")
-                 if isinstance(payload.get(k), list)),
+                (
+                    payload[k]
+                    for k in ("data", "items", "results", "collections", "products")
+                    if isinstance(payload.get(k), list)
+                ),
                 None,
             )
             if items is None:
@@ -366,7 +369,10 @@ class ResellScanClient:
                     raise
                 log.info(
                     "resell scan %s failed (%s), retry %d in %.2fs",
-                    endpoint, type(exc).__name__, attempt, wait,
+                    endpoint,
+                    type(exc).__name__,
+                    attempt,
+                    wait,
                 )
                 await policy.sleep(wait)
                 continue

@@ -60,7 +60,7 @@ def sign(body: bytes, secret: str, *, encoding: str = "hex", prefix: str = "") -
 def _keys(secret: str) -> list[tuple[str, bytes]]:
     keys = [("full", secret.encode("utf-8"))]
     if secret.startswith("whsec_"):
-        rest = secret[len("whsec_"):]
+        rest = secret[len("whsec_") :]
         keys.append(("suffix", rest.encode("utf-8")))
         try:
             decoded = base64.b64decode(rest, validate=True)
@@ -83,7 +83,7 @@ def _candidates(header: str) -> list[bytes]:
         token = part.strip()
         for prefix in _PREFIXES:
             if token.lower().startswith(prefix.encode()):
-                token = token[len(prefix):]
+                token = token[len(prefix) :]
                 break
         if token and token.lower() not in (b"v1", b"sha256"):
             out.append(token)
@@ -91,7 +91,9 @@ def _candidates(header: str) -> list[bytes]:
 
 
 def check_signature(body: bytes, header: str | None, secrets: Sequence[SecretStr]) -> str:
-    """Raise SignatureError unless `header` signs `body` with one of `secrets`; return the variant."""
+    """Raise SignatureError unless `header` signs `body` with one of `secrets`.
+
+    Returns the variant that matched, for the log."""
     if not secrets:
         raise SignatureError("no webhook secret configured")
     if header is None or not header.strip():
@@ -117,9 +119,7 @@ def check_signature(body: bytes, header: str | None, secrets: Sequence[SecretStr
     raise SignatureError("signature does not match")
 
 
-def verify(
-    raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[SecretStr]
-) -> Verified:
+def verify(raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[SecretStr]) -> Verified:
     """Check the signature over the raw bytes, then parse the event."""
     header = None
     for name, value in headers.items():

@@ -1,0 +1,166 @@
+"""One SQLite connection (the single writer), its pragmas, transactions and migrations.
+
+Choices, per RELIABILITY.md:
+- WAL, so status readers never block the writer.
+- synchronous=FULL: our write volume is tiny (a few rows per photo), and a photo the bot has
+  acknowledged to Telegram must survive a power loss too, because Telegram will not send it again.
+  NORMAL would be faster but can lose the last commits on power loss.
+- One connection for everything, guarded by an asyncio lock: statements of two coroutines never
+  interleave inside one transaction, and a single writer avoids SQLITE_BUSY inside the process and
+  the WAL-reset bug that needs two writers.
+- BEGIN IMMEDIATE for every write transaction: a deferred one that upgrades can fail with
+  SQLITE_BUSY at once, ignoring busy_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class StorageError(Exception):
+    """The database cannot be used (newer than this code, or a migration failed)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: Sequence[str]
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        # asyncio.Lock binds to a loop on first use (3.10+), so building it here is safe.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, path: Path | str, migrations: Sequence[Migration] | None = None
+    ) -> Database:
+        from storage.migrations import MIGRATIONS
+
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        db = cls(conn, path)
+        try:
+            await db._configure()
+            await db.migrate(MIGRATIONS if migrations is None else migrations)
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _configure(self) -> None:
+        await self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await self._conn.execute("PRAGMA journal_mode = WAL")
+        await self._conn.execute("PRAGMA synchronous = FULL")
+        await self._conn.execute("PRAGMA foreign_keys = ON")
+        log.info("sqlite %s opened %s", sqlite3.sqlite_version, self.path)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[Tx]:
+        """Reads outside a write transaction (still serialised with writes on this connection)."""
+        async with self._lock:
+            yield Tx(self._conn)
+
+    async def user_version(self) -> int:
+        async with self.reading() as tx:
+            row = await tx.one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    async def migrate(self, migrations: Sequence[Migration]) -> int:
+        """Apply pending migrations, each with its user_version bump in one transaction."""
+        current = await self.user_version()
+        newest = max((m.version for m in migrations), default=0)
+        if current > newest:
+            raise StorageError(
+                f"{self.path} has schema version {current}, newer than this program knows "
+                f"({newest}); upgrade resell-scan-bot or use another DATABASE_PATH"
+            )
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version <= current:
+                continue
+            try:
+                async with self.transaction() as tx:
+                    for statement in migration.statements:
+                        await tx.execute(statement)
+                    await tx.execute(f"PRAGMA user_version = {int(migration.version)}")
+            except sqlite3.Error as exc:
+                raise StorageError(
+                    f"migration {migration.version} ({migration.description}) failed: {exc}"
+                ) from exc
+            log.info(
+                "database migrated to version %d: %s", migration.version, migration.description
+            )
+            current = migration.version
+        return current
+
+    async def integrity_check(self) -> str:
+        async with self.reading() as tx:
+            row = await tx.one("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"
+
+
+class Tx:
+    """Statements on the connection while the lock is held."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows changed."""
+        cursor = await self._conn.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
+        cursor = await self._conn.execute(sql, params)
+        rowid = cursor.lastrowid if cursor.rowcount > 0 else None
+        await cursor.close()
+        return rowid
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        cursor = await self._conn.execute(sql, params)
+        row = await cursor.fetchone()
+        await cursor.close()
+        return row
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cursor = await self._conn.execute(sql, params)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return list(rows)

@@ -1,0 +1,143 @@
+"""Schema versions, applied in order by Database.migrate (PRAGMA user_version)."""
+
+from __future__ import annotations
+
+from storage.db import Migration
+
+STATES = (
+    "received",
+    "submitting",
+    "submitted",
+    "completed",
+    "notified",
+    "rejected",
+    "failed",
+    "expired",
+    "uncertain",
+)
+_STATE_CHECK = ", ".join(f"'{s}'" for s in STATES)
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "chats, submissions, photos, webhook events",
+        [
+            """
+            CREATE TABLE chats (
+                chat_id INTEGER PRIMARY KEY,
+                default_collection_id TEXT,
+                default_collection_name TEXT,
+                remove_background INTEGER NOT NULL DEFAULT 0,
+                language TEXT,
+                admin_only INTEGER NOT NULL DEFAULT 0,
+                reachable INTEGER NOT NULL DEFAULT 1,
+                updated_at REAL NOT NULL
+            )
+            """,
+            f"""
+            CREATE TABLE submissions (
+                id INTEGER PRIMARY KEY,
+                chat_id INTEGER NOT NULL,
+                thread_id INTEGER,
+                message_id INTEGER NOT NULL,
+                user_id INTEGER NOT NULL,
+                user_name TEXT NOT NULL,
+                media_group_id TEXT,
+                collection_ref TEXT,
+                collection_id TEXT,
+                collection_name TEXT,
+                manual_fields TEXT NOT NULL DEFAULT '{{}}',
+                caption_seen INTEGER NOT NULL DEFAULT 0,
+                remove_background INTEGER NOT NULL DEFAULT 0,
+                language TEXT NOT NULL DEFAULT 'en',
+                idempotency_key TEXT NOT NULL UNIQUE,
+                state TEXT NOT NULL CHECK (state IN ({_STATE_CHECK})),
+                batch_id TEXT UNIQUE,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_action_at REAL,
+                gather_deadline REAL,
+                problem TEXT,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                submitted_at REAL,
+                raw_status TEXT,
+                total_products INTEGER,
+                successful_products INTEGER,
+                failed_products INTEGER,
+                progress REAL,
+                results TEXT,
+                progress_message_id INTEGER,
+                progress_shown REAL,
+                progress_edited_at REAL,
+                poll_count INTEGER NOT NULL DEFAULT 0,
+                completed_at REAL,
+                completed_by TEXT,
+                notify_claimed_at REAL,
+                notified_at REAL,
+                notify_attempts INTEGER NOT NULL DEFAULT 0,
+                parts_sent INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            """
+            CREATE UNIQUE INDEX submissions_album ON submissions (chat_id, media_group_id)
+            WHERE media_group_id IS NOT NULL
+            """,
+            "CREATE INDEX submissions_due ON submissions (next_action_at) "
+            "WHERE next_action_at IS NOT NULL",
+            "CREATE INDEX submissions_chat ON submissions (chat_id, state)",
+            """
+            CREATE TABLE photos (
+                id INTEGER PRIMARY KEY,
+                submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
+                chat_id INTEGER NOT NULL,
+                message_id INTEGER NOT NULL,
+                product_key TEXT NOT NULL,
+                file_id TEXT NOT NULL,
+                file_unique_id TEXT NOT NULL,
+                file_size INTEGER,
+                mime_type TEXT,
+                file_name TEXT,
+                media_key TEXT NOT NULL UNIQUE,
+                UNIQUE (chat_id, message_id)
+            )
+            """,
+            "CREATE INDEX photos_submission ON photos (submission_id, message_id)",
+            """
+            CREATE TABLE webhook_events (
+                event_id TEXT PRIMARY KEY,
+                event TEXT NOT NULL,
+                batch_id TEXT,
+                payload TEXT NOT NULL,
+                applied INTEGER NOT NULL DEFAULT 0,
+                received_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX webhook_events_unapplied ON webhook_events (batch_id) WHERE applied = 0",
+            "CREATE INDEX webhook_events_age ON webhook_events (received_at)",
+        ],
+    ),
+    Migration(
+        2,
+        "telegram update ids and pending /scan choices",
+        [
+            """
+            CREATE TABLE telegram_updates (
+                update_id INTEGER PRIMARY KEY,
+                received_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX telegram_updates_age ON telegram_updates (received_at)",
+            """
+            CREATE TABLE pending_scans (
+                chat_id INTEGER NOT NULL,
+                user_id INTEGER NOT NULL,
+                collection_ref TEXT NOT NULL,
+                manual_fields TEXT NOT NULL,
+                expires_at REAL NOT NULL,
+                PRIMARY KEY (chat_id, user_id)
+            )
+            """,
+        ],
+    ),
+]

@@ -1,0 +1,181 @@
+"""Plain records returned by the repositories."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(enum.StrEnum):
+    RECEIVED = "received"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    NOTIFIED = "notified"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    UNCERTAIN = "uncertain"
+
+
+OPEN_STATES = frozenset({State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED})
+# States whose arrival owes the chat a message (sent once through the notification claim).
+MESSAGE_STATES = frozenset(
+    {State.COMPLETED, State.REJECTED, State.FAILED, State.EXPIRED, State.UNCERTAIN}
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a submission was rejected or failed, as a text key and its parameters (rendered
+    in the chat's language when the message is sent)."""
+
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        return json.dumps({"code": self.code, "params": self.params})
+
+    @classmethod
+    def loads(cls, text: str | None) -> Problem | None:
+        if not text:
+            return None
+        data = json.loads(text)
+        return cls(code=str(data["code"]), params=dict(data.get("params") or {}))
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    chat_id: int
+    default_collection_id: str | None = None
+    default_collection_name: str | None = None
+    remove_background: bool = False
+    language: str | None = None
+    admin_only: bool = False
+    reachable: bool = True
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ChatSettings:
+        return cls(
+            chat_id=row["chat_id"],
+            default_collection_id=row["default_collection_id"],
+            default_collection_name=row["default_collection_name"],
+            remove_background=bool(row["remove_background"]),
+            language=row["language"],
+            admin_only=bool(row["admin_only"]),
+            reachable=bool(row["reachable"]),
+        )
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    submission_id: int
+    chat_id: int
+    message_id: int
+    product_key: str
+    file_id: str
+    file_unique_id: str
+    file_size: int | None
+    mime_type: str | None
+    file_name: str | None
+    media_key: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Photo:
+        return cls(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: int
+    chat_id: int
+    thread_id: int | None
+    message_id: int
+    user_id: int
+    user_name: str
+    media_group_id: str | None
+    collection_ref: str | None
+    collection_id: str | None
+    collection_name: str | None
+    manual_fields: dict[str, Any]
+    caption_seen: bool
+    remove_background: bool
+    language: str
+    idempotency_key: str
+    state: State
+    batch_id: str | None
+    attempts: int
+    next_action_at: float | None
+    gather_deadline: float | None
+    problem: Problem | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    raw_status: str | None
+    total_products: int | None
+    successful_products: int | None
+    failed_products: int | None
+    progress: float | None
+    results: dict[str, Any] | None
+    progress_message_id: int | None
+    progress_shown: float | None
+    progress_edited_at: float | None
+    poll_count: int
+    completed_at: float | None
+    completed_by: str | None
+    notify_claimed_at: float | None
+    notified_at: float | None
+    notify_attempts: int
+    parts_sent: int
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Submission:
+        data = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+        data["manual_fields"] = json.loads(data["manual_fields"] or "{}")
+        data["results"] = json.loads(data["results"]) if data["results"] else None
+        data["problem"] = Problem.loads(data["problem"])
+        data["state"] = State(data["state"])
+        data["caption_seen"] = bool(data["caption_seen"])
+        data["remove_background"] = bool(data["remove_background"])
+        return cls(**data)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class PendingScan:
+    collection_ref: str
+    manual_fields: dict[str, Any]
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class NewPhoto:
+    """A photo as intake hands it to storage."""
+
+    chat_id: int
+    message_id: int
+    user_id: int
+    user_name: str
+    file_id: str
+    file_unique_id: str
+    thread_id: int | None = None
+    media_group_id: str | None = None
+    file_size: int | None = None
+    mime_type: str | None = None
+    file_name: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptionInfo:
+    """What a caption asked for (already parsed): a collection reference and field values."""
+
+    collection_ref: str | None
+    manual_fields: dict[str, Any]

@@ -1,0 +1,663 @@
+"""Repositories: the only SQL in the project.
+
+Every change of a submission's state is a named transition: one conditional
+`UPDATE ... WHERE id = ? AND state IN (...)` inside one transaction, whose row count says
+whether this caller won. A caller that lost (a racing webhook and poller, a duplicate event,
+a second claim) learns it from the return value and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from storage.db import Database, Tx
+from storage.models import (
+    MESSAGE_STATES,
+    CaptionInfo,
+    ChatSettings,
+    NewPhoto,
+    PendingScan,
+    Photo,
+    Problem,
+    State,
+    Submission,
+)
+
+R, SI, SD, C, N = State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.NOTIFIED
+RJ, F, E, U = State.REJECTED, State.FAILED, State.EXPIRED, State.UNCERTAIN
+
+# name: (states it may start from, state it ends in). The whole state machine in one table.
+TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
+    "begin_submit": (frozenset({R}), SI),
+    "submit_retry": (frozenset({SI}), R),
+    "mark_submitted": (frozenset({SI}), SD),
+    "mark_uncertain": (frozenset({SI}), U),
+    "reject": (frozenset({R, SI}), RJ),
+    "complete": (frozenset({SD}), C),
+    "fail": (frozenset({R, SI, SD}), F),
+    "expire": (frozenset({SD}), E),
+    "resubmit": (frozenset({U}), R),
+    "mark_notified": (frozenset({C}), N),
+}
+
+
+@dataclass(frozen=True)
+class AddResult:
+    submission_id: int
+    created: bool  # this photo opened a new submission
+    duplicate: bool  # this exact message was stored before (redelivered update)
+    late: bool  # an album member that arrived after its album was submitted
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    kind: str  # "applied", "duplicate", "unknown_batch", "already_done"
+    submission_id: int | None = None
+
+
+class Store:
+    """All repositories over one Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # Chats ---------------------------------------------------------------------------------
+
+    async def chat(self, chat_id: int) -> ChatSettings:
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+        return ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
+
+    async def update_chat(self, chat_id: int, now: float, **values: Any) -> ChatSettings:
+        allowed = {
+            "default_collection_id",
+            "default_collection_name",
+            "remove_background",
+            "language",
+            "admin_only",
+            "reachable",
+        }
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"unknown chat settings: {sorted(unknown)}")
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chats (chat_id, updated_at) VALUES (?, ?) "
+                "ON CONFLICT (chat_id) DO NOTHING",
+                (chat_id, now),
+            )
+            if values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await tx.execute(
+                    f"UPDATE chats SET {sets}, updated_at = ? WHERE chat_id = ?",  # noqa: S608 (names from the allowlist above)
+                    (*values.values(), now, chat_id),
+                )
+            row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+        assert row is not None
+        return ChatSettings.from_row(row)
+
+    # Pending /scan choices -----------------------------------------------------------------
+
+    async def set_pending_scan(
+        self, chat_id: int, user_id: int, caption: CaptionInfo, expires_at: float
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO pending_scans VALUES (?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id) "
+                "DO UPDATE SET collection_ref = excluded.collection_ref, "
+                "manual_fields = excluded.manual_fields, expires_at = excluded.expires_at",
+                (
+                    chat_id,
+                    user_id,
+                    caption.collection_ref or "",
+                    json.dumps(caption.manual_fields),
+                    expires_at,
+                ),
+            )
+
+    async def clear_pending_scan(self, chat_id: int, user_id: int) -> bool:
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "DELETE FROM pending_scans WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)
+            )
+        return n > 0
+
+    @staticmethod
+    async def _pending_scan(tx: Tx, chat_id: int, user_id: int, now: float) -> PendingScan | None:
+        row = await tx.one(
+            "SELECT * FROM pending_scans WHERE chat_id = ? AND user_id = ? AND expires_at > ?",
+            (chat_id, user_id, now),
+        )
+        if row is None:
+            return None
+        return PendingScan(
+            row["collection_ref"], json.loads(row["manual_fields"]), row["expires_at"]
+        )
+
+    # Telegram update ids -------------------------------------------------------------------
+
+    async def first_sight_of_update(self, update_id: int, now: float) -> bool:
+        """Record an update id; False when it was seen before (Telegram redelivered it)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "INSERT INTO telegram_updates VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (update_id, now),
+            )
+        return n > 0
+
+    # Intake --------------------------------------------------------------------------------
+
+    async def add_photo(
+        self,
+        photo: NewPhoto,
+        *,
+        caption: CaptionInfo | None,
+        problem: Problem | None,
+        language: str,
+        remove_background: bool,
+        album_window: float,
+        album_max_wait: float,
+        now: float,
+    ) -> AddResult:
+        """Store one photo (single or album member) before anything else happens.
+
+        Album members join the submission of their (chat, media_group_id); each member restarts
+        the quiet window, bounded by the first member's arrival plus `album_max_wait`."""
+        async with self.db.transaction() as tx:
+            seen = await tx.one(
+                "SELECT submission_id FROM photos WHERE chat_id = ? AND message_id = ?",
+                (photo.chat_id, photo.message_id),
+            )
+            if seen is not None:
+                return AddResult(seen[0], created=False, duplicate=True, late=False)
+            row = None
+            if photo.media_group_id:
+                row = await tx.one(
+                    "SELECT * FROM submissions WHERE chat_id = ? AND media_group_id = ?",
+                    (photo.chat_id, photo.media_group_id),
+                )
+            created = row is None
+            late = False
+            if row is None:
+                pending = await self._pending_scan(tx, photo.chat_id, photo.user_id, now)
+                window = album_window if photo.media_group_id else 0.0
+                sub_id = await tx.insert(
+                    "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
+                    " media_group_id, collection_ref, manual_fields, remove_background, language,"
+                    " idempotency_key, state, next_action_at, gather_deadline, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        photo.chat_id,
+                        photo.thread_id,
+                        photo.message_id,
+                        photo.user_id,
+                        photo.user_name,
+                        photo.media_group_id,
+                        pending.collection_ref if pending else None,
+                        json.dumps(pending.manual_fields if pending else {}),
+                        int(remove_background),
+                        language,
+                        str(uuid.uuid4()),
+                        R.value,
+                        now + window,
+                        now + album_max_wait,
+                        now,
+                        now,
+                    ),
+                )
+                assert sub_id is not None
+            else:
+                sub_id = int(row["id"])
+                if row["state"] == R.value and row["next_action_at"] is not None:
+                    gather_until = min(now + album_window, row["gather_deadline"] or now)
+                    await tx.execute(
+                        "UPDATE submissions SET next_action_at = MAX(next_action_at, ?),"
+                        " message_id = MIN(message_id, ?), updated_at = ? WHERE id = ?",
+                        (gather_until, photo.message_id, now, sub_id),
+                    )
+                elif row["state"] == R.value:
+                    await tx.execute(
+                        "UPDATE submissions SET message_id = MIN(message_id, ?) WHERE id = ?",
+                        (photo.message_id, sub_id),
+                    )
+                else:
+                    late = True
+            await tx.execute(
+                "INSERT INTO photos (submission_id, chat_id, message_id, product_key, file_id,"
+                " file_unique_id, file_size, mime_type, file_name, media_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sub_id,
+                    photo.chat_id,
+                    photo.message_id,
+                    photo.media_group_id or str(photo.message_id),
+                    photo.file_id,
+                    photo.file_unique_id,
+                    photo.file_size,
+                    photo.mime_type,
+                    photo.file_name,
+                    secrets.token_urlsafe(16),
+                ),
+            )
+            if not late and (caption is not None or problem is not None):
+                await tx.execute(
+                    "UPDATE submissions SET collection_ref = COALESCE(?, collection_ref),"
+                    " manual_fields = ?, caption_seen = 1, updated_at = ?"
+                    " WHERE id = ? AND caption_seen = 0 AND state = ?",
+                    (
+                        caption.collection_ref if caption else None,
+                        json.dumps(caption.manual_fields if caption else {}),
+                        now,
+                        sub_id,
+                        R.value,
+                    ),
+                )
+                if problem is not None:
+                    await self._move(
+                        tx, sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
+                    )
+        return AddResult(sub_id, created=created, duplicate=False, late=late)
+
+    async def choose_collection(
+        self, sub_id: int, collection_id: str, collection_name: str, now: float
+    ) -> bool:
+        """Set the collection of a received submission (resolved, or picked by a button) and
+        make it due now."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET collection_id = ?, collection_name = ?, next_action_at = ?,"
+                " updated_at = ? WHERE id = ? AND state = ?",
+                (collection_id, collection_name, now, now, sub_id, R.value),
+            )
+        return n == 1
+
+    async def await_choice(self, sub_id: int, now: float) -> bool:
+        """A received submission waits for the user to pick a collection: not due any more."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET next_action_at = NULL, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (now, sub_id, R.value),
+            )
+        return n == 1
+
+    async def cancel_waiting(self, chat_id: int, user_id: int, now: float) -> int:
+        """/cancel: drop this user's submissions that were not sent yet. No message is owed."""
+        async with self.db.transaction() as tx:
+            return await tx.execute(
+                "UPDATE submissions SET state = ?, problem = ?, next_action_at = NULL,"
+                " notified_at = ?, updated_at = ? WHERE chat_id = ? AND user_id = ? AND state = ?",
+                (RJ.value, Problem("cancelled").dumps(), now, now, chat_id, user_id, R.value),
+            )
+
+    # Transitions ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _move(tx: Tx, sub_id: int, name: str, now: float, **values: Any) -> bool:
+        sources, target = TRANSITIONS[name]
+        sets = "".join(
+            f", {k} = {v}" if isinstance(v, _raw) else f", {k} = ?" for k, v in values.items()
+        )
+        bound = [v for v in values.values() if not isinstance(v, _raw)]
+        marks = ", ".join("?" for _ in sources)
+        n = await tx.execute(
+            f"UPDATE submissions SET state = ?, updated_at = ?{sets}"  # noqa: S608 (column names are ours)
+            f" WHERE id = ? AND state IN ({marks})",
+            (target.value, now, *bound, sub_id, *(s.value for s in sources)),
+        )
+        return n == 1
+
+    async def transition(self, sub_id: int, name: str, now: float, **values: Any) -> bool:
+        async with self.db.transaction() as tx:
+            return await self._move(tx, sub_id, name, now, **values)
+
+    async def begin_submit(self, sub_id: int, now: float) -> bool:
+        async with self.db.transaction() as tx:
+            return await self._move(
+                tx, sub_id, "begin_submit", now, attempts=_raw("attempts + 1"), next_action_at=None
+            )
+
+    async def submit_retry(self, sub_id: int, error: str, retry_at: float, now: float) -> bool:
+        """The request provably never reached Resell Scan: back to received, due later."""
+        return await self.transition(
+            sub_id, "submit_retry", now, last_error=error, next_action_at=retry_at
+        )
+
+    async def mark_uncertain(self, sub_id: int, error: str, now: float) -> bool:
+        return await self.transition(
+            sub_id, "mark_uncertain", now, last_error=error, next_action_at=now
+        )
+
+    async def reject(self, sub_id: int, problem: Problem, now: float) -> bool:
+        return await self.transition(
+            sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
+        )
+
+    async def fail(self, sub_id: int, problem: Problem, now: float) -> bool:
+        return await self.transition(
+            sub_id, "fail", now, problem=problem.dumps(), next_action_at=now
+        )
+
+    async def expire(self, sub_id: int, now: float) -> bool:
+        return await self.transition(sub_id, "expire", now, next_action_at=now)
+
+    async def resubmit(self, sub_id: int, now: float) -> bool:
+        """The user chose to send an uncertain submission again (same idempotency key)."""
+        return await self.transition(
+            sub_id,
+            "resubmit",
+            now,
+            next_action_at=now,
+            notify_claimed_at=None,
+            notified_at=None,
+            problem=None,
+        )
+
+    async def mark_submitted(
+        self, sub_id: int, batch_id: str, next_poll_at: float, now: float
+    ) -> bool:
+        """Store the batch id. If a webhook for this batch arrived first, apply it now.
+        Returns True when that made the submission completed at once."""
+        async with self.db.transaction() as tx:
+            moved = await self._move(
+                tx,
+                sub_id,
+                "mark_submitted",
+                now,
+                batch_id=batch_id,
+                submitted_at=now,
+                next_action_at=next_poll_at,
+                last_error=None,
+            )
+            if not moved:
+                return False
+            early = await tx.one(
+                "SELECT event_id, payload FROM webhook_events WHERE batch_id = ? AND applied = 0"
+                " ORDER BY received_at LIMIT 1",
+                (batch_id,),
+            )
+            if early is None:
+                return False
+            data = json.loads(early["payload"]).get("data") or {}
+            done = await self._complete(tx, sub_id, _summary(data), data, "webhook", now)
+            await tx.execute(
+                "UPDATE webhook_events SET applied = 1 WHERE event_id = ?", (early["event_id"],)
+            )
+            return done
+
+    async def set_progress_message(self, sub_id: int, message_id: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE submissions SET progress_message_id = ? WHERE id = ?", (message_id, sub_id)
+            )
+
+    async def record_poll(
+        self,
+        sub_id: int,
+        *,
+        raw_status: str,
+        counts: tuple[int | None, int | None, int | None],
+        progress: float | None,
+        next_poll_at: float,
+        now: float,
+    ) -> bool:
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET raw_status = ?, total_products = ?,"
+                " successful_products = ?, failed_products = ?, progress = ?,"
+                " poll_count = poll_count + 1, next_action_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (raw_status, *counts, progress, next_poll_at, now, sub_id, SD.value),
+            )
+        return n == 1
+
+    async def note_progress_shown(self, sub_id: int, progress: float, now: float) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE submissions SET progress_shown = ?, progress_edited_at = ? WHERE id = ?",
+                (progress, now, sub_id),
+            )
+
+    @staticmethod
+    async def _complete(
+        tx: Tx,
+        sub_id: int,
+        summary: dict[str, Any],
+        results: dict[str, Any],
+        source: str,
+        now: float,
+    ) -> bool:
+        return await Store._move(
+            tx,
+            sub_id,
+            "complete",
+            now,
+            raw_status=summary.get("status"),
+            total_products=summary.get("total"),
+            successful_products=summary.get("successful"),
+            failed_products=summary.get("failed"),
+            progress=100.0,
+            results=json.dumps(results),
+            completed_at=now,
+            completed_by=source,
+            next_action_at=now,
+        )
+
+    async def complete(self, sub_id: int, results: dict[str, Any], source: str, now: float) -> bool:
+        """submitted -> completed with the results; False if someone else completed it first."""
+        async with self.db.transaction() as tx:
+            return await self._complete(tx, sub_id, _summary(results), results, source, now)
+
+    async def apply_webhook(
+        self, event_id: str, event: str, batch_id: str | None, payload: dict[str, Any], now: float
+    ) -> WebhookOutcome:
+        """Store the event id and apply its completion in one transaction.
+
+        A duplicate id changes nothing. An event for a batch we do not know yet is kept and
+        applied when `mark_submitted` stores that batch id."""
+        async with self.db.transaction() as tx:
+            inserted = await tx.execute(
+                "INSERT INTO webhook_events (event_id, event, batch_id, payload, received_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, event, batch_id, json.dumps(payload), now),
+            )
+            if not inserted:
+                return WebhookOutcome("duplicate")
+            if batch_id is None:
+                return WebhookOutcome("unknown_batch")
+            row = await tx.one("SELECT id FROM submissions WHERE batch_id = ?", (batch_id,))
+            if row is None:
+                return WebhookOutcome("unknown_batch")
+            await tx.execute(
+                "UPDATE webhook_events SET applied = 1 WHERE event_id = ?", (event_id,)
+            )
+            data = payload.get("data") or {}
+            won = await self._complete(tx, row["id"], _summary(data), data, "webhook", now)
+            return WebhookOutcome("applied" if won else "already_done", row["id"])
+
+    # Notification claim --------------------------------------------------------------------
+
+    async def claim_notification(self, sub_id: int, now: float) -> bool:
+        """Take the right to send this submission's message. Only one caller wins."""
+        marks = ", ".join("?" for _ in MESSAGE_STATES)
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET notify_claimed_at = ?, next_action_at = NULL"  # noqa: S608 (placeholders only)
+                f" WHERE id = ? AND state IN ({marks})"
+                " AND notified_at IS NULL AND notify_claimed_at IS NULL",
+                (now, sub_id, *(s.value for s in MESSAGE_STATES)),
+            )
+        return n == 1
+
+    async def mark_part_sent(self, sub_id: int, parts: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE submissions SET parts_sent = ? WHERE id = ?", (parts, sub_id))
+
+    async def release_claim(self, sub_id: int, error: str, retry_at: float, now: float) -> bool:
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET notify_claimed_at = NULL, notify_attempts ="
+                " notify_attempts + 1, last_error = ?, next_action_at = ?, updated_at = ?"
+                " WHERE id = ? AND notify_claimed_at IS NOT NULL AND notified_at IS NULL",
+                (error, retry_at, now, sub_id),
+            )
+        return n == 1
+
+    async def mark_notified(self, sub_id: int, now: float, error: str | None = None) -> bool:
+        """The message was sent (or cannot ever be: `error` says why). completed -> notified."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET notified_at = ?, next_action_at = NULL, updated_at = ?,"
+                " last_error = COALESCE(?, last_error),"
+                " state = CASE state WHEN ? THEN ? ELSE state END"
+                " WHERE id = ? AND notify_claimed_at IS NOT NULL AND notified_at IS NULL",
+                (now, now, error, C.value, N.value, sub_id),
+            )
+        return n == 1
+
+    # Queries -------------------------------------------------------------------------------
+
+    async def get(self, sub_id: int) -> Submission | None:
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+        return Submission.from_row(row) if row else None
+
+    async def by_batch(self, batch_id: str) -> Submission | None:
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT * FROM submissions WHERE batch_id = ?", (batch_id,))
+        return Submission.from_row(row) if row else None
+
+    async def find_batch(self, chat_id: int, batch_ref: str) -> Submission | None:
+        """A chat's submission by full batch id or its first characters."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM submissions WHERE chat_id = ? AND batch_id LIKE ? || '%'"
+                " ESCAPE '\\' LIMIT 2",
+                (chat_id, batch_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")),
+            )
+        return Submission.from_row(rows[0]) if len(rows) == 1 else None
+
+    async def photos(self, sub_id: int) -> list[Photo]:
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM photos WHERE submission_id = ? ORDER BY message_id", (sub_id,)
+            )
+        return [Photo.from_row(r) for r in rows]
+
+    async def photo_by_media_key(self, media_key: str) -> tuple[Photo, Submission] | None:
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT * FROM photos WHERE media_key = ?", (media_key,))
+            if row is None:
+                return None
+            sub = await tx.one("SELECT * FROM submissions WHERE id = ?", (row["submission_id"],))
+        assert sub is not None
+        return Photo.from_row(row), Submission.from_row(sub)
+
+    async def due(self, now: float, limit: int = 100) -> list[Submission]:
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM submissions WHERE next_action_at IS NOT NULL AND next_action_at <= ?"
+                " ORDER BY next_action_at LIMIT ?",
+                (now, limit),
+            )
+        return [Submission.from_row(r) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT MIN(next_action_at) FROM submissions WHERE next_action_at IS NOT NULL"
+            )
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def recover(self, now: float) -> dict[str, int]:
+        """At start: whatever was mid-send when the process died.
+
+        `submitting` becomes `uncertain` (createAndAnalyze may have been processed; the user
+        decides), and notification claims of the dead process are released."""
+        async with self.db.transaction() as tx:
+            uncertain = await tx.execute(
+                "UPDATE submissions SET state = ?, next_action_at = ?, updated_at = ?,"
+                " last_error = 'interrupted while sending to Resell Scan' WHERE state = ?",
+                (U.value, now, now, SI.value),
+            )
+            released = await tx.execute(
+                "UPDATE submissions SET notify_claimed_at = NULL, next_action_at = ?"
+                " WHERE notify_claimed_at IS NOT NULL AND notified_at IS NULL",
+                (now,),
+            )
+            counts = await tx.all(
+                "SELECT state, COUNT(*) FROM submissions WHERE state IN (?, ?, ?) GROUP BY state",
+                (R.value, SD.value, C.value),
+            )
+        out = {"uncertain": uncertain, "claims_released": released}
+        out.update({row[0]: row[1] for row in counts})
+        return out
+
+    async def for_chat(
+        self, chat_id: int, *, open_limit: int = 20, finished_limit: int = 5
+    ) -> tuple[list[Submission], list[Submission]]:
+        async with self.db.reading() as tx:
+            open_rows = await tx.all(
+                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?)"
+                " ORDER BY id DESC LIMIT ?",
+                (chat_id, R.value, SI.value, SD.value, C.value, open_limit),
+            )
+            done_rows = await tx.all(
+                "SELECT * FROM submissions WHERE chat_id = ? AND state NOT IN (?, ?, ?, ?)"
+                " AND batch_id IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+                (chat_id, R.value, SI.value, SD.value, C.value, finished_limit),
+            )
+        return (
+            [Submission.from_row(r) for r in open_rows],
+            [Submission.from_row(r) for r in done_rows],
+        )
+
+    async def count_by_state(self) -> dict[str, int]:
+        async with self.db.reading() as tx:
+            rows = await tx.all("SELECT state, COUNT(*) FROM submissions GROUP BY state")
+        return {row[0]: row[1] for row in rows}
+
+    async def prune(self, *, events_before: float, updates_before: float) -> tuple[int, int]:
+        """Forget webhook event ids and Telegram update ids older than the given times."""
+        async with self.db.transaction() as tx:
+            events = await tx.execute(
+                "DELETE FROM webhook_events WHERE received_at < ? AND applied = 1",
+                (events_before,),
+            )
+            updates = await tx.execute(
+                "DELETE FROM telegram_updates WHERE received_at < ?", (updates_before,)
+            )
+        return events, updates
+
+
+class _raw(str):
+    """A SQL expression to use as a column's new value instead of a bound parameter."""
+
+    __slots__ = ()
+
+
+def _summary(data: dict[str, Any]) -> dict[str, Any]:
+    """Counts from a batch payload (webhook `data` or results), tolerant of casing."""
+
+    def pick(*keys: str) -> Any:
+        for key in keys:
+            if data.get(key) is not None:
+                return data[key]
+        return None
+
+    raw_products = data.get("products")
+    products: list[Any] = raw_products if isinstance(raw_products, list) else []
+    failed = pick("failed_products", "failedProducts")
+    if failed is None:
+        failed = sum(1 for p in products if isinstance(p, dict) and p.get("error") is not None)
+    total = pick("total_products", "totalProducts")
+    if total is None:
+        total = len(products)
+    ok = pick("successful_products", "successfulProducts")
+    if ok is None:
+        ok = max(0, total - failed)
+    return {"status": pick("status"), "total": total, "successful": ok, "failed": failed}

@@ -1,0 +1,107 @@
+"""Shared fixtures: real SQLite files in a temp dir, and the sandbox on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from sandbox.server import SandboxThread
+from storage import Database, NewPhoto, Store
+
+T = TypeVar("T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--large", action="store_true", help="run the reliability suite at its large size"
+    )
+
+
+@pytest.fixture
+def large(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--large"))
+
+
+class Clock:
+    """A settable clock for code that takes `now` from a callable."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    try:
+        yield Store(db)
+    finally:
+        await db.close()
+
+
+_message_ids = itertools.count(1)
+
+
+def new_photo(chat_id: int = 1, user_id: int = 10, **extra: Any) -> NewPhoto:
+    message_id = extra.pop("message_id", None) or next(_message_ids)
+    return NewPhoto(
+        chat_id=chat_id,
+        message_id=message_id,
+        user_id=user_id,
+        user_name=f"User {user_id}",
+        file_id=f"file-{chat_id}-{message_id}",
+        file_unique_id=f"u-{chat_id}-{message_id}",
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxThread]:
+    with SandboxThread() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxThread) -> SandboxThread:
+    """The shared sandbox, reset to its seeded state for this test."""
+    with httpx.Client(base_url=sandbox_server.url, timeout=10) as http:
+        http.post("/sandbox/reset").raise_for_status()
+        http.post("/sandbox/telegram/reset").raise_for_status()
+        http.post("/sandbox/config", json={"analysis_seconds": 0.3, "failure_rate": 0.0})
+    return sandbox_server
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")

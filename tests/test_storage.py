@@ -1,0 +1,381 @@
+"""The submission store: transitions, claims, webhook idempotency, concurrency, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    TRANSITIONS,
+    CaptionInfo,
+    Database,
+    Migration,
+    Problem,
+    State,
+    StorageError,
+    Store,
+)
+from storage.migrations import MIGRATIONS
+from tests.conftest import new_photo
+
+NOW = 1_000_000.0
+
+
+async def add_single(store: Store, *, chat_id: int = 1, caption: CaptionInfo | None = None) -> int:
+    result = await store.add_photo(
+        new_photo(chat_id=chat_id),
+        caption=caption,
+        problem=None,
+        language="en",
+        remove_background=False,
+        album_window=1.0,
+        album_max_wait=5.0,
+        now=NOW,
+    )
+    return result.submission_id
+
+
+async def force_state(store: Store, sub_id: int, state: State) -> None:
+    """Put a submission into `state` directly (test set-up only)."""
+    async with store.db.transaction() as tx:
+        await tx.execute(
+            "UPDATE submissions SET state = ?, batch_id = COALESCE(batch_id, ?) WHERE id = ?",
+            (state.value, f"batch-{sub_id}" if state is not State.RECEIVED else None, sub_id),
+        )
+
+
+async def state_of(store: Store, sub_id: int) -> State:
+    sub = await store.get(sub_id)
+    assert sub is not None
+    return sub.state
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+@pytest.mark.parametrize("start", list(State))
+async def test_every_transition_from_every_state(store: Store, name: str, start: State) -> None:
+    sources, target = TRANSITIONS[name]
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, start)
+    won = await store.transition(sub_id, name, NOW + 1)
+    assert won is (start in sources)
+    assert await state_of(store, sub_id) == (target if won else start)
+
+
+async def test_completed_cannot_go_back_to_submitting(store: Store) -> None:
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.COMPLETED)
+    assert not await store.begin_submit(sub_id, NOW)
+    assert await state_of(store, sub_id) is State.COMPLETED
+
+
+async def test_full_happy_path(store: Store) -> None:
+    sub_id = await add_single(store, caption=CaptionInfo("Sneakers", {"purchasePrice": 12.5}))
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.collection_ref == "Sneakers"
+    assert sub.manual_fields == {"purchasePrice": 12.5}
+    assert await store.choose_collection(sub_id, "c1", "Sneakers", NOW)
+    assert await store.begin_submit(sub_id, NOW)
+    assert not await store.begin_submit(sub_id, NOW), "a second submit must lose"
+    assert not await store.mark_submitted(sub_id, "b-1", NOW + 3, NOW)
+    assert (await store.by_batch("b-1")) is not None
+    assert await store.complete(sub_id, {"status": "completed", "products": []}, "poll", NOW)
+    assert await store.claim_notification(sub_id, NOW)
+    assert await store.mark_notified(sub_id, NOW)
+    final = await store.get(sub_id)
+    assert final is not None and final.state is State.NOTIFIED and final.notified_at == NOW
+    assert final.attempts == 1
+
+
+async def test_notified_batch_cannot_be_claimed_again(store: Store) -> None:
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.COMPLETED)
+    assert await store.claim_notification(sub_id, NOW)
+    assert not await store.claim_notification(sub_id, NOW), "claimed twice"
+    assert await store.mark_notified(sub_id, NOW)
+    assert not await store.claim_notification(sub_id, NOW)
+    assert not await store.mark_notified(sub_id, NOW)
+
+
+async def test_released_claim_can_be_claimed_again(store: Store) -> None:
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.COMPLETED)
+    assert await store.claim_notification(sub_id, NOW)
+    assert await store.release_claim(sub_id, "telegram 429", NOW + 5, NOW)
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.notify_attempts == 1 and sub.next_action_at == NOW + 5
+    assert await store.claim_notification(sub_id, NOW + 5)
+
+
+async def test_claim_only_for_states_that_owe_a_message(store: Store) -> None:
+    sub_id = await add_single(store)
+    for state in (State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.NOTIFIED):
+        await force_state(store, sub_id, state)
+        assert not await store.claim_notification(sub_id, NOW), state
+
+
+async def test_duplicate_webhook_event_changes_nothing(store: Store) -> None:
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.SUBMITTING)
+    await store.mark_submitted(sub_id, "b-1", NOW + 3, NOW)
+    payload = {"id": "evt_1", "data": {"batch_id": "b-1", "total_products": 1, "products": []}}
+    first = await store.apply_webhook("evt_1", "analysis.completed", "b-1", payload, NOW)
+    second = await store.apply_webhook("evt_1", "analysis.completed", "b-1", payload, NOW + 1)
+    assert first.kind == "applied" and first.submission_id == sub_id
+    assert second.kind == "duplicate"
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.completed_at == NOW and sub.completed_by == "webhook"
+
+
+async def test_racing_webhook_and_poller_complete_once(store: Store) -> None:
+    winners = []
+    for round_ in range(20):
+        sub_id = await add_single(store)
+        await force_state(store, sub_id, State.SUBMITTING)
+        batch = f"race-{round_}"
+        await store.mark_submitted(sub_id, batch, NOW, NOW)
+        payload = {"data": {"batch_id": batch, "products": []}}
+        webhook, poll = await asyncio.gather(
+            store.apply_webhook(f"evt_{round_}", "analysis.completed", batch, payload, NOW),
+            store.complete(sub_id, {"products": []}, "poll", NOW),
+        )
+        assert (webhook.kind == "applied") != poll, "exactly one of them must win"
+        winners.append("webhook" if webhook.kind == "applied" else "poll")
+        assert await store.claim_notification(sub_id, NOW)
+        assert not await store.claim_notification(sub_id, NOW)
+    assert set(winners) <= {"webhook", "poll"}
+
+
+async def test_webhook_before_batch_id_is_stored_applies_on_submit(store: Store) -> None:
+    payload = {"data": {"batch_id": "early", "status": "completed", "products": []}}
+    outcome = await store.apply_webhook("evt_e", "analysis.completed", "early", payload, NOW)
+    assert outcome.kind == "unknown_batch"
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.SUBMITTING)
+    assert await store.mark_submitted(sub_id, "early", NOW + 3, NOW)
+    assert await state_of(store, sub_id) is State.COMPLETED
+
+
+async def test_album_members_join_one_submission_and_restart_the_window(store: Store) -> None:
+    ids = []
+    for i, at in enumerate((NOW, NOW + 0.5, NOW + 1.2)):
+        result = await store.add_photo(
+            new_photo(chat_id=7, message_id=100 - i, media_group_id="g1"),
+            caption=CaptionInfo("Sneakers", {}) if i == 1 else None,
+            problem=None, language="en", remove_background=False,
+            album_window=1.0, album_max_wait=5.0, now=at,
+        )
+        ids.append(result.submission_id)
+    assert len(set(ids)) == 1
+    sub = await store.get(ids[0])
+    assert sub is not None
+    assert sub.next_action_at == NOW + 2.2, "window restarts with each member"
+    assert sub.message_id == 98, "the reply goes to the first message of the album"
+    assert sub.collection_ref == "Sneakers"
+    photos = await store.photos(ids[0])
+    assert [p.message_id for p in photos] == [98, 99, 100]
+
+
+async def test_album_window_is_capped_by_max_wait(store: Store) -> None:
+    sub_id = None
+    for i in range(10):
+        result = await store.add_photo(
+            new_photo(chat_id=8, media_group_id="g2"), caption=None, problem=None,
+            language="en", remove_background=False, album_window=1.0, album_max_wait=3.0,
+            now=NOW + i * 0.9,
+        )
+        sub_id = result.submission_id
+    assert sub_id is not None
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.next_action_at == NOW + 3.0
+
+
+async def test_redelivered_photo_is_stored_once(store: Store) -> None:
+    photo = new_photo(chat_id=3)
+    kwargs = dict(caption=None, problem=None, language="en", remove_background=False,
+                  album_window=1.0, album_max_wait=5.0, now=NOW)
+    first = await store.add_photo(photo, **kwargs)  # type: ignore[arg-type]
+    second = await store.add_photo(photo, **kwargs)  # type: ignore[arg-type]
+    assert not first.duplicate and second.duplicate
+    assert second.submission_id == first.submission_id
+    assert (await store.count_by_state()) == {"received": 1}
+
+
+async def test_late_album_member_is_kept_but_marked_late(store: Store) -> None:
+    first = await store.add_photo(
+        new_photo(chat_id=4, media_group_id="g3"), caption=None, problem=None, language="en",
+        remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW,
+    )
+    await force_state(store, first.submission_id, State.SUBMITTED)
+    late = await store.add_photo(
+        new_photo(chat_id=4, media_group_id="g3"), caption=None, problem=None, language="en",
+        remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW + 9,
+    )
+    assert late.late and late.submission_id == first.submission_id
+    assert len(await store.photos(first.submission_id)) == 2
+
+
+async def test_caption_problem_rejects_and_owes_a_message(store: Store) -> None:
+    result = await store.add_photo(
+        new_photo(chat_id=5), caption=None, problem=Problem("bad_pair", {"pair": "x"}),
+        language="en", remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW,
+    )
+    sub = await store.get(result.submission_id)
+    assert sub is not None and sub.state is State.REJECTED
+    assert sub.problem == Problem("bad_pair", {"pair": "x"})
+    assert await store.claim_notification(sub.id, NOW)
+
+
+async def test_recover_turns_submitting_into_uncertain_and_releases_claims(store: Store) -> None:
+    mid_send = await add_single(store)
+    await force_state(store, mid_send, State.SUBMITTING)
+    mid_reply = await add_single(store)
+    await force_state(store, mid_reply, State.COMPLETED)
+    assert await store.claim_notification(mid_reply, NOW)
+    counts = await store.recover(NOW + 10)
+    assert counts["uncertain"] == 1 and counts["claims_released"] == 1
+    assert await state_of(store, mid_send) is State.UNCERTAIN
+    assert await store.claim_notification(mid_reply, NOW + 10)
+    due = {s.id for s in await store.due(NOW + 10)}
+    assert mid_send in due
+
+
+async def test_due_and_next_due(store: Store) -> None:
+    early = await add_single(store)
+    late = await store.add_photo(
+        new_photo(media_group_id="g9"), caption=None, problem=None, language="en",
+        remove_background=False, album_window=2.0, album_max_wait=5.0, now=NOW,
+    )
+    assert [s.id for s in await store.due(NOW)] == [early]
+    assert await store.next_due_at() == NOW
+    await store.await_choice(early, NOW)
+    assert await store.next_due_at() == NOW + 2.0
+    assert [s.id for s in await store.due(NOW + 2.0)] == [late.submission_id]
+
+
+async def test_pending_scan_applies_to_next_photo_until_it_expires(store: Store) -> None:
+    await store.set_pending_scan(1, 10, CaptionInfo("Books", {"quantity": 2}), NOW + 60)
+    sub_id = await add_single(store)
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.collection_ref == "Books" and sub.manual_fields == {"quantity": 2}
+    late = await store.add_photo(
+        new_photo(), caption=None, problem=None, language="en", remove_background=False,
+        album_window=1.0, album_max_wait=5.0, now=NOW + 61,
+    )
+    sub2 = await store.get(late.submission_id)
+    assert sub2 is not None and sub2.collection_ref is None
+
+
+async def test_chat_settings_round_trip(store: Store) -> None:
+    assert (await store.chat(42)).default_collection_id is None
+    await store.update_chat(42, NOW, default_collection_id="c", default_collection_name="Books")
+    await store.update_chat(42, NOW, language="de", admin_only=True)
+    chat = await store.chat(42)
+    assert (chat.default_collection_name, chat.language, chat.admin_only) == ("Books", "de", True)
+    with pytest.raises(ValueError, match="unknown chat settings"):
+        await store.update_chat(42, NOW, token="x")
+
+
+async def test_update_ids_and_prune(store: Store) -> None:
+    assert await store.first_sight_of_update(5, NOW)
+    assert not await store.first_sight_of_update(5, NOW)
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.SUBMITTED)
+    await store.apply_webhook("evt_old", "analysis.completed", f"batch-{sub_id}", {}, NOW)
+    events, updates = await store.prune(events_before=NOW + 1, updates_before=NOW + 1)
+    assert (events, updates) == (1, 1)
+    assert await store.first_sight_of_update(5, NOW + 2)
+
+
+async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
+    async def worker(n: int) -> int:
+        sub_id = await add_single(store, chat_id=1000 + n % 17)
+        await store.update_chat(1000 + n % 17, NOW, language="de" if n % 2 else "en")
+        assert await store.choose_collection(sub_id, "c", "C", NOW)
+        assert await store.begin_submit(sub_id, NOW)
+        await store.mark_submitted(sub_id, f"batch-c-{n}", NOW, NOW)
+        if n % 3 == 0:
+            payload = {"data": {"batch_id": f"batch-c-{n}", "products": []}}
+            await store.apply_webhook(f"evt-c-{n}", "analysis.completed", f"batch-c-{n}", payload, NOW)
+        else:
+            await store.complete(sub_id, {"products": []}, "poll", NOW)
+        assert await store.claim_notification(sub_id, NOW)
+        assert await store.mark_notified(sub_id, NOW)
+        return sub_id
+
+    results = await asyncio.gather(*(worker(n) for n in range(200)))
+    assert len(set(results)) == 200
+    assert await store.count_by_state() == {"notified": 200}
+    assert await store.db.integrity_check() == "ok"
+
+
+# Migrations ---------------------------------------------------------------------------------
+
+
+async def test_empty_file_migrates_to_newest(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "new.sqlite3")
+    try:
+        assert await db.user_version() == max(m.version for m in MIGRATIONS)
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("start", range(1, len(MIGRATIONS)))
+async def test_each_older_version_migrates_to_newest(tmp_path: Path, start: int) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = await Database.open(path, MIGRATIONS[:start])
+    assert await old.user_version() == start
+    await old.close()
+    db = await Database.open(path)
+    try:
+        assert await db.user_version() == len(MIGRATIONS)
+        store = Store(db)
+        assert await store.first_sight_of_update(1, NOW)
+    finally:
+        await db.close()
+
+
+async def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "twice.sqlite3")
+    try:
+        version = await db.user_version()
+        assert await db.migrate(MIGRATIONS) == version
+    finally:
+        await db.close()
+
+
+async def test_failing_migration_leaves_version_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "fail.sqlite3"
+    broken = [*MIGRATIONS, Migration(99, "broken", ["CREATE TABLE ok_table (x)", "NOT SQL"])]
+    with pytest.raises(StorageError, match="migration 99"):
+        await Database.open(path, broken)
+    db = await Database.open(path)
+    try:
+        assert await db.user_version() == len(MIGRATIONS)
+        async with db.reading() as tx:
+            row = await tx.one("SELECT name FROM sqlite_master WHERE name = 'ok_table'")
+        assert row is None, "the failed migration's first statement must be rolled back"
+    finally:
+        await db.close()
+
+
+async def test_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(StorageError, match="newer than this program"):
+        await Database.open(path)
+
+
+async def test_pragmas(store: Store) -> None:
+    async with store.db.reading() as tx:
+        journal = await tx.one("PRAGMA journal_mode")
+        fks = await tx.one("PRAGMA foreign_keys")
+        sync = await tx.one("PRAGMA synchronous")
+        busy = await tx.one("PRAGMA busy_timeout")
+    assert journal is not None and journal[0] == "wal"
+    assert fks is not None and fks[0] == 1
+    assert sync is not None and sync[0] == 2  # FULL
+    assert busy is not None and busy[0] >= 1000
