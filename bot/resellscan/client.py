@@ -329,10 +329,10 @@ class ResellScanClient:
         only what provably did not reach the server (connect errors) or was refused as a whole
         (429). A POST that may have been processed raises AmbiguousWrite."""
         is_write = method != "GET"
-        headers = {
-            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
-            "Accept": "application/json",
-        }
+        headers = {"Accept": "application/json"}
+        key = self._api_key.get_secret_value().strip()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         if is_write:
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         clean = {k: v for k, v in (params or {}).items() if v is not None}
@@ -401,10 +401,16 @@ class ResellScanClient:
             raise errors.ConnectionFailed(f"cannot connect: {type(exc).__name__}") from exc
         except httpx.UnsupportedProtocol as exc:
             raise errors.ConnectionFailed(f"bad base URL: {exc}") from exc
+        except httpx.LocalProtocolError as exc:  # we could not even form the request
+            raise errors.ProtocolError(f"request not sendable: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
             raise errors.TransportError(f"timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise errors.TransportError(f"network error: {type(exc).__name__}") from exc
+        except (httpx.DecodingError, httpx.TooManyRedirects) as exc:
+            raise errors.ProtocolError(f"unusable response: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:  # anything httpx adds later
+            raise errors.TransportError(f"HTTP error: {type(exc).__name__}") from exc
         try:
             payload: Any = response.json() if response.content else None
         except ValueError:
