@@ -389,6 +389,16 @@ class Store:
             )
             return done
 
+    async def defer(self, sub_id: int, at: float | None, error: str | None = None) -> bool:
+        """Look at an open submission again at `at` (None: only when something wakes it)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET next_action_at = ?, last_error = COALESCE(?, last_error)"
+                " WHERE id = ? AND notified_at IS NULL",
+                (at, error, sub_id),
+            )
+        return n == 1
+
     async def set_progress_message(self, sub_id: int, message_id: int) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(

@@ -1,0 +1,228 @@
+"""Composition root: builds every part from Settings and owns their lifecycles.
+
+Start order: database, HTTP client, PTB Application (getMe), tracker (resumes open work), web
+server, then updates (long polling or Telegram webhook). Stop runs it backwards: no new updates
+first, then in-flight handlers and tracker tasks finish their transactions, then the rest.
+Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from telegram import Update
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+
+from bot import __version__
+from bot.config import Settings
+from bot.intake import Catalog
+from bot.media import MediaSigner, derive_key
+from bot.metrics import Metrics
+from bot.resellscan import ResellScanClient, RetryPolicy
+from bot.telegram.handlers import Handlers, Services, register_commands
+from bot.tracker import Tracker
+from bot.web import TELEGRAM_PATH, EmbeddedServer, Health, build_web_app
+from storage import Database, Store
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+PRUNE_EVERY = 6 * 3600.0
+KEEP_EVENTS = 7 * 86400.0
+KEEP_UPDATES = 2 * 86400.0
+
+
+class BotRuntime:
+    """A running bot. Use `async with running(settings) as runtime:` or start()/stop()."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.health = Health()
+        self.db: Database | None = None
+        self.store: Store | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.tracker: Tracker | None = None
+        self.server: EmbeddedServer | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.port: int = settings.http_port
+
+    async def start(self) -> None:
+        settings = self.settings
+        log.info("resell-scan-bot %s starting", __version__)
+        self.db = await Database.open(settings.database_path)
+        self.store = Store(self.db)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.resell_scan_timeout, connect=10.0),
+            headers={"User-Agent": f"resell-scan-bot/{__version__}"},
+        )
+
+        def observe(endpoint: str, outcome: str) -> None:
+            self.metrics.observe_api(endpoint, outcome)
+            self.health.observe_resellscan(endpoint, outcome)
+
+        client = ResellScanClient(
+            self.http,
+            api_key=settings.resell_scan_api_key,
+            base_url=settings.resell_scan_base_url,
+            retry=RetryPolicy(
+                max_attempts=settings.resell_scan_max_attempts,
+                total_timeout=settings.resell_scan_retry_total,
+            ),
+            observe=observe,
+        )
+        catalog = Catalog(client)
+        builder = (
+            ApplicationBuilder()
+            .token(settings.telegram_bot_token.get_secret_value())
+            .base_url(settings.bot_api_url)
+            .base_file_url(settings.bot_file_url)
+            .rate_limiter(AIORateLimiter(max_retries=3))
+            .concurrent_updates(16)
+            .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
+        )
+        if settings.telegram_webhook_url:
+            builder = builder.updater(None)
+        application = builder.build()
+        self.application = application
+        await application.initialize()
+        token = settings.telegram_bot_token.get_secret_value()
+        media = MediaSigner(
+            derive_key(token),
+            settings.public_base_url or "http://unset.invalid",
+            settings.media_url_ttl_seconds,
+        )
+        self.tracker = Tracker(
+            settings=settings,
+            store=self.store,
+            client=client,
+            catalog=catalog,
+            bot=application.bot,
+            metrics=self.metrics,
+            media=media,
+            clock=self.clock,
+        )
+        services = Services(
+            settings=settings,
+            store=self.store,
+            catalog=catalog,
+            tracker=self.tracker,
+            metrics=self.metrics,
+            clock=self.clock,
+            can_read_all_group_messages=bool(application.bot.can_read_all_group_messages),
+        )
+        Handlers(services).register(application)
+        try:
+            await register_commands(application)
+        except Exception as exc:  # a nicety; never a reason not to start
+            log.warning("setMyCommands failed: %s", exc)
+
+        async def enqueue(update: Update) -> None:
+            await application.update_queue.put(update)
+
+        web = build_web_app(
+            settings=settings,
+            store=self.store,
+            tracker=self.tracker,
+            metrics=self.metrics,
+            media=media,
+            bot=application.bot,
+            health=self.health,
+            enqueue_update=enqueue if settings.telegram_webhook_url else None,
+            clock=self.clock,
+        )
+        config = __import__("uvicorn").Config(
+            web,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+        self.server = EmbeddedServer(config)
+        self._server_task = asyncio.create_task(self.server.serve(), name="web")
+        while not self.server.started:
+            if self._server_task.done():
+                self._server_task.result()  # raises the bind error
+                raise RuntimeError("web server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        log.info("HTTP side on %s:%d", settings.http_host, self.port)
+        await application.start()
+        await self.tracker.start()
+        if settings.telegram_webhook_url:
+            await application.bot.set_webhook(
+                settings.telegram_webhook_url.rstrip("/") + TELEGRAM_PATH,
+                secret_token=settings.telegram_webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("receiving Telegram updates by webhook")
+        else:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                timeout=settings.telegram_poll_timeout,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("receiving Telegram updates by long polling")
+        self._housekeeping = asyncio.create_task(self._prune_loop(), name="prune")
+
+    async def _prune_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            now = self.clock()
+            try:
+                events, updates = await self.store.prune(
+                    events_before=now - KEEP_EVENTS, updates_before=now - KEEP_UPDATES
+                )
+                if events or updates:
+                    log.info("pruned %d webhook event ids, %d update ids", events, updates)
+            except Exception:
+                log.exception("pruning failed")
+            await asyncio.sleep(PRUNE_EVERY)
+
+    async def stop(self) -> None:
+        """Stop taking updates, let in-flight work finish its transactions, close everything."""
+        log.info("stopping")
+        app = self.application
+        if self._housekeeping:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if app is not None and app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app is not None and app.running:
+            await app.stop()
+        if self.tracker is not None:
+            await self.tracker.stop()
+        if self.server is not None and self._server_task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server_task, timeout=5)
+        if app is not None:
+            with contextlib.suppress(Exception):
+                await app.shutdown()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.db is not None:
+            await self.db.close()
+        log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, **kw: Any) -> AsyncIterator[BotRuntime]:
+    runtime = BotRuntime(settings, **kw)
+    try:
+        await runtime.start()
+        yield runtime
+    finally:
+        await runtime.stop()

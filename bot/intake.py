@@ -1,0 +1,333 @@
+"""What a user asked for: caption parsing, manual-field checks, collection resolution.
+
+Pure functions, except `Catalog`, a small time-limited cache of collections and their fields in
+front of the Resell Scan client.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.resellscan import Collection, ManualField, ResellScanClient
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_QUOTES = {'"': '"', "'": "'", "„": "“”", "“": "”", "”": "”", "«": "»", "‚": "‘’", "‘": "’"}
+TRUE_WORDS = frozenset({"true", "yes", "y", "1", "ja", "j", "on", "wahr"})
+FALSE_WORDS = frozenset({"false", "no", "n", "0", "nein", "off", "falsch"})
+
+
+class CaptionError(Exception):
+    """A caption we cannot understand; `code` and `params` name a text in texts.py."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """A parsed caption or /scan command: collection (as typed) and raw field strings."""
+
+    collection_ref: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+    is_command: bool = False
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    quoted: bool  # the whole token was in quotes (a name, never a pair)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split on whitespace; quotes group words at the start of a token or right after '='.
+    An apostrophe inside a word (Levi's) is just a letter."""
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] in _QUOTES:
+            close = _QUOTES[text[i]]
+            end = next((j for j in range(i + 1, n) if text[j] in close), -1)
+            if end < 0:
+                raise CaptionError("unbalanced_quotes")
+            tokens.append(Token(text[i + 1 : end], quoted=True))
+            i = end + 1
+            continue
+        buf: list[str] = []
+        while i < n and not text[i].isspace():
+            ch = text[i]
+            if ch == "=" and i + 1 < n and text[i + 1] in _QUOTES and "=" not in "".join(buf):
+                buf.append(ch)
+                close = _QUOTES[text[i + 1]]
+                end = next((j for j in range(i + 2, n) if text[j] in close), -1)
+                if end < 0:
+                    raise CaptionError("unbalanced_quotes")
+                buf.append(text[i + 2 : end])
+                i = end + 1
+                break
+            buf.append(ch)
+            i += 1
+        tokens.append(Token("".join(buf), quoted=False))
+    return tokens
+
+
+def _pair(token: Token) -> tuple[str, str] | None:
+    if token.quoted or "=" not in token.text:
+        return None
+    key, _, value = token.text.partition("=")
+    return key, value
+
+
+def parse_caption(text: str | None, bot_username: str | None = None) -> ScanRequest | None:
+    """Understand a caption or a /scan command.
+
+    Returns None when there is nothing for us: no caption, a plain note without pairs, or a
+    command addressed to another bot. Raises CaptionError for something we cannot accept."""
+    if text is None or not text.strip():
+        return None
+    tokens = tokenize(text.strip())
+    if not tokens:
+        return None
+    is_command = False
+    first = tokens[0]
+    if not first.quoted and first.text.startswith("/"):
+        command, _, addressee = first.text[1:].partition("@")
+        if addressee and bot_username and addressee.lower() != bot_username.lower():
+            return None
+        if command.lower() != "scan":
+            raise CaptionError("unknown_caption_command", command="/" + command)
+        is_command = True
+        tokens = tokens[1:]
+    name_words: list[str] = []
+    pairs: dict[str, str] = {}
+    for token in tokens:
+        pair = _pair(token)
+        if pair is None:
+            if pairs:
+                raise CaptionError("text_after_fields", text=token.text)
+            name_words.append(token.text)
+            continue
+        key, value = pair
+        if not _KEY.match(key):
+            raise CaptionError("bad_pair", pair=token.text)
+        if not value.strip():
+            raise CaptionError("empty_value", key=key)
+        if key in pairs:
+            raise CaptionError("duplicate_field", key=key)
+        pairs[key] = value.strip()
+    if not is_command:
+        if not pairs:
+            return None  # a note on the photo, not an instruction
+        if name_words:
+            raise CaptionError("text_before_fields", text=" ".join(name_words))
+    name = " ".join(name_words).strip() or None
+    return ScanRequest(collection_ref=name, fields=pairs, is_command=is_command)
+
+
+# Manual fields --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    code: str  # missing, unknown, number, integer, boolean, option, text
+    key: str
+    value: str | None = None
+    options: tuple[str, ...] = ()
+    suggestion: str | None = None
+
+
+def parse_number(text: str) -> float:
+    """A number as resellers type it: 12.5, 12,5, 1.234,56, 1,234.56, 12 €."""
+    cleaned = (
+        text.strip().replace("€", "").replace("EUR", "").replace(" ", "").replace("\u202f", "")
+    )
+    if "," in cleaned and "." in cleaned:
+        if cleaned.rfind(",") > cleaned.rfind("."):
+            cleaned = cleaned.replace(".", "").replace(",", ".")
+        else:
+            cleaned = cleaned.replace(",", "")
+    elif cleaned.count(",") == 1:
+        cleaned = cleaned.replace(",", ".")
+    if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", cleaned):
+        raise ValueError(text)
+    return float(cleaned)
+
+
+def coerce_fields(
+    raw: dict[str, Any], definitions: Sequence[ManualField]
+) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """Typed values for the API, and every problem found (missing, unknown, wrong type)."""
+    by_key = {d.key: d for d in definitions}
+    by_lower = {d.key.lower(): d for d in definitions}
+    values: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    for key, value in raw.items():
+        definition = by_key.get(key) or by_lower.get(key.lower())
+        if definition is None:
+            close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+            problems.append(FieldProblem("unknown", key, suggestion=close[0] if close else None))
+            continue
+        text = str(value)
+        kind = definition.type
+        try:
+            if kind in ("number", "float", "decimal", "price", "currency"):
+                values[definition.key] = parse_number(text)
+            elif kind in ("integer", "int"):
+                number = parse_number(text)
+                if number != int(number):
+                    raise ValueError(text)
+                values[definition.key] = int(number)
+            elif kind in ("boolean", "bool", "checkbox"):
+                word = text.strip().lower()
+                if word in TRUE_WORDS:
+                    values[definition.key] = True
+                elif word in FALSE_WORDS:
+                    values[definition.key] = False
+                else:
+                    raise ValueError(text)
+            elif kind in ("select", "enum", "option", "dropdown") and definition.options:
+                match = next(
+                    (o for o in definition.options if o.lower() == text.strip().lower()), None
+                )
+                if match is None:
+                    problems.append(
+                        FieldProblem("option", definition.key, text, tuple(definition.options))
+                    )
+                    continue
+                values[definition.key] = match
+            else:
+                values[definition.key] = text
+        except ValueError:
+            code = {"integer": "integer", "int": "integer"}.get(kind, kind)
+            if code in ("boolean", "bool", "checkbox"):
+                code = "boolean"
+            elif code not in ("integer",):
+                code = "number"
+            problems.append(FieldProblem(code, definition.key, text))
+    for definition in definitions:
+        if (
+            definition.required
+            and definition.key not in values
+            and not any(p.key == definition.key for p in problems)
+        ):
+            problems.append(FieldProblem("missing", definition.key))
+    return values, problems
+
+
+def example_value(definition: ManualField) -> str:
+    if definition.options:
+        return definition.options[0]
+    return {
+        "number": "12.5",
+        "integer": "1",
+        "boolean": "yes",
+        "int": "1",
+        "float": "12.5",
+    }.get(definition.type, "text")
+
+
+def quote_name(name: str) -> str:
+    return f'"{name}"' if any(ch.isspace() for ch in name) else name
+
+
+def example_caption(
+    collection_name: str, definitions: Sequence[ManualField], given: dict[str, Any] | None = None
+) -> str:
+    """A caption that would work: the collection, then every required field (and the fields
+    the user gave that are fine)."""
+    parts = ["/scan", quote_name(collection_name)]
+    given = given or {}
+    for definition in definitions:
+        if definition.required or definition.key in given:
+            value = given.get(definition.key)
+            shown = str(value).lower() if isinstance(value, bool) else value
+            parts.append(
+                f"{definition.key}={shown if shown is not None else example_value(definition)}"
+            )
+    return " ".join(parts)
+
+
+# Collections ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolution:
+    match: Collection | None
+    candidates: list[Collection]
+
+
+def resolve_collection(ref: str, collections: Sequence[Collection], limit: int = 8) -> Resolution:
+    """By id, then exact name (case-insensitive), then unique prefix, then unique substring."""
+    wanted = ref.strip()
+    lower = wanted.lower()
+    for c in collections:
+        if c.id == wanted:
+            return Resolution(c, [])
+    exact = [c for c in collections if c.name.lower() == lower]
+    if len(exact) == 1:
+        return Resolution(exact[0], [])
+    for rule in (
+        lambda c: c.name.lower().startswith(lower),
+        lambda c: lower in c.name.lower(),
+    ):
+        found = [c for c in collections if rule(c)]
+        if len(found) == 1:
+            return Resolution(found[0], [])
+        if found:
+            return Resolution(None, found[:limit])
+    return Resolution(None, exact[:limit])
+
+
+class Catalog:
+    """Collections and manual fields, cached briefly (they change rarely; every lookup would
+    otherwise cost an API call per photo)."""
+
+    def __init__(
+        self,
+        client: ResellScanClient,
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._collections: tuple[float, list[Collection]] | None = None
+        self._fields: dict[str, tuple[float, list[ManualField]]] = {}
+
+    async def collections(self) -> list[Collection]:
+        now = self._clock()
+        if self._collections is None or now - self._collections[0] > self._ttl:
+            items = [c async for c in self._client.iter_collections()]
+            self._collections = (now, items)
+        return self._collections[1]
+
+    async def fields(self, collection_id: str) -> list[ManualField]:
+        now = self._clock()
+        cached = self._fields.get(collection_id)
+        if cached is None or now - cached[0] > self._ttl:
+            cached = (now, await self._client.get_manual_fields(collection_id))
+            self._fields[collection_id] = cached
+        return cached[1]
+
+    async def resolve(self, ref: str) -> Resolution:
+        return resolve_collection(ref, await self.collections())
+
+    async def by_id(self, collection_id: str) -> Collection | None:
+        return next((c for c in await self.collections() if c.id == collection_id), None)
+
+    async def search(self, text: str | None) -> list[Collection]:
+        items = await self.collections()
+        if not text:
+            return items
+        lower = text.lower()
+        return [c for c in items if lower in c.name.lower()]

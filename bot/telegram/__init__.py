@@ -1,0 +1,1 @@
+"""Telegram side: handlers, texts (en/de), and pure rendering of messages and keyboards."""

@@ -1,0 +1,663 @@
+"""python-telegram-bot handlers. They orchestrate only: texts and keyboards come from render.py,
+parsing from intake.py, state from storage; slow work is left to the tracker.
+
+Commands in captions are invisible to CommandHandler, so photos and image documents (with or
+without a `/scan` caption) go through one MessageHandler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.config import Settings
+from bot.intake import (
+    CaptionError,
+    Catalog,
+    ScanRequest,
+    example_caption,
+    parse_caption,
+)
+from bot.metrics import Metrics
+from bot.resellscan import BatchStatus, ResellScanError
+from bot.telegram import render
+from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
+from bot.tracker import Outgoing, Tracker
+from storage import CaptionInfo, NewPhoto, Problem, State, Store
+
+log = logging.getLogger(__name__)
+
+MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    catalog: Catalog
+    tracker: Tracker
+    metrics: Metrics
+    clock: Callable[[], float] = time.time
+    can_read_all_group_messages: bool = False
+
+
+class Handlers:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        app.add_handler(TypeHandler(Update, self.gate), group=-1)
+        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, self.on_media))
+        for name in COMMANDS:
+            app.add_handler(CommandHandler(name, getattr(self, f"cmd_{name}")))
+        app.add_handler(CallbackQueryHandler(self.on_callback))
+        app.add_error_handler(self.on_error)
+
+    # Helpers -------------------------------------------------------------------------------
+
+    async def lang(self, update: Update) -> str:
+        chat = update.effective_chat
+        user = update.effective_user
+        stored = (await self.s.store.chat(chat.id)).language if chat else None
+        return language_for(
+            stored, user.language_code if user else None, self.s.settings.default_language
+        )
+
+    @staticmethod
+    async def reply(
+        message: Message, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> Message:
+        return await message.reply_text(
+            text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+            do_quote=False,
+        )
+
+    def allowed(self, update: Update) -> bool:
+        settings = self.s.settings
+        if settings.allow_all_users:
+            return True
+        user, chat = update.effective_user, update.effective_chat
+        return bool(
+            (user and user.id in settings.allowed_user_ids)
+            or (chat and chat.id in settings.allowed_chat_ids)
+        )
+
+    async def is_admin(self, update: Update) -> bool:
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or chat.type == ChatType.PRIVATE:
+            return True
+        try:
+            member = await chat.get_member(user.id)
+        except TelegramError:
+            return False
+        return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+    async def may_change_settings(self, update: Update) -> bool:
+        chat = update.effective_chat
+        if chat is None:
+            return False
+        settings = await self.s.store.chat(chat.id)
+        return not settings.admin_only or await self.is_admin(update)
+
+    # Gate ----------------------------------------------------------------------------------
+
+    async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Default deny: only allowlisted users or chats reach the other handlers. Redelivered
+        updates (other than photos, which storage dedupes by message) are dropped."""
+        if not self.allowed(update):
+            lang = await self.lang(update)
+            user, chat = update.effective_user, update.effective_chat
+            text = t(
+                lang,
+                "unauthorized",
+                user_id=user.id if user else "?",
+                chat_id=chat.id if chat else "?",
+            )
+            message = update.effective_message
+            if update.callback_query:
+                await update.callback_query.answer(t(lang, "not_allowed_button"))
+            elif message and chat:
+                # Tell a private sender (photo or command) and a group member who used a
+                # command; stay quiet on other group traffic.
+                is_command = (message.text or "").startswith("/")
+                is_media = bool(message.photo or message.document)
+                if is_command or (is_media and chat.type == ChatType.PRIVATE):
+                    await self.reply(message, text)
+            log.info(
+                "refused update from user %s in chat %s",
+                user.id if user else None,
+                chat.id if chat else None,
+            )
+            raise ApplicationHandlerStop
+        message = update.effective_message
+        is_media = message is not None and bool(message.photo or message.document)
+        if not is_media and not await self.s.store.first_sight_of_update(
+            update.update_id, self.s.clock()
+        ):
+            raise ApplicationHandlerStop
+
+    # Photos and image files ----------------------------------------------------------------
+
+    async def on_media(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = update.effective_user
+        chat = update.effective_chat
+        if message is None or user is None or chat is None:
+            return
+        lang = await self.lang(update)
+        if message.photo:
+            size = message.photo[-1]
+            file_id, unique_id, file_size = size.file_id, size.file_unique_id, size.file_size
+            mime, file_name = "image/jpeg", None
+        else:
+            document = message.document
+            assert document is not None
+            name = document.file_name or "file"
+            mime = document.mime_type or ""
+            if not (mime.startswith("image/") or name.lower().endswith(IMAGE_EXTENSIONS)):
+                await self.reply(message, t(lang, "not_an_image", name=name))
+                return
+            if (document.file_size or 0) > MAX_TELEGRAM_DOWNLOAD:
+                await self.reply(message, t(lang, "file_too_large", name=name))
+                return
+            file_id, unique_id, file_size = (
+                document.file_id,
+                document.file_unique_id,
+                document.file_size,
+            )
+            file_name = name
+        caption: CaptionInfo | None = None
+        problem: Problem | None = None
+        try:
+            request = parse_caption(message.caption, context.bot.username)
+        except CaptionError as exc:
+            request = None
+            problem = Problem("caption", {"reason": exc.code, "reason_params": exc.params})
+        if request is not None:
+            caption = CaptionInfo(request.collection_ref, request.fields)
+        chat_settings = await self.s.store.chat(chat.id)
+        result = await self.s.store.add_photo(
+            NewPhoto(
+                chat_id=chat.id,
+                message_id=message.message_id,
+                user_id=user.id,
+                user_name=user.full_name,
+                file_id=file_id,
+                file_unique_id=unique_id,
+                thread_id=message.message_thread_id if message.is_topic_message else None,
+                media_group_id=message.media_group_id,
+                file_size=file_size,
+                mime_type=mime,
+                file_name=file_name,
+            ),
+            caption=caption,
+            problem=problem,
+            language=lang,
+            remove_background=chat_settings.remove_background,
+            album_window=self.s.settings.album_window_seconds,
+            album_max_wait=self.s.settings.album_max_wait_seconds,
+            now=self.s.clock(),
+        )
+        log.debug("photo stored", extra={"chat_id": chat.id, "submission_id": result.submission_id})
+        if result.late:
+            await self.reply(message, t(lang, "late_photo"))
+        if not result.duplicate:
+            self.s.tracker.wake()
+
+    # Commands ------------------------------------------------------------------------------
+
+    async def cmd_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        await self.reply(message, t(lang, "start"))
+        if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
+            me = await context.bot.get_me()
+            if not me.can_read_all_group_messages:
+                try:
+                    member = await chat.get_member(me.id)
+                    admin = member.status in (
+                        ChatMemberStatus.ADMINISTRATOR,
+                        ChatMemberStatus.OWNER,
+                    )
+                except TelegramError:
+                    admin = False
+                if not admin:
+                    await self.reply(message, t(lang, "privacy_warning"))
+
+    async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message:
+            await self.reply(update.effective_message, t(await self.lang(update), "help"))
+
+    async def cmd_scan(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`/scan <collection> [field=value …]` as text: the sender's next photos go there."""
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        lang = await self.lang(update)
+        try:
+            request = parse_caption(message.text, context.bot.username)
+        except CaptionError as exc:
+            reason = t(lang, f"caption_{exc.code}", **exc.params)
+            await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
+            return
+        if request is None or not request.collection_ref:
+            await self.reply(message, t(lang, "scan_usage"))
+            return
+        collection = await self._resolve_or_answer(message, lang, request.collection_ref, "scan")
+        if collection is None:
+            return
+        await self._remember_scan(update, lang, request, collection.id, collection.name)
+
+    async def _remember_scan(
+        self, update: Update, lang: str, request: ScanRequest, collection_id: str, name: str
+    ) -> None:
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        settings = self.s.settings
+        await self.s.store.set_pending_scan(
+            chat.id,
+            user.id,
+            CaptionInfo(collection_id, request.fields),
+            self.s.clock() + settings.pending_scan_seconds,
+        )
+        fields = "".join(f" {k}={v}" for k, v in request.fields.items())
+        await self.reply(
+            message,
+            t(
+                lang,
+                "scan_pending",
+                collection=name,
+                fields=Html(f" <code>{html.escape(fields.strip())}</code>") if fields else "",
+                minutes=int(settings.pending_scan_seconds // 60) or 1,
+            ),
+        )
+
+    async def _resolve_or_answer(self, message: Message, lang: str, ref: str, purpose: str) -> Any:
+        """The collection `ref` names; otherwise answers (unknown, or buttons when ambiguous)."""
+        try:
+            resolution = await self.s.catalog.resolve(ref)
+        except ResellScanError as exc:
+            await self.reply(message, t(lang, "collections_unavailable", message=str(exc)))
+            return None
+        if resolution.match is not None:
+            return resolution.match
+        if resolution.candidates:
+            prefix = "use" if purpose == "use" else f"{purpose}"
+            await self.reply(
+                message,
+                t(lang, "pick_ambiguous", ref=ref),
+                render.choice_keyboard(resolution.candidates, prefix),
+            )
+            return None
+        await self.reply(message, t(lang, "unknown_collection", ref=ref))
+        return None
+
+    async def cmd_collections(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        lang = await self.lang(update)
+        search = " ".join(context.args or []).strip() or None
+        try:
+            items = await self.s.catalog.search(search)
+        except ResellScanError as exc:
+            await self.reply(message, t(lang, "collections_unavailable", message=str(exc)))
+            return
+        text, markup = render.collections_page(lang, items, 1, search)
+        await self.reply(message, text, markup)
+
+    async def cmd_use(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        lang = await self.lang(update)
+        ref = " ".join(context.args or []).strip().strip('"“”„')
+        if not ref:
+            await self.reply(message, t(lang, "use_usage"))
+            return
+        if not await self.may_change_settings(update):
+            await self.reply(message, t(lang, "admins_only"))
+            return
+        collection = await self._resolve_or_answer(message, lang, ref, "use")
+        if collection is not None:
+            await self._set_default(update, lang, collection.id, collection.name, message)
+
+    async def _set_default(
+        self, update: Update, lang: str, collection_id: str, name: str, message: Message
+    ) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        await self.s.store.update_chat(
+            chat.id,
+            self.s.clock(),
+            default_collection_id=collection_id,
+            default_collection_name=name,
+        )
+        text = t(lang, "default_set", collection=name)
+        try:
+            fields = await self.s.catalog.fields(collection_id)
+            text += "\n\n" + render.field_list_text(
+                lang, name, fields, example_caption(name, fields)
+            )
+        except ResellScanError as exc:
+            log.info("fields unavailable: %s", exc)
+        await self.reply(message, text)
+
+    async def cmd_fields(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        ref = " ".join(context.args or []).strip().strip('"“”„')
+        if ref:
+            collection = await self._resolve_or_answer(message, lang, ref, "fields")
+            if collection is None:
+                return
+            collection_id, name = collection.id, collection.name
+        else:
+            settings = await self.s.store.chat(chat.id)
+            if not settings.default_collection_id:
+                await self.reply(message, t(lang, "fields_usage"))
+                return
+            collection_id = settings.default_collection_id
+            name = settings.default_collection_name or collection_id
+        await self._send_fields(message, lang, collection_id, name)
+
+    async def _send_fields(
+        self, message: Message, lang: str, collection_id: str, name: str
+    ) -> None:
+        try:
+            fields = await self.s.catalog.fields(collection_id)
+        except ResellScanError as exc:
+            await self.reply(message, t(lang, "collections_unavailable", message=str(exc)))
+            return
+        await self.reply(
+            message, render.field_list_text(lang, name, fields, example_caption(name, fields))
+        )
+
+    async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        now = self.s.clock()
+        if context.args:
+            sub = await self.s.store.find_batch(chat.id, context.args[0])
+            if sub is None:
+                await self.reply(message, t(lang, "batch_not_found", batch=context.args[0]))
+                return
+            photos = len(await self.s.store.photos(sub.id))
+            await self.reply(message, render.status_detail(lang, sub, photos, now))
+            return
+        open_, recent = await self.s.store.for_chat(chat.id)
+        await self.reply(message, render.status_text(lang, open_, recent, now))
+
+    async def cmd_results(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        if not context.args:
+            await self.reply(message, t(lang, "results_usage"))
+            return
+        sub = await self.s.store.find_batch(chat.id, context.args[0])
+        if sub is None:
+            await self.reply(message, t(lang, "batch_not_found", batch=context.args[0]))
+            return
+        if sub.results is None:
+            await self.reply(
+                message,
+                t(
+                    lang,
+                    "results_not_ready",
+                    batch=render.short_batch(sub.batch_id),
+                    state=t(lang, f"state_{sub.state}"),
+                ),
+            )
+            return
+        status = BatchStatus.model_validate(sub.results)
+        photos = len(await self.s.store.photos(sub.id))
+        parts = render.render_results(lang, sub, status, photos, now=self.s.clock())
+        want_csv = len(context.args) > 1 and context.args[1].lower() == "csv"
+        for index, part in enumerate(parts):
+            markup = None
+            if index == len(parts) - 1 and not want_csv:
+                markup = InlineKeyboardMarkup(
+                    [[InlineKeyboardButton(t(lang, "csv_button"), callback_data=f"csv:{sub.id}")]]
+                )
+            await self.reply(message, part, markup)
+        if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
+            await self._send_csv(update, sub.id)
+
+    async def _send_csv(self, update: Update, sub_id: int) -> None:
+        sub = await self.s.store.get(sub_id)
+        chat = update.effective_chat
+        if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
+            return
+        status = BatchStatus.model_validate(sub.results)
+        name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
+        await self.s.tracker.send(
+            sub,
+            Outgoing(
+                t(sub.language, "results_csv_caption", count=status.counts()[0]),
+                document=(name, render.results_csv(status)),
+            ),
+        )
+
+    async def cmd_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        await self.reply(message, *(await self._settings_view(chat.id, lang)))
+
+    async def _settings_view(self, chat_id: int, lang: str) -> tuple[str, InlineKeyboardMarkup]:
+        settings = await self.s.store.chat(chat_id)
+        text = t(
+            lang,
+            "settings",
+            collection=settings.default_collection_name or t(lang, "settings_none"),
+            background=t(lang, "settings_on" if settings.remove_background else "settings_off"),
+            language={"en": "English", "de": "Deutsch"}[lang],
+            who=t(lang, "settings_admins" if settings.admin_only else "settings_everyone"),
+        )
+        return text, render.settings_keyboard(lang, settings.remove_background, settings.admin_only)
+
+    async def cmd_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        lang = await self.lang(update)
+        count = await self.s.store.cancel_waiting(chat.id, user.id, self.s.clock())
+        pending = await self.s.store.clear_pending_scan(chat.id, user.id)
+        if count or pending:
+            await self.reply(message, t(lang, "cancelled", count=count))
+        else:
+            await self.reply(message, t(lang, "nothing_to_cancel"))
+
+    # Buttons -------------------------------------------------------------------------------
+
+    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        chat = update.effective_chat
+        if query is None or chat is None or not query.data:
+            return
+        lang = await self.lang(update)
+        kind, _, rest = query.data.partition(":")
+        message = query.message if isinstance(query.message, Message) else None
+        if kind == "pick":
+            sub_id_text, _, collection_id = rest.partition(":")
+            await self._picked(update, lang, int(sub_id_text), collection_id, message)
+        elif kind == "pp" and message is not None:
+            sub_id_text, _, tail = rest.partition(":")
+            page_text, _, search = tail.partition(":")
+            items = await self.s.catalog.search(search or None)
+            _, markup = render.collections_page(
+                lang,
+                items,
+                int(page_text),
+                search or None,
+                button=f"pick:{sub_id_text}",
+                nav="pp",
+                nav_arg=sub_id_text,
+            )
+            await self._edit(message, message.text_html or "", markup)
+        elif kind == "cp" and message is not None:
+            _, _, tail = rest.partition(":")
+            page_text, _, search = tail.partition(":")
+            items = await self.s.catalog.search(search or None)
+            text, markup = render.collections_page(lang, items, int(page_text), search or None)
+            await self._edit(message, text, markup)
+        elif kind in ("use", "scan", "fields") and message is not None:
+            collection = await self.s.catalog.by_id(rest)
+            if collection is None:
+                await query.answer(t(lang, "unknown_collection", ref=rest))
+                return
+            if kind == "use":
+                if not await self.may_change_settings(update):
+                    await query.answer(t(lang, "admins_only"), show_alert=True)
+                    return
+                await self._set_default(update, lang, collection.id, collection.name, message)
+            elif kind == "fields":
+                await self._send_fields(message, lang, collection.id, collection.name)
+            else:
+                fake = ScanRequest(collection.id, {})
+                await self._remember_scan_from_button(update, lang, fake, collection.name, message)
+        elif kind == "set" and message is not None:
+            await self._toggle(update, lang, rest, message)
+        elif kind == "resub":
+            if await self.s.store.resubmit(int(rest), self.s.clock()):
+                self.s.tracker.wake()
+                if message is not None:
+                    await self._edit(message, t(lang, "resubmitted"), None)
+        elif kind == "csv":
+            await self._send_csv(update, int(rest))
+        await query.answer()
+
+    async def _remember_scan_from_button(
+        self, update: Update, lang: str, request: ScanRequest, name: str, message: Message
+    ) -> None:
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None:
+            return
+        await self.s.store.set_pending_scan(
+            chat.id,
+            user.id,
+            CaptionInfo(request.collection_ref, {}),
+            self.s.clock() + self.s.settings.pending_scan_seconds,
+        )
+        minutes = int(self.s.settings.pending_scan_seconds // 60) or 1
+        await self.reply(
+            message, t(lang, "scan_pending", collection=name, fields="", minutes=minutes)
+        )
+
+    async def _picked(
+        self, update: Update, lang: str, sub_id: int, collection_id: str, message: Message | None
+    ) -> None:
+        sub = await self.s.store.get(sub_id)
+        chat = update.effective_chat
+        collection = await self.s.catalog.by_id(collection_id)
+        if sub is None or chat is None or sub.chat_id != chat.id or collection is None:
+            return
+        if sub.state is not State.RECEIVED or not await self.s.store.choose_collection(
+            sub.id, collection.id, collection.name, self.s.clock()
+        ):
+            if message is not None:
+                await self._edit(message, t(lang, "pick_gone"), None)
+            return
+        self.s.tracker.wake()
+        if message is not None:
+            photos = len(await self.s.store.photos(sub.id))
+            await self._edit(
+                message,
+                t(
+                    lang,
+                    "picked",
+                    collection=collection.name,
+                    sender=sub.user_name,
+                    photos=render.count_text(lang, photos, "photos_one", "photos_many"),
+                ),
+                None,
+            )
+
+    async def _toggle(self, update: Update, lang: str, what: str, message: Message) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        if not await self.may_change_settings(update) or (
+            what == "admin" and not await self.is_admin(update)
+        ):
+            if update.callback_query:
+                await update.callback_query.answer(t(lang, "admins_only"), show_alert=True)
+            return
+        current = await self.s.store.chat(chat.id)
+        now = self.s.clock()
+        if what == "rb":
+            await self.s.store.update_chat(
+                chat.id, now, remove_background=not current.remove_background
+            )
+        elif what == "admin":
+            await self.s.store.update_chat(chat.id, now, admin_only=not current.admin_only)
+        elif what == "lang":
+            lang = "en" if lang == "de" else "de"
+            await self.s.store.update_chat(chat.id, now, language=lang)
+        text, markup = await self._settings_view(chat.id, lang)
+        await self._edit(message, text, markup)
+
+    @staticmethod
+    async def _edit(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        try:
+            await message.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("handler failed: %r", context.error, exc_info=context.error)
+        if isinstance(update, Update) and update.effective_message:
+            with contextlib.suppress(TelegramError):
+                lang = await self.lang(update)
+                await self.reply(update.effective_message, t(lang, "error_generic"))
+
+
+async def register_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """setMyCommands in English (default) and German, for private chats and groups."""
+    for lang in LANGUAGES:
+        commands = [BotCommand(name, t(lang, f"cmd_{name}")) for name in COMMANDS]
+        code = None if lang == "en" else lang
+        for scope in (BotCommandScopeDefault(), BotCommandScopeAllGroupChats()):
+            await app.bot.set_my_commands(commands, scope=scope, language_code=code)

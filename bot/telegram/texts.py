@@ -1,0 +1,423 @@
+"""Every text the bot sends, in English and German (Telegram HTML).
+
+Parameters are HTML-escaped by `t()` unless wrapped in `Html` (already-safe markup).
+A test checks that both languages have the same keys and the same placeholders.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+from typing import Any
+
+LANGUAGES = ("en", "de")
+
+
+class Html(str):
+    """Text that is already valid Telegram HTML and must not be escaped again."""
+
+    __slots__ = ()
+
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "start": (
+            "👋 <b>Resell Scan bot</b>\n"
+            "Send photos of an item (one photo or an album) and I will ask Resell Scan what it "
+            "is and what it sells for.\n\n"
+            "Caption example: <code>/scan Sneakers purchasePrice=12.5</code>\n"
+            "Set a default collection with /use, then plain photos are enough.\n"
+            "All commands: /help"
+        ),
+        "help": (
+            "<b>How to scan</b>\n"
+            "• Photo or album with caption <code>/scan &lt;collection&gt; [field=value …]</code>\n"
+            "• No caption: the chat's default collection (or I ask which one)\n"
+            "• Caption with only <code>field=value</code> pairs: default collection\n"
+            "• Images sent as files work too (original quality, up to 20 MB)\n\n"
+            "<b>Commands</b>\n"
+            "/scan &lt;collection&gt; [field=value …] – next photos go there\n"
+            "/collections [search] – list collections, pick a default\n"
+            "/use &lt;name or id&gt; – set this chat's default collection\n"
+            "/fields [collection] – manual fields of a collection\n"
+            "/status [batch] – open and recent analyses\n"
+            "/results &lt;batch&gt; – show results again (CSV for big batches)\n"
+            "/settings – background removal, language, who may change settings\n"
+            "/cancel – drop photos that wait for a collection\n"
+            "/help – this text"
+        ),
+        "unauthorized": (
+            "⛔ This bot is private.\nYour user id: <code>{user_id}</code>\n"
+            "This chat's id: <code>{chat_id}</code>\n"
+            "Ask the bot's owner to add one of them to ALLOWED_USER_IDS or ALLOWED_CHAT_IDS."
+        ),
+        "not_allowed_button": "Not allowed.",
+        "privacy_warning": (
+            "⚠️ I cannot see album photos without a caption in this group (privacy mode is on "
+            "and I am not an admin). Make me an admin, or turn privacy mode off with @BotFather "
+            "(/setprivacy → Disable), then remove and re-add me."
+        ),
+        "analysing": (
+            "⏳ Analysing {products} in <b>{collection}</b> for {sender}…\n"
+            "Batch <code>{batch}</code>"
+        ),
+        "analysing_progress": (
+            "⏳ Analysing {products} in <b>{collection}</b> for {sender}… {percent}%\n"
+            "Batch <code>{batch}</code>"
+        ),
+        "analysis_done": "✅ Analysis finished for {sender}. Batch <code>{batch}</code>",
+        "products_one": "1 product",
+        "products_many": "{count} products",
+        "photos_one": "1 photo",
+        "photos_many": "{count} photos",
+        "results_header": "📊 <b>Results</b> for {sender} – <b>{collection}</b> ({photos})",
+        "result_title_unknown": "Unknown item",
+        "result_brand": "Brand",
+        "result_category": "Category",
+        "result_condition": "Condition",
+        "result_price": "Estimated price",
+        "result_confidence": "Confidence",
+        "result_failed": "❌ Product {index} failed: {error}",
+        "results_summary": (
+            "✔️ {ok} of {total} analysed, {failed} failed · success rate {rate}% · {duration}\n"
+            "Batch <code>{batch}</code>"
+        ),
+        "results_csv_caption": "All {count} products with every result field.",
+        "results_continued": "(continued)",
+        "duration_seconds": "{seconds} s",
+        "duration_minutes": "{minutes} min {seconds} s",
+        "pick_collection": "📁 Which collection should {photos} from {sender} go to?",
+        "pick_ambiguous": "🤔 “{ref}” matches several collections. Which one did you mean?",
+        "picked": "📁 {collection} – sending {photos} from {sender}.",
+        "pick_gone": "These photos were already handled.",
+        "unknown_collection": (
+            "❓ No collection matches “{ref}”. See /collections, or check the spelling."
+        ),
+        "fields_problem_header": "⚠️ The photos from {sender} were not sent to <b>{collection}</b>:",
+        "field_missing": "• <code>{key}</code> is required",
+        "field_unknown": "• <code>{key}</code> is not a field of this collection",
+        "field_unknown_suggest": "• <code>{key}</code> is not a field here – did you mean <code>{suggestion}</code>?",
+        "field_number": "• <code>{key}</code> must be a number, not “{value}”",
+        "field_integer": "• <code>{key}</code> must be a whole number, not “{value}”",
+        "field_boolean": "• <code>{key}</code> must be yes or no, not “{value}”",
+        "field_option": "• <code>{key}</code> must be one of: {options} (not “{value}”)",
+        "field_example": "This caption would work:\n<code>{example}</code>",
+        "caption_problem": "⚠️ I could not read the caption: {reason}\nExample: <code>/scan Sneakers purchasePrice=12.5</code>",
+        "caption_unbalanced_quotes": "a quote is not closed",
+        "caption_unknown_caption_command": "{command} is not a caption command; use /scan",
+        "caption_text_after_fields": "“{text}” comes after the field=value pairs",
+        "caption_text_before_fields": "“{text}” is not a field=value pair (start with /scan to name a collection)",
+        "caption_bad_pair": "“{pair}” is not a valid field=value pair",
+        "caption_empty_value": "<code>{key}</code> has no value",
+        "caption_duplicate_field": "<code>{key}</code> is given twice",
+        "too_many_photos": "⚠️ At most {limit} photos per product; this one has {count}.",
+        "not_an_image": "⚠️ “{name}” is not an image. Send JPEG, PNG or WebP photos.",
+        "file_too_large": "⚠️ “{name}” is larger than 20 MB; Telegram does not let bots download it. Send it as a photo instead.",
+        "late_photo": "⚠️ This photo arrived after its album was sent, so it is not part of the analysis.",
+        "api_validation": "⚠️ Resell Scan refused the photos: {message}",
+        "api_permission": "🔒 The Resell Scan API key lacks the “{resource}” permission. The bot owner can enable it under Developer → API access.",
+        "api_auth": "🔒 The Resell Scan API key is invalid, expired or disabled. The bot owner needs to check RESELL_SCAN_API_KEY.",
+        "api_tokens": "💳 The Resell Scan account has no tokens left for analyses.",
+        "api_error": "⚠️ Resell Scan answered with an error: {message}",
+        "api_unreachable": "⚠️ Resell Scan cannot be reached right now; I tried {attempts} times. Please send the photos again later.",
+        "photo_unavailable": "⚠️ I could not download the photos from Telegram. Please send them again.",
+        "uncertain": (
+            "❔ I was interrupted while sending the photos from {sender} to Resell Scan, so I "
+            "do not know whether the analysis started. Check /status or Resell Scan; if it is "
+            "missing, send them again with the button."
+        ),
+        "resubmit_button": "🔁 Send again",
+        "resubmitted": "🔁 Sending again…",
+        "failed": "❌ The analysis of the photos from {sender} failed: {reason}",
+        "batch_missing": "Resell Scan no longer knows this batch",
+        "expired": (
+            "⌛ The analysis for {sender} (batch <code>{batch}</code>) did not finish within "
+            "{minutes} minutes. I stopped waiting; use /results {batch} later."
+        ),
+        "collections_header": "📁 <b>Collections</b> ({count}) – page {page}/{pages}. Tap one to make it this chat's default.",
+        "collections_header_search": "📁 <b>Collections matching “{search}”</b> ({count}) – page {page}/{pages}.",
+        "collections_none": "No collection matches “{search}”.",
+        "default_set": "✅ Default collection: <b>{collection}</b>",
+        "fields_header": "📝 <b>{collection}</b> – manual fields (* required):",
+        "fields_line": "• <code>{key}</code>{required} – {label} ({kind})",
+        "fields_options": "    one of: {options}",
+        "fields_none": "📝 <b>{collection}</b> has no manual fields.",
+        "use_usage": "Usage: <code>/use &lt;collection name or id&gt;</code>. See /collections.",
+        "fields_usage": "Usage: <code>/fields &lt;collection&gt;</code>, or set a default with /use.",
+        "scan_usage": "Usage: <code>/scan &lt;collection&gt; [field=value …]</code> as a caption, or as a message before you send photos.",
+        "scan_pending": "📸 Your next photos in this chat go to <b>{collection}</b>{fields} (for {minutes} minutes).",
+        "results_usage": "Usage: <code>/results &lt;batch id&gt;</code>. /status lists them.",
+        "batch_not_found": "No batch “{batch}” in this chat.",
+        "results_not_ready": "Batch <code>{batch}</code> is not finished yet ({state}).",
+        "status_header": "📋 <b>Open analyses</b>",
+        "status_none": "No open analyses in this chat.",
+        "status_line": "• {state_icon} <code>{batch}</code> {collection} · {sender} · {age}{progress}",
+        "status_recent": "<b>Recently finished</b>",
+        "status_detail": (
+            "<b>Batch</b> <code>{batch}</code>\nCollection: {collection}\nFrom: {sender}\n"
+            "State: {state}\nProgress: {progress}\nPhotos: {photos}\nAge: {age}"
+        ),
+        "age_seconds": "{n} s ago",
+        "age_minutes": "{n} min ago",
+        "age_hours": "{n} h ago",
+        "state_received": "waiting",
+        "state_submitting": "sending",
+        "state_submitted": "analysing",
+        "state_completed": "finished",
+        "state_notified": "finished",
+        "state_rejected": "not sent",
+        "state_failed": "failed",
+        "state_expired": "expired",
+        "state_uncertain": "uncertain",
+        "settings": (
+            "⚙️ <b>Settings of this chat</b>\nDefault collection: {collection}\n"
+            "Background removal: {background}\nLanguage: {language}\n"
+            "Settings changed by: {who}"
+        ),
+        "settings_none": "none",
+        "settings_on": "on",
+        "settings_off": "off",
+        "settings_admins": "admins only",
+        "settings_everyone": "everyone",
+        "settings_bg_button": "Background removal: {state}",
+        "settings_lang_button": "Deutsch",
+        "settings_admin_button": "Changes: {who}",
+        "admins_only": "🔒 Only the chat's admins may change settings here.",
+        "cancelled": "🗑 Dropped {count} waiting submission(s).",
+        "nothing_to_cancel": "Nothing waiting to cancel.",
+        "csv_button": "📄 CSV",
+        "page_prev": "◀",
+        "page_next": "▶",
+        "cmd_scan": "scan photos into a collection",
+        "cmd_collections": "list collections",
+        "cmd_use": "set the default collection",
+        "cmd_fields": "manual fields of a collection",
+        "cmd_status": "open and recent analyses",
+        "cmd_results": "show results again",
+        "cmd_settings": "chat settings",
+        "cmd_cancel": "drop waiting photos",
+        "cmd_help": "how to use the bot",
+        "cmd_start": "start",
+        "error_generic": "⚠️ Something went wrong on my side. Please try again.",
+        "collections_unavailable": "⚠️ I cannot load the collections from Resell Scan right now: {message}",
+    },
+    "de": {
+        "start": (
+            "👋 <b>Resell-Scan-Bot</b>\n"
+            "Schick Fotos eines Artikels (ein Foto oder ein Album), und ich frage Resell Scan, "
+            "was es ist und wofür es sich verkauft.\n\n"
+            "Beispiel-Bildunterschrift: <code>/scan Sneakers purchasePrice=12,5</code>\n"
+            "Mit /use legst du eine Standard-Sammlung fest, dann reichen Fotos ohne Text.\n"
+            "Alle Befehle: /help"
+        ),
+        "help": (
+            "<b>So scannst du</b>\n"
+            "• Foto oder Album mit Bildunterschrift <code>/scan &lt;Sammlung&gt; [feld=wert …]</code>\n"
+            "• Ohne Bildunterschrift: die Standard-Sammlung des Chats (oder ich frage nach)\n"
+            "• Nur <code>feld=wert</code>-Paare: Standard-Sammlung\n"
+            "• Bilder als Datei gehen auch (Originalqualität, bis 20 MB)\n\n"
+            "<b>Befehle</b>\n"
+            "/scan &lt;Sammlung&gt; [feld=wert …] – die nächsten Fotos gehen dorthin\n"
+            "/collections [Suche] – Sammlungen auflisten, Standard wählen\n"
+            "/use &lt;Name oder ID&gt; – Standard-Sammlung dieses Chats festlegen\n"
+            "/fields [Sammlung] – manuelle Felder einer Sammlung\n"
+            "/status [Batch] – laufende und letzte Analysen\n"
+            "/results &lt;Batch&gt; – Ergebnisse erneut zeigen (CSV bei großen Batches)\n"
+            "/settings – Hintergrundentfernung, Sprache, wer Einstellungen ändern darf\n"
+            "/cancel – wartende Fotos verwerfen\n"
+            "/help – dieser Text"
+        ),
+        "unauthorized": (
+            "⛔ Dieser Bot ist privat.\nDeine Nutzer-ID: <code>{user_id}</code>\n"
+            "ID dieses Chats: <code>{chat_id}</code>\n"
+            "Bitte den Betreiber, eine davon in ALLOWED_USER_IDS oder ALLOWED_CHAT_IDS einzutragen."
+        ),
+        "not_allowed_button": "Nicht erlaubt.",
+        "privacy_warning": (
+            "⚠️ In dieser Gruppe sehe ich Albumfotos ohne Bildunterschrift nicht (Privatsphäre-"
+            "Modus ist an und ich bin kein Admin). Mach mich zum Admin oder schalte den Modus bei "
+            "@BotFather aus (/setprivacy → Disable) und füge mich neu hinzu."
+        ),
+        "analysing": (
+            "⏳ Analysiere {products} in <b>{collection}</b> für {sender}…\n"
+            "Batch <code>{batch}</code>"
+        ),
+        "analysing_progress": (
+            "⏳ Analysiere {products} in <b>{collection}</b> für {sender}… {percent} %\n"
+            "Batch <code>{batch}</code>"
+        ),
+        "analysis_done": "✅ Analyse für {sender} fertig. Batch <code>{batch}</code>",
+        "products_one": "1 Produkt",
+        "products_many": "{count} Produkte",
+        "photos_one": "1 Foto",
+        "photos_many": "{count} Fotos",
+        "results_header": "📊 <b>Ergebnisse</b> für {sender} – <b>{collection}</b> ({photos})",
+        "result_title_unknown": "Unbekannter Artikel",
+        "result_brand": "Marke",
+        "result_category": "Kategorie",
+        "result_condition": "Zustand",
+        "result_price": "Geschätzter Preis",
+        "result_confidence": "Sicherheit",
+        "result_failed": "❌ Produkt {index} fehlgeschlagen: {error}",
+        "results_summary": (
+            "✔️ {ok} von {total} analysiert, {failed} fehlgeschlagen · Erfolgsquote {rate} % · "
+            "{duration}\nBatch <code>{batch}</code>"
+        ),
+        "results_csv_caption": "Alle {count} Produkte mit allen Ergebnisfeldern.",
+        "results_continued": "(Fortsetzung)",
+        "duration_seconds": "{seconds} s",
+        "duration_minutes": "{minutes} min {seconds} s",
+        "pick_collection": "📁 In welche Sammlung sollen {photos} von {sender}?",
+        "pick_ambiguous": "🤔 „{ref}“ passt zu mehreren Sammlungen. Welche meinst du?",
+        "picked": "📁 {collection} – sende {photos} von {sender}.",
+        "pick_gone": "Diese Fotos wurden schon bearbeitet.",
+        "unknown_collection": (
+            "❓ Keine Sammlung passt zu „{ref}“. Siehe /collections oder prüfe die Schreibweise."
+        ),
+        "fields_problem_header": "⚠️ Die Fotos von {sender} wurden nicht an <b>{collection}</b> gesendet:",
+        "field_missing": "• <code>{key}</code> ist ein Pflichtfeld",
+        "field_unknown": "• <code>{key}</code> ist kein Feld dieser Sammlung",
+        "field_unknown_suggest": "• <code>{key}</code> gibt es hier nicht – meintest du <code>{suggestion}</code>?",
+        "field_number": "• <code>{key}</code> muss eine Zahl sein, nicht „{value}“",
+        "field_integer": "• <code>{key}</code> muss eine ganze Zahl sein, nicht „{value}“",
+        "field_boolean": "• <code>{key}</code> muss ja oder nein sein, nicht „{value}“",
+        "field_option": "• <code>{key}</code> muss eines davon sein: {options} (nicht „{value}“)",
+        "field_example": "So würde es gehen:\n<code>{example}</code>",
+        "caption_problem": "⚠️ Ich verstehe die Bildunterschrift nicht: {reason}\nBeispiel: <code>/scan Sneakers purchasePrice=12,5</code>",
+        "caption_unbalanced_quotes": "ein Anführungszeichen ist nicht geschlossen",
+        "caption_unknown_caption_command": "{command} ist kein Befehl für Bildunterschriften; nimm /scan",
+        "caption_text_after_fields": "„{text}“ steht nach den feld=wert-Paaren",
+        "caption_text_before_fields": "„{text}“ ist kein feld=wert-Paar (beginne mit /scan, um eine Sammlung zu nennen)",
+        "caption_bad_pair": "„{pair}“ ist kein gültiges feld=wert-Paar",
+        "caption_empty_value": "<code>{key}</code> hat keinen Wert",
+        "caption_duplicate_field": "<code>{key}</code> steht doppelt da",
+        "too_many_photos": "⚠️ Höchstens {limit} Fotos pro Produkt; hier sind es {count}.",
+        "not_an_image": "⚠️ „{name}“ ist kein Bild. Schick JPEG-, PNG- oder WebP-Fotos.",
+        "file_too_large": "⚠️ „{name}“ ist größer als 20 MB; Telegram lässt Bots das nicht herunterladen. Schick es als Foto.",
+        "late_photo": "⚠️ Dieses Foto kam, nachdem sein Album schon gesendet war; es gehört nicht zur Analyse.",
+        "api_validation": "⚠️ Resell Scan hat die Fotos abgelehnt: {message}",
+        "api_permission": "🔒 Dem Resell-Scan-API-Schlüssel fehlt die Berechtigung „{resource}“. Der Betreiber kann sie unter Entwickler → API-Zugang freischalten.",
+        "api_auth": "🔒 Der Resell-Scan-API-Schlüssel ist ungültig, abgelaufen oder deaktiviert. Der Betreiber muss RESELL_SCAN_API_KEY prüfen.",
+        "api_tokens": "💳 Das Resell-Scan-Konto hat keine Tokens mehr für Analysen.",
+        "api_error": "⚠️ Resell Scan meldet einen Fehler: {message}",
+        "api_unreachable": "⚠️ Resell Scan ist gerade nicht erreichbar; ich habe es {attempts}-mal versucht. Bitte schick die Fotos später noch einmal.",
+        "photo_unavailable": "⚠️ Ich konnte die Fotos nicht von Telegram laden. Bitte schick sie noch einmal.",
+        "uncertain": (
+            "❔ Ich wurde beim Senden der Fotos von {sender} an Resell Scan unterbrochen und weiß "
+            "nicht, ob die Analyse gestartet ist. Prüfe /status oder Resell Scan; falls sie fehlt, "
+            "sende sie mit dem Knopf erneut."
+        ),
+        "resubmit_button": "🔁 Erneut senden",
+        "resubmitted": "🔁 Sende erneut…",
+        "failed": "❌ Die Analyse der Fotos von {sender} ist fehlgeschlagen: {reason}",
+        "batch_missing": "Resell Scan kennt diesen Batch nicht mehr",
+        "expired": (
+            "⌛ Die Analyse für {sender} (Batch <code>{batch}</code>) war nach {minutes} Minuten "
+            "nicht fertig. Ich warte nicht mehr; probier später /results {batch}."
+        ),
+        "collections_header": "📁 <b>Sammlungen</b> ({count}) – Seite {page}/{pages}. Tippe eine an, um sie zur Standard-Sammlung zu machen.",
+        "collections_header_search": "📁 <b>Sammlungen mit „{search}“</b> ({count}) – Seite {page}/{pages}.",
+        "collections_none": "Keine Sammlung passt zu „{search}“.",
+        "default_set": "✅ Standard-Sammlung: <b>{collection}</b>",
+        "fields_header": "📝 <b>{collection}</b> – manuelle Felder (* Pflicht):",
+        "fields_line": "• <code>{key}</code>{required} – {label} ({kind})",
+        "fields_options": "    eines von: {options}",
+        "fields_none": "📝 <b>{collection}</b> hat keine manuellen Felder.",
+        "use_usage": "So geht's: <code>/use &lt;Sammlungsname oder ID&gt;</code>. Siehe /collections.",
+        "fields_usage": "So geht's: <code>/fields &lt;Sammlung&gt;</code>, oder lege mit /use einen Standard fest.",
+        "scan_usage": "So geht's: <code>/scan &lt;Sammlung&gt; [feld=wert …]</code> als Bildunterschrift oder als Nachricht vor den Fotos.",
+        "scan_pending": "📸 Deine nächsten Fotos in diesem Chat gehen an <b>{collection}</b>{fields} (für {minutes} Minuten).",
+        "results_usage": "So geht's: <code>/results &lt;Batch-ID&gt;</code>. /status listet sie auf.",
+        "batch_not_found": "Kein Batch „{batch}“ in diesem Chat.",
+        "results_not_ready": "Batch <code>{batch}</code> ist noch nicht fertig ({state}).",
+        "status_header": "📋 <b>Laufende Analysen</b>",
+        "status_none": "Keine laufenden Analysen in diesem Chat.",
+        "status_line": "• {state_icon} <code>{batch}</code> {collection} · {sender} · {age}{progress}",
+        "status_recent": "<b>Zuletzt fertig</b>",
+        "status_detail": (
+            "<b>Batch</b> <code>{batch}</code>\nSammlung: {collection}\nVon: {sender}\n"
+            "Status: {state}\nFortschritt: {progress}\nFotos: {photos}\nAlter: {age}"
+        ),
+        "age_seconds": "vor {n} s",
+        "age_minutes": "vor {n} min",
+        "age_hours": "vor {n} h",
+        "state_received": "wartet",
+        "state_submitting": "wird gesendet",
+        "state_submitted": "wird analysiert",
+        "state_completed": "fertig",
+        "state_notified": "fertig",
+        "state_rejected": "nicht gesendet",
+        "state_failed": "fehlgeschlagen",
+        "state_expired": "abgelaufen",
+        "state_uncertain": "unklar",
+        "settings": (
+            "⚙️ <b>Einstellungen dieses Chats</b>\nStandard-Sammlung: {collection}\n"
+            "Hintergrundentfernung: {background}\nSprache: {language}\n"
+            "Einstellungen ändern: {who}"
+        ),
+        "settings_none": "keine",
+        "settings_on": "an",
+        "settings_off": "aus",
+        "settings_admins": "nur Admins",
+        "settings_everyone": "alle",
+        "settings_bg_button": "Hintergrundentfernung: {state}",
+        "settings_lang_button": "English",
+        "settings_admin_button": "Ändern: {who}",
+        "admins_only": "🔒 Nur Admins dürfen hier Einstellungen ändern.",
+        "cancelled": "🗑 {count} wartende Einsendung(en) verworfen.",
+        "nothing_to_cancel": "Nichts Wartendes zum Verwerfen.",
+        "csv_button": "📄 CSV",
+        "page_prev": "◀",
+        "page_next": "▶",
+        "cmd_scan": "Fotos in eine Sammlung scannen",
+        "cmd_collections": "Sammlungen auflisten",
+        "cmd_use": "Standard-Sammlung festlegen",
+        "cmd_fields": "manuelle Felder einer Sammlung",
+        "cmd_status": "laufende und letzte Analysen",
+        "cmd_results": "Ergebnisse erneut zeigen",
+        "cmd_settings": "Chat-Einstellungen",
+        "cmd_cancel": "wartende Fotos verwerfen",
+        "cmd_help": "Hilfe zum Bot",
+        "cmd_start": "Start",
+        "error_generic": "⚠️ Bei mir ist etwas schiefgegangen. Bitte versuch es noch einmal.",
+        "collections_unavailable": "⚠️ Ich kann die Sammlungen gerade nicht von Resell Scan laden: {message}",
+    },
+}
+
+COMMANDS = (
+    "scan",
+    "collections",
+    "use",
+    "fields",
+    "status",
+    "results",
+    "settings",
+    "cancel",
+    "help",
+    "start",
+)
+
+
+def language_for(chat_language: str | None, user_language: str | None, default: str) -> str:
+    if chat_language in LANGUAGES:
+        return chat_language
+    if user_language and user_language.lower().startswith("de"):
+        return "de"
+    if user_language and user_language.lower().startswith("en"):
+        return "en"
+    return default
+
+
+def t(lang: str, name: str, /, **params: Any) -> str:
+    """The text `name` in `lang`, parameters escaped for Telegram HTML."""
+    table = TEXTS.get(lang, TEXTS["en"])
+    template = table.get(name) or TEXTS["en"][name]
+    safe = {
+        name: value if isinstance(value, Html) else html.escape(str(value), quote=False)
+        for name, value in params.items()
+    }
+    return template.format(**safe)
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}

@@ -1,0 +1,209 @@
+"""The bot's HTTP side: Resell Scan webhook relay, signed media URLs, health, metrics, and
+optionally Telegram updates by webhook. One Starlette app, served by uvicorn in the bot's loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from telegram import Bot, Update
+from telegram.error import TelegramError
+
+from bot.config import Settings
+from bot.media import MediaSigner
+from bot.metrics import Metrics
+from bot.resellscan.webhooks import EVENT_COMPLETED, PayloadError, SignatureError, verify
+from bot.tracker import Tracker
+from storage import State, Store
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/resell-scan"
+TELEGRAM_PATH = "/telegram/updates"
+MEDIA_STATES = frozenset({State.RECEIVED, State.SUBMITTING, State.SUBMITTED})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes: by Content-Length first, then by counting
+    as it streams in (uvicorn sets no limit of its own, and a chunked body has no length)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError as exc:
+            raise BodyTooLarge from exc
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class Health:
+    """Last known state of the outside services, updated as calls happen."""
+
+    resellscan_ok: bool = True
+    resellscan_detail: str = "no call yet"
+    telegram_checked: float = 0.0
+    telegram_ok: bool = True
+    telegram_detail: str = "not checked yet"
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def observe_resellscan(self, endpoint: str, outcome: str) -> None:
+        # Auth, permission and connection problems mean degraded; a 404 or 422 does not.
+        bad = outcome in ("ConnectionFailed", "AuthError", "TransportError", "ServerError")
+        self.resellscan_ok = not bad
+        self.resellscan_detail = f"{endpoint}: {outcome}"
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the bot's runtime owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_web_app(
+    *,
+    settings: Settings,
+    store: Store,
+    tracker: Tracker,
+    metrics: Metrics,
+    media: MediaSigner,
+    bot: Bot,
+    health: Health,
+    enqueue_update: Callable[[Update], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    secrets = list(settings.resell_scan_webhook_secrets)
+
+    async def resell_scan_webhook(request: Request) -> Response:
+        if not secrets:
+            return JSONResponse({"error": "webhooks are not configured"}, status_code=404)
+        try:
+            raw = await read_limited(request, settings.webhook_max_body_bytes)
+        except BodyTooLarge:
+            metrics.webhooks.labels(result="too_large").inc()
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        try:
+            verified = verify(raw, request.headers, secrets)
+        except SignatureError as exc:
+            metrics.webhooks.labels(result="bad_signature").inc()
+            log.warning("webhook refused: %s", exc)
+            return JSONResponse({"error": "invalid signature"}, status_code=401)
+        except PayloadError as exc:
+            metrics.webhooks.labels(result="bad_payload").inc()
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        event = verified.event
+        if event.event != EVENT_COMPLETED:
+            metrics.webhooks.labels(result="ignored").inc()
+            log.info("webhook event %s ignored (type %s)", event.id, event.event)
+            return JSONResponse({"ok": True, "result": "ignored"})
+        batch = event.batch()
+        try:
+            outcome = await store.apply_webhook(
+                event.id, event.event, batch.batch_id, json.loads(raw), clock()
+            )
+        except Exception:
+            log.exception("webhook %s could not be stored", event.id)
+            return JSONResponse({"error": "try again"}, status_code=503)
+        metrics.webhooks.labels(result=outcome.kind).inc()
+        extra = {"batch_id": batch.batch_id, "submission_id": outcome.submission_id}
+        if outcome.kind == "unknown_batch":
+            log.warning("webhook %s for unknown batch (kept)", event.id, extra=extra)
+        else:
+            log.info("webhook %s: %s (%s)", event.id, outcome.kind, verified.variant, extra=extra)
+        if outcome.kind == "applied":
+            tracker.wake()
+        return JSONResponse({"ok": True, "result": outcome.kind})
+
+    async def media_file(request: Request) -> Response:
+        media_key = media.check(request.path_params["token"], clock())
+        found = await store.photo_by_media_key(media_key) if media_key else None
+        if found is None or found[1].state not in MEDIA_STATES:
+            return Response(b"not found", status_code=404, media_type="text/plain")
+        photo, _ = found
+        try:
+            data = await tracker.download(photo.file_id)
+        except TelegramError as exc:
+            log.warning("media download failed: %s", exc)
+            return Response(b"unavailable", status_code=502, media_type="text/plain")
+        return Response(
+            data,
+            media_type=photo.mime_type or "image/jpeg",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    async def healthz(request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            async with store.db.reading() as tx:
+                await tx.one("SELECT 1")
+            checks["database"] = {"ok": True}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "detail": type(exc).__name__}
+        now = time.monotonic()
+        if now - health.telegram_checked > 30:
+            health.telegram_checked = now
+            try:
+                await bot.get_me()
+                health.telegram_ok, health.telegram_detail = True, "getMe ok"
+            except TelegramError as exc:
+                health.telegram_ok, health.telegram_detail = False, type(exc).__name__
+        checks["telegram"] = {"ok": health.telegram_ok, "detail": health.telegram_detail}
+        checks["resell_scan"] = {"ok": health.resellscan_ok, "detail": health.resellscan_detail}
+        ok = all(c["ok"] for c in checks.values())
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.set_states(await store.count_by_state(), [s.value for s in State])
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def telegram_webhook(request: Request) -> Response:
+        expected = settings.telegram_webhook_secret.get_secret_value().encode()
+        given = request.headers.get("x-telegram-bot-api-secret-token", "").encode(
+            "utf-8", "replace"
+        )
+        if enqueue_update is None or not hmac.compare_digest(given, expected):
+            return Response(status_code=403)
+        try:
+            raw = await read_limited(request, settings.webhook_max_body_bytes)
+            update = Update.de_json(json.loads(raw), bot)
+        except BodyTooLarge:
+            return Response(status_code=413)
+        except (ValueError, TypeError, KeyError):
+            return Response(status_code=400)
+        await enqueue_update(update)
+        return Response(status_code=200)
+
+    routes = [
+        Route(WEBHOOK_PATH, resell_scan_webhook, methods=["POST"]),
+        Route("/media/{token}", media_file, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    if enqueue_update is not None:
+        routes.append(Route(TELEGRAM_PATH, telegram_webhook, methods=["POST"]))
+    return Starlette(routes=routes)
