@@ -570,6 +570,7 @@ class ResellScanSandbox:
                     "fileName": image.get("fileName"),
                     "removeBackground": bool(image.get("removeBackground", False)),
                     "size": len(blob),
+                    "sha256": hashlib.sha256(blob).hexdigest(),
                 }
             )
         record = {

@@ -105,3 +105,21 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture
+async def harness(sandbox: SandboxThread) -> AsyncIterator[Any]:
+    from tests.harness import Harness
+
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as http:
+        yield Harness(sandbox, http)
+
+
+@pytest.fixture
+def settings_for(sandbox: SandboxThread, tmp_path: Path) -> Callable[..., Any]:
+    from tests.harness import make_settings
+
+    def build(**overrides: Any) -> Any:
+        return make_settings(sandbox, tmp_path, **overrides)
+
+    return build
