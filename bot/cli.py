@@ -86,8 +86,11 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
     from bot.resellscan import PermissionDenied, ResellScanClient, ResellScanError, RetryPolicy
 
     report: list[tuple[bool, str]] = [(True, "settings are valid")]
-    bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.bot_api_url,
-              base_file_url=settings.bot_file_url)
+    bot = Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.bot_api_url,
+        base_file_url=settings.bot_file_url,
+    )
     try:
         async with bot:
             me = await bot.get_me()
@@ -95,44 +98,86 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
             if me.can_read_all_group_messages:
                 report.append((True, "Telegram: privacy mode off, the bot sees all group messages"))
             else:
-                report.append((True, "Telegram: privacy mode on; in groups make the bot an admin "
-                                     "so it sees album photos without a caption"))
+                report.append(
+                    (
+                        True,
+                        "Telegram: privacy mode on; in groups make the bot an admin "
+                        "so it sees album photos without a caption",
+                    )
+                )
     except TelegramError as exc:
         report.append((False, f"Telegram: getMe failed: {exc}"))
     async with httpx.AsyncClient(timeout=settings.resell_scan_timeout) as http:
-        client = ResellScanClient(http, api_key=settings.resell_scan_api_key,
-                                  base_url=settings.resell_scan_base_url,
-                                  retry=RetryPolicy(max_attempts=2, total_timeout=20))
+        client = ResellScanClient(
+            http,
+            api_key=settings.resell_scan_api_key,
+            base_url=settings.resell_scan_base_url,
+            retry=RetryPolicy(max_attempts=2, total_timeout=20),
+        )
         try:
             page = await client.list_collections(limit=1)
-            report.append((True, f"Resell Scan: collections readable ({page.total or len(page.items)} found)"))
+            report.append(
+                (True, f"Resell Scan: collections readable ({page.total or len(page.items)} found)")
+            )
             if page.items:
                 try:
                     await client.list_products(page.items[0].id, limit=1)
                     report.append((True, "Resell Scan: products readable"))
                 except PermissionDenied:
-                    report.append((False, "Resell Scan: the API key lacks the 'products' permission "
-                                          "(needed to upload and analyse photos)"))
+                    report.append(
+                        (
+                            False,
+                            "Resell Scan: the API key lacks the 'products' permission "
+                            "(needed to upload and analyse photos)",
+                        )
+                    )
         except PermissionDenied as exc:
-            report.append((False, f"Resell Scan: the API key lacks the '{exc.resource}' permission"))
+            report.append(
+                (False, f"Resell Scan: the API key lacks the '{exc.resource}' permission")
+            )
         except ResellScanError as exc:
             report.append((False, f"Resell Scan: {type(exc).__name__}: {exc}"))
     if settings.public_base_url:
         secure = settings.public_base_url.startswith("https://")
-        local = "://127.0.0.1" in settings.public_base_url or "://localhost" in settings.public_base_url
-        report.append((secure or local, f"PUBLIC_BASE_URL {settings.public_base_url}: "
-                       + ("ok" if secure else "local only" if local
-                          else "must be https:// for Resell Scan to reach it")))
+        local = (
+            "://127.0.0.1" in settings.public_base_url or "://localhost" in settings.public_base_url
+        )
+        report.append(
+            (
+                secure or local,
+                f"PUBLIC_BASE_URL {settings.public_base_url}: "
+                + (
+                    "ok"
+                    if secure
+                    else "local only"
+                    if local
+                    else "must be https:// for Resell Scan to reach it"
+                ),
+            )
+        )
     else:
         report.append((True, "PUBLIC_BASE_URL empty: photos are sent as base64"))
     if settings.resell_scan_webhook_secrets:
-        odd = [s for s in settings.resell_scan_webhook_secrets
-               if not s.get_secret_value().startswith("whsec_")]
-        report.append((not odd, f"{len(settings.resell_scan_webhook_secrets)} webhook secret(s)"
-                       + (": every secret should start with whsec_" if odd else "")))
+        odd = [
+            s
+            for s in settings.resell_scan_webhook_secrets
+            if not s.get_secret_value().startswith("whsec_")
+        ]
+        report.append(
+            (
+                not odd,
+                f"{len(settings.resell_scan_webhook_secrets)} webhook secret(s)"
+                + (": every secret should start with whsec_" if odd else ""),
+            )
+        )
         if not settings.public_base_url:
-            report.append((False, "webhook secrets are set but PUBLIC_BASE_URL is empty: "
-                                  "Resell Scan cannot reach the relay"))
+            report.append(
+                (
+                    False,
+                    "webhook secrets are set but PUBLIC_BASE_URL is empty: "
+                    "Resell Scan cannot reach the relay",
+                )
+            )
     else:
         report.append((True, "no webhook secrets: completion by polling only"))
     return report
@@ -156,7 +201,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.server import serve
 
     base = f"http://{args.host}:{args.port}"
-    print(f"""Resell Scan sandbox and Telegram Bot API emulator on {base}
+    print(
+        f"""Resell Scan sandbox and Telegram Bot API emulator on {base}
 
 Resell Scan API:  {base}/api/v1
 API keys:         rs_test_full (every permission), rs_test_collections_only, rs_test_disabled
@@ -170,7 +216,9 @@ Paste into .env to run the bot against it:
   RESELL_SCAN_BASE_URL={base}/api/v1
   ALLOW_ALL_USERS=true
 
-Ctrl-C stops it.""", flush=True)
+Ctrl-C stops it.""",
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port))
     return 0
@@ -192,38 +240,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resell-scan-bot",
         description="Telegram bot that sends product photos to Resell Scan and replies with the "
-                    "analysis.",
+        "analysis.",
         epilog="Start with `resell-scan-bot demo`: the whole flow offline, no accounts needed.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser(
-        "run", help="run the bot (long polling, or Telegram webhook when configured)",
+        "run",
+        help="run the bot (long polling, or Telegram webhook when configured)",
         description="Run the bot and its HTTP side (webhook relay, image URLs, /healthz, "
-                    "/metrics). SIGTERM or Ctrl-C stops it cleanly; the next start resumes.",
-        epilog=settings_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        "/metrics). SIGTERM or Ctrl-C stops it cleanly; the next start resumes.",
+        epilog=settings_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.set_defaults(func=cmd_run)
     check = sub.add_parser(
-        "check", help="check settings, Telegram and Resell Scan access",
+        "check",
+        help="check settings, Telegram and Resell Scan access",
         description="Validate the settings, call Telegram getMe and Resell Scan GET /collections, "
-                    "report missing permissions and webhook/public URL problems. Exits 1 if "
-                    "anything needed is wrong.",
-        epilog=settings_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        "report missing permissions and webhook/public URL problems. Exits 1 if "
+        "anything needed is wrong.",
+        epilog=settings_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.set_defaults(func=cmd_check)
     sandbox = sub.add_parser(
-        "sandbox", help="run the local Resell Scan + Telegram stand-ins",
+        "sandbox",
+        help="run the local Resell Scan + Telegram stand-ins",
         description="Serve a Resell Scan-compatible API at /api/v1 and a Telegram Bot API "
-                    "emulator on one port, with control endpoints under /sandbox/.",
+        "emulator on one port, with control endpoints under /sandbox/.",
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=8765, help="port to listen on")
     sandbox.set_defaults(func=cmd_sandbox)
     demo = sub.add_parser(
-        "demo", help="show the whole flow offline and print the chat transcript",
+        "demo",
+        help="show the whole flow offline and print the chat transcript",
         description="Start the sandbox, run the real bot against it, play a short chat (album "
-                    "with caption, /status, webhook completion, results) and print it.",
+        "with caption, /status, webhook completion, results) and print it.",
     )
     demo.add_argument("--verbose", action="store_true", help="also show the bot's log")
     demo.set_defaults(func=cmd_demo)

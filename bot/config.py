@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         300.0, gt=0, description="how long '/scan X' sent as text applies to the next photos"
     )
     max_photos_per_product: int = Field(10, ge=1, le=50, description="photos in one product")
+    max_products_per_batch: int = Field(
+        50, ge=1, le=500, description="products in one /batch (the API's limit is unknown)"
+    )
     worker_concurrency: int = Field(8, ge=1, le=64, description="submissions handled at once")
     default_language: str = Field("en", description="en or de, when the user's is unknown")
 

@@ -73,6 +73,14 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def products_of(photos: list[Photo]) -> list[list[Photo]]:
+    """One product per album or single photo, in the order they were sent."""
+    groups: dict[str, list[Photo]] = {}
+    for photo in sorted(photos, key=lambda p: p.message_id):
+        groups.setdefault(photo.product_key, []).append(photo)
+    return list(groups.values())
+
+
 def poll_delay(poll_count: int, settings: Settings) -> float:
     """Gap before the next status request: geometric growth up to a cap, so the number of
     requests grows with the logarithm of the analysis time (then linearly past the cap).
@@ -264,10 +272,12 @@ class Tracker:
             await self.store.reject(sub.id, Problem("unknown_collection", {"ref": ref}), now)
             return await self.notify(sub.id)
         assert sub.collection_id is not None
-        if len(photos) > self.settings.max_photos_per_product:
+        groups = products_of(photos)
+        biggest = max((len(g) for g in groups), default=0)
+        if biggest > self.settings.max_photos_per_product or not groups:
             problem = Problem(
                 "too_many_photos",
-                {"limit": self.settings.max_photos_per_product, "count": len(photos)},
+                {"limit": self.settings.max_photos_per_product, "count": biggest},
             )
             await self.store.reject(sub.id, problem, now)
             return await self.notify(sub.id)
@@ -285,15 +295,22 @@ class Tracker:
             await self.store.reject(sub.id, problem, now)
             log.info("fields rejected: %s", [p.code for p in problems], extra=ctx)
             return await self.notify(sub.id)
+        if len(groups) > self.settings.max_products_per_batch:
+            problem = Problem(
+                "too_many_products",
+                {"limit": self.settings.max_products_per_batch, "count": len(groups)},
+            )
+            await self.store.reject(sub.id, problem, now)
+            return await self.notify(sub.id)
         try:
-            images = await self._images(sub, photos)
+            products = [NewProduct(await self._images(sub, group), values) for group in groups]
         except TelegramError as exc:
             if isinstance(exc, BadRequest) or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
                 await self.store.reject(sub.id, Problem("photo_unavailable"), now)
                 return await self.notify(sub.id)
             await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
             return None
-        await self.submit(sub, images, values)
+        await self.submit(sub, products)
         return None
 
     async def _continue(self, sub_id: int) -> None:
@@ -332,9 +349,7 @@ class Tracker:
         file = await self.bot.get_file(file_id)
         return bytes(await file.download_as_bytearray())
 
-    async def submit(
-        self, sub: Submission, images: list[dict[str, Any]], values: dict[str, Any]
-    ) -> None:
+    async def submit(self, sub: Submission, products: list[NewProduct]) -> None:
         ctx: dict[str, Any] = {"submission_id": sub.id, "chat_id": sub.chat_id}
         now = self.clock()
         if not await self.store.begin_submit(sub.id, now):
@@ -343,7 +358,7 @@ class Tracker:
         try:
             started = await self.client.create_and_analyze(
                 sub.collection_id,
-                [NewProduct(images, values)],
+                products,
                 idempotency_key=sub.idempotency_key,
             )
         except (ConnectionFailed, RateLimited) as exc:
@@ -380,7 +395,8 @@ class Tracker:
         if fresh is not None and fresh.progress_message_id is None:
             try:
                 message = await self.send(
-                    fresh, Outgoing(render.analysing_text(fresh.language, fresh, 1, None))
+                    fresh,
+                    Outgoing(render.analysing_text(fresh.language, fresh, len(products), None)),
                 )
                 await self.store.set_progress_message(sub.id, message.message_id)
             except TelegramError as exc:

@@ -81,6 +81,7 @@ class Faults:
     methods: list[str] = field(default_factory=list)
     webhook_duplicates: int = 0  # extra copies of each delivery
     webhook_delay_max: float = 0.0  # random delay per delivery (reordering)
+    webhook_delay: float = 0.0  # fixed delay before each delivery (late arrival)
     seed: int = 7
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
@@ -694,6 +695,8 @@ class ResellScanSandbox:
     async def _deliver(self, batch: Batch) -> None:
         """POST the signed event; retry with backoff on non-2xx or errors, same event id."""
         assert self._http is not None
+        if self.faults.webhook_delay:
+            await asyncio.sleep(self.faults.webhook_delay)
         if self.faults.webhook_delay_max:
             await asyncio.sleep(self.faults.rng.uniform(0, self.faults.webhook_delay_max))
         url, secret = self.webhook_url, self.webhook_secret

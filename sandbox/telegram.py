@@ -151,7 +151,7 @@ def _command_entities(text: str | None) -> list[dict[str, Any]]:
 @dataclass
 class Fault:
     method: str | None
-    kind: str  # "429", "timeout", "error"
+    kind: str  # "429", "timeout" (slow but done), "hang" (slow, not done), "error"
     count: int = 1
     retry_after: int = 1
     seconds: float = 15.0
@@ -277,9 +277,12 @@ class TelegramEmulator:
                     f"Too Many Requests: retry after {fault.retry_after}",
                     retry_after=fault.retry_after,
                 )
-            if fault.kind == "timeout":
+            if fault.kind == "timeout":  # slow, then done: the caller may have given up
                 await asyncio.sleep(fault.seconds)
                 return
+            if fault.kind == "hang":  # slow, then nothing was done
+                await asyncio.sleep(fault.seconds)
+                raise ApiError(502, "Bad Gateway")
             raise ApiError(500, "Internal Server Error")
         if (
             isinstance(chat_id, int)
@@ -857,6 +860,9 @@ class TelegramEmulator:
 
     async def ctl_faults(self, request: Request) -> Response:
         body = await _json(request)
+        if body.get("clear"):
+            self.state.faults.clear()
+            return JSONResponse({"ok": True})
         self.state.faults.append(
             Fault(
                 method=body.get("method"),

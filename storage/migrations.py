@@ -140,4 +140,13 @@ MIGRATIONS: list[Migration] = [
             """,
         ],
     ),
+    Migration(
+        3,
+        "multi-product batches collected with /batch ... /done",
+        [
+            "ALTER TABLE submissions ADD COLUMN collecting INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX submissions_collecting ON submissions (chat_id, user_id)"
+            " WHERE collecting = 1",
+        ],
+    ),
 ]

@@ -132,6 +132,7 @@ class Submission:
     notified_at: float | None
     notify_attempts: int
     parts_sent: int
+    collecting: bool = False
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:
@@ -142,6 +143,7 @@ class Submission:
         data["state"] = State(data["state"])
         data["caption_seen"] = bool(data["caption_seen"])
         data["remove_background"] = bool(data["remove_background"])
+        data["collecting"] = bool(data.get("collecting", 0))
         return cls(**data)
 
     @property

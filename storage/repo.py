@@ -180,6 +180,12 @@ class Store:
                     "SELECT * FROM submissions WHERE chat_id = ? AND media_group_id = ?",
                     (photo.chat_id, photo.media_group_id),
                 )
+            if row is None and caption is None and problem is None:
+                row = await tx.one(
+                    "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
+                    " AND state = ?",
+                    (photo.chat_id, photo.user_id, R.value),
+                )
             created = row is None
             late = False
             if row is None:
@@ -212,7 +218,9 @@ class Store:
                 assert sub_id is not None
             else:
                 sub_id = int(row["id"])
-                if row["state"] == R.value and row["next_action_at"] is not None:
+                if row["collecting"]:
+                    pass  # an open /batch: submitted on /done or at its deadline
+                elif row["state"] == R.value and row["next_action_at"] is not None:
                     gather_until = min(now + album_window, row["gather_deadline"] or now)
                     await tx.execute(
                         "UPDATE submissions SET next_action_at = MAX(next_action_at, ?),"
@@ -262,6 +270,86 @@ class Store:
                     )
         return AddResult(sub_id, created=created, duplicate=False, late=late)
 
+    async def open_batch(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        message_id: int,
+        user_id: int,
+        user_name: str,
+        collection_id: str,
+        collection_name: str,
+        manual_fields: dict[str, Any],
+        language: str,
+        remove_background: bool,
+        deadline: float,
+        now: float,
+    ) -> int:
+        """Start collecting this user's next photos into one multi-product submission (each
+        album or single photo is one product). An earlier open batch is closed and sent."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE submissions SET collecting = 0, next_action_at = ? WHERE chat_id = ?"
+                " AND user_id = ? AND collecting = 1 AND state = ?",
+                (now, chat_id, user_id, R.value),
+            )
+            sub_id = await tx.insert(
+                "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
+                " collection_ref, collection_id, collection_name, manual_fields, caption_seen,"
+                " remove_background, language, idempotency_key, state, next_action_at,"
+                " gather_deadline, created_at, updated_at, collecting)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    chat_id,
+                    thread_id,
+                    message_id,
+                    user_id,
+                    user_name,
+                    collection_id,
+                    collection_id,
+                    collection_name,
+                    json.dumps(manual_fields),
+                    int(remove_background),
+                    language,
+                    str(uuid.uuid4()),
+                    R.value,
+                    deadline,
+                    deadline,
+                    now,
+                    now,
+                ),
+            )
+        assert sub_id is not None
+        return sub_id
+
+    async def close_batch(self, chat_id: int, user_id: int, now: float) -> Submission | None:
+        """/done: the open batch becomes due now. None when there is none (or it is empty)."""
+        async with self.db.transaction() as tx:
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
+                " AND state = ?",
+                (chat_id, user_id, R.value),
+            )
+            if row is None:
+                return None
+            photos = await tx.one(
+                "SELECT COUNT(*) FROM photos WHERE submission_id = ?", (row["id"],)
+            )
+            if not photos or not photos[0]:
+                await tx.execute(
+                    "UPDATE submissions SET state = ?, collecting = 0, next_action_at = NULL,"
+                    " notified_at = ?, problem = ? WHERE id = ?",
+                    (RJ.value, now, Problem("cancelled").dumps(), row["id"]),
+                )
+                return None
+            await tx.execute(
+                "UPDATE submissions SET collecting = 0, next_action_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                (now, now, row["id"]),
+            )
+        return Submission.from_row(row)
+
     async def choose_collection(
         self, sub_id: int, collection_id: str, collection_name: str, now: float
     ) -> bool:
@@ -290,7 +378,8 @@ class Store:
         async with self.db.transaction() as tx:
             return await tx.execute(
                 "UPDATE submissions SET state = ?, problem = ?, next_action_at = NULL,"
-                " notified_at = ?, updated_at = ? WHERE chat_id = ? AND user_id = ? AND state = ?",
+                " collecting = 0, notified_at = ?, updated_at = ?"
+                " WHERE chat_id = ? AND user_id = ? AND state = ?",
                 (RJ.value, Problem("cancelled").dumps(), now, now, chat_id, user_id, R.value),
             )
 
@@ -318,7 +407,13 @@ class Store:
     async def begin_submit(self, sub_id: int, now: float) -> bool:
         async with self.db.transaction() as tx:
             return await self._move(
-                tx, sub_id, "begin_submit", now, attempts=_raw("attempts + 1"), next_action_at=None
+                tx,
+                sub_id,
+                "begin_submit",
+                now,
+                attempts=_raw("attempts + 1"),
+                next_action_at=None,
+                collecting=0,
             )
 
     async def submit_retry(self, sub_id: int, error: str, retry_at: float, now: float) -> bool:

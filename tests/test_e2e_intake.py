@@ -218,3 +218,28 @@ async def test_photo_without_collection_gets_a_picker(harness: Harness, settings
         await harness.wait_text(BEN["id"], "Results")
     [create] = await harness.creates()
     assert create["body"]["collectionId"] == collection_id("Vintage Clothing")
+
+
+async def test_killed_between_album_members_and_submit_submits_once(
+    harness: Harness, settings_for: Callable[..., Any], tmp_path: Any
+) -> None:
+    from tests.conftest import eventually
+    from tests.proc import BotProcess, db_rows
+
+    settings = settings_for(album_window_seconds=3.0, album_max_wait_seconds=6.0)
+    db = settings.database_path
+    with BotProcess(settings, tmp_path / "bot.log") as bot:
+        await harness.album(ANNA, count=3, caption="/scan Electronics")
+
+        async def stored() -> bool:
+            rows = db_rows(db, "SELECT COUNT(*) AS n FROM photos")
+            return bool(rows) and rows[0]["n"] == 3
+
+        await eventually(stored, what="three album members in SQLite")
+        assert await harness.rs_requests("/products/createAndAnalyze") == []
+        bot.kill()
+    with BotProcess(settings, tmp_path / "bot.log"):
+        await harness.wait_text(ANNA["id"], "Results", timeout=20)
+    creates = await harness.creates()
+    assert len(creates) == 1 and len(creates[0]["body"]["products"][0]["images"]) == 3
+    assert len(results_replies(await harness.sent(ANNA["id"]))) == 1

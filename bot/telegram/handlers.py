@@ -282,6 +282,84 @@ class Handlers:
             return
         await self._remember_scan(update, lang, request, collection.id, collection.name)
 
+    async def cmd_batch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`/batch <collection> [field=value …]`: collect the sender's next photos and albums
+        (one product each) into one analysis, sent on /done or after PENDING_SCAN_SECONDS."""
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        lang = await self.lang(update)
+        text = (message.text or "").replace("/batch", "/scan", 1)
+        try:
+            request = parse_caption(text, context.bot.username)
+        except CaptionError as exc:
+            reason = t(lang, f"caption_{exc.code}", **exc.params)
+            await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
+            return
+        if request is None or not request.collection_ref:
+            await self.reply(message, t(lang, "batch_usage"))
+            return
+        collection = await self._resolve_or_answer(message, lang, request.collection_ref, "batch")
+        if collection is None:
+            return
+        await self._open_batch(update, lang, collection.id, collection.name, request.fields)
+
+    async def _open_batch(
+        self, update: Update, lang: str, collection_id: str, name: str, fields: dict[str, str]
+    ) -> None:
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        now = self.s.clock()
+        chat_settings = await self.s.store.chat(chat.id)
+        await self.s.store.open_batch(
+            chat_id=chat.id,
+            thread_id=message.message_thread_id if message.is_topic_message else None,
+            message_id=message.message_id,
+            user_id=user.id,
+            user_name=user.full_name,
+            collection_id=collection_id,
+            collection_name=name,
+            manual_fields=fields,
+            language=lang,
+            remove_background=chat_settings.remove_background,
+            deadline=now + self.s.settings.pending_scan_seconds,
+            now=now,
+        )
+        self.s.tracker.wake()
+        shown = " ".join(f"{k}={v}" for k, v in fields.items())
+        await self.reply(
+            message,
+            t(
+                lang,
+                "batch_open",
+                collection=name,
+                fields=Html(f" <code>{html.escape(shown)}</code>") if shown else "",
+                minutes=int(self.s.settings.pending_scan_seconds // 60) or 1,
+            ),
+        )
+
+    async def cmd_done(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if message is None or chat is None or user is None:
+            return
+        lang = await self.lang(update)
+        sub = await self.s.store.close_batch(chat.id, user.id, self.s.clock())
+        if sub is None:
+            await self.reply(message, t(lang, "batch_none"))
+            return
+        self.s.tracker.wake()
+        count = len({p.product_key for p in await self.s.store.photos(sub.id)})
+        await self.reply(
+            message,
+            t(
+                lang,
+                "batch_closed",
+                collection=sub.collection_name or "?",
+                products=render.count_text(lang, count, "products_one", "products_many"),
+            ),
+        )
+
     async def _remember_scan(
         self, update: Update, lang: str, request: ScanRequest, collection_id: str, name: str
     ) -> None:
@@ -543,7 +621,7 @@ class Handlers:
             items = await self.s.catalog.search(search or None)
             text, markup = render.collections_page(lang, items, int(page_text), search or None)
             await self._edit(message, text, markup)
-        elif kind in ("use", "scan", "fields") and message is not None:
+        elif kind in ("use", "scan", "fields", "batch") and message is not None:
             collection = await self.s.catalog.by_id(rest)
             if collection is None:
                 await query.answer(t(lang, "unknown_collection", ref=rest))
@@ -555,6 +633,8 @@ class Handlers:
                 await self._set_default(update, lang, collection.id, collection.name, message)
             elif kind == "fields":
                 await self._send_fields(message, lang, collection.id, collection.name)
+            elif kind == "batch":
+                await self._open_batch(update, lang, collection.id, collection.name, {})
             else:
                 fake = ScanRequest(collection.id, {})
                 await self._remember_scan_from_button(update, lang, fake, collection.name, message)

@@ -37,6 +37,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• Images sent as files work too (original quality, up to 20 MB)\n\n"
             "<b>Commands</b>\n"
             "/scan &lt;collection&gt; [field=value …] – next photos go there\n"
+            "/batch &lt;collection&gt; [field=value …] – collect many items into one analysis; /done sends it\n"
             "/collections [search] – list collections, pick a default\n"
             "/use &lt;name or id&gt; – set this chat's default collection\n"
             "/fields [collection] – manual fields of a collection\n"
@@ -189,6 +190,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "page_prev": "◀",
         "page_next": "▶",
         "cmd_scan": "scan photos into a collection",
+        "cmd_batch": "collect many items into one analysis",
+        "cmd_done": "send the collected batch",
+        "batch_open": "🧺 Collecting for <b>{collection}</b>{fields}: every photo or album you send now is one product. Send /done when finished (I send it by myself after {minutes} minutes).",
+        "batch_usage": "Usage: <code>/batch &lt;collection&gt; [field=value …]</code>, then photos, then /done.",
+        "batch_closed": "📦 Sending {products} to <b>{collection}</b>…",
+        "batch_none": "No batch is being collected. Start one with /batch &lt;collection&gt;.",
+        "too_many_products": "⚠️ At most {limit} products per batch; this one has {count}. Split it into smaller batches.",
         "cmd_collections": "list collections",
         "cmd_use": "set the default collection",
         "cmd_fields": "manual fields of a collection",
@@ -218,6 +226,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• Bilder als Datei gehen auch (Originalqualität, bis 20 MB)\n\n"
             "<b>Befehle</b>\n"
             "/scan &lt;Sammlung&gt; [feld=wert …] – die nächsten Fotos gehen dorthin\n"
+            "/batch &lt;Sammlung&gt; [feld=wert …] – viele Artikel in einer Analyse sammeln; /done sendet sie\n"
             "/collections [Suche] – Sammlungen auflisten, Standard wählen\n"
             "/use &lt;Name oder ID&gt; – Standard-Sammlung dieses Chats festlegen\n"
             "/fields [Sammlung] – manuelle Felder einer Sammlung\n"
@@ -370,6 +379,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "page_prev": "◀",
         "page_next": "▶",
         "cmd_scan": "Fotos in eine Sammlung scannen",
+        "cmd_batch": "viele Artikel in einer Analyse sammeln",
+        "cmd_done": "gesammelten Batch senden",
+        "batch_open": "🧺 Sammle für <b>{collection}</b>{fields}: jedes Foto oder Album, das du jetzt schickst, ist ein Produkt. Schick /done, wenn du fertig bist (nach {minutes} Minuten sende ich selbst).",
+        "batch_usage": "So geht's: <code>/batch &lt;Sammlung&gt; [feld=wert …]</code>, dann Fotos, dann /done.",
+        "batch_closed": "📦 Sende {products} an <b>{collection}</b>…",
+        "batch_none": "Es wird gerade kein Batch gesammelt. Starte einen mit /batch &lt;Sammlung&gt;.",
+        "too_many_products": "⚠️ Höchstens {limit} Produkte pro Batch; hier sind es {count}. Teile ihn in kleinere Batches.",
         "cmd_collections": "Sammlungen auflisten",
         "cmd_use": "Standard-Sammlung festlegen",
         "cmd_fields": "manuelle Felder einer Sammlung",
@@ -386,6 +402,8 @@ TEXTS: dict[str, dict[str, str]] = {
 
 COMMANDS = (
     "scan",
+    "batch",
+    "done",
     "collections",
     "use",
     "fields",
