@@ -71,8 +71,14 @@ async def _run(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from telegram.warnings import PTBDeprecationWarning
+
     from bot.logs import setup_logging
 
+    # PTB 22 warns from inside its own RetryAfter constructor; we read the value in both forms.
+    warnings.filterwarnings("ignore", ".*retry_after.*", PTBDeprecationWarning)
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format.value, settings.secret_values())
     asyncio.run(_run(settings))

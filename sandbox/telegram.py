@@ -900,12 +900,12 @@ async def _params(request: Request) -> dict[str, Any]:
             params.update(body)
         return params
     if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await request.form(max_part_size=60 * 1024 * 1024)
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                params[key] = (value.filename or key, await value.read(), value.content_type)
-            else:
-                params[key] = _decode(key, value)
+        async with request.form(max_part_size=60 * 1024 * 1024) as form:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    params[key] = (value.filename or key, await value.read(), value.content_type)
+                else:
+                    params[key] = _decode(key, value)
         # attach://name references a multipart part
         for key, value in list(params.items()):
             if isinstance(value, str) and value.startswith("attach://"):

@@ -92,12 +92,12 @@ def sandbox(sandbox_server: SandboxThread) -> SandboxThread:
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     *,
-    timeout: float = 10.0,
+    within: float = 10.0,
     interval: float = 0.02,
     what: str = "condition",
 ) -> T:
-    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `probe` until it returns something truthy, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
     last: T | None = None
     while time.monotonic() < deadline:
         last = await probe()

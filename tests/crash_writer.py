@@ -19,11 +19,24 @@ async def main(path: str, start: int) -> None:
     n = start
     while True:
         n += 1
-        photo = NewPhoto(chat_id=n, message_id=1, user_id=1, user_name="w",
-                         file_id=f"f{n}", file_unique_id=f"u{n}", media_group_id=f"g{n}")
+        photo = NewPhoto(
+            chat_id=n,
+            message_id=1,
+            user_id=1,
+            user_name="w",
+            file_id=f"f{n}",
+            file_unique_id=f"u{n}",
+            media_group_id=f"g{n}",
+        )
         result = await store.add_photo(
-            photo, caption=None, problem=None, language="en", remove_background=False,
-            album_window=1.0, album_max_wait=5.0, now=time.time(),
+            photo,
+            caption=None,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=1.0,
+            album_max_wait=5.0,
+            now=time.time(),
         )
         await store.choose_collection(result.submission_id, "c", "C", time.time())
         await store.begin_submit(result.submission_id, time.time())

@@ -72,8 +72,9 @@ class Harness:
 
     # Acting as users --------------------------------------------------------------------------
 
-    async def upload(self, data: bytes | None = None, *, mime: str = "image/jpeg",
-                     file_size: int | None = None) -> str:
+    async def upload(
+        self, data: bytes | None = None, *, mime: str = "image/jpeg", file_size: int | None = None
+    ) -> str:
         data = fake_jpeg(f"photo-{next(_seeds)}") if data is None else data
         body: dict[str, Any] = {"data_b64": base64.b64encode(data).decode(), "mime_type": mime}
         if file_size is not None:
@@ -83,8 +84,9 @@ class Harness:
         file_id: str = response.json()["file_id"]
         return file_id
 
-    async def message(self, user: dict[str, Any], chat: dict[str, Any] | None = None,
-                      **fields: Any) -> int:
+    async def message(
+        self, user: dict[str, Any], chat: dict[str, Any] | None = None, **fields: Any
+    ) -> int:
         body = {"from": user, **fields}
         if chat is not None:
             body["chat"] = chat
@@ -93,16 +95,31 @@ class Harness:
         message_id: int = response.json()["message_id"]
         return message_id
 
-    async def photo(self, user: dict[str, Any], chat: dict[str, Any] | None = None, *,
-                    caption: str | None = None, data: bytes | None = None,
-                    **fields: Any) -> int:
+    async def photo(
+        self,
+        user: dict[str, Any],
+        chat: dict[str, Any] | None = None,
+        *,
+        caption: str | None = None,
+        data: bytes | None = None,
+        **fields: Any,
+    ) -> int:
         file_id = await self.upload(data)
         return await self.message(user, chat, photo_file_id=file_id, caption=caption, **fields)
 
-    async def album(self, user: dict[str, Any], chat: dict[str, Any] | None = None, *,
-                    count: int, caption: str | None = None, caption_on: int = 0,
-                    order: list[int] | None = None, group_id: str | None = None,
-                    base_message_id: int = 0, **fields: Any) -> list[int]:
+    async def album(
+        self,
+        user: dict[str, Any],
+        chat: dict[str, Any] | None = None,
+        *,
+        count: int,
+        caption: str | None = None,
+        caption_on: int = 0,
+        order: list[int] | None = None,
+        group_id: str | None = None,
+        base_message_id: int = 0,
+        **fields: Any,
+    ) -> list[int]:
         """Send `count` photos sharing a media_group_id, delivered in `order` (indexes)."""
         group = group_id or f"album-{next(_seeds)}"
         file_ids = [await self.upload() for _ in range(count)]
@@ -111,27 +128,49 @@ class Harness:
             extra = dict(fields)
             if base_message_id:
                 extra["message_id"] = base_message_id + index
-            ids.append(await self.message(
-                user, chat, photo_file_id=file_ids[index], media_group_id=group,
-                caption=caption if index == caption_on else None, **extra,
-            ))
+            ids.append(
+                await self.message(
+                    user,
+                    chat,
+                    photo_file_id=file_ids[index],
+                    media_group_id=group,
+                    caption=caption if index == caption_on else None,
+                    **extra,
+                )
+            )
         return ids
 
-    async def text(self, user: dict[str, Any], text: str, chat: dict[str, Any] | None = None,
-                   **fields: Any) -> int:
+    async def text(
+        self, user: dict[str, Any], text: str, chat: dict[str, Any] | None = None, **fields: Any
+    ) -> int:
         return await self.message(user, chat, text=text, **fields)
 
-    async def document(self, user: dict[str, Any], *, name: str, mime: str, data: bytes | None = None,
-                       file_size: int | None = None, chat: dict[str, Any] | None = None,
-                       caption: str | None = None) -> int:
-        file_id = await self.upload(data if data is not None else fake_jpeg(name), mime=mime,
-                                    file_size=file_size)
-        return await self.message(user, chat, document={"file_id": file_id, "file_name": name,
-                                                        "mime_type": mime}, caption=caption)
+    async def document(
+        self,
+        user: dict[str, Any],
+        *,
+        name: str,
+        mime: str,
+        data: bytes | None = None,
+        file_size: int | None = None,
+        chat: dict[str, Any] | None = None,
+        caption: str | None = None,
+    ) -> int:
+        file_id = await self.upload(
+            data if data is not None else fake_jpeg(name), mime=mime, file_size=file_size
+        )
+        return await self.message(
+            user,
+            chat,
+            document={"file_id": file_id, "file_name": name, "mime_type": mime},
+            caption=caption,
+        )
 
     async def press(self, user: dict[str, Any], chat_id: int, message_id: int, data: str) -> None:
-        response = await self.http.post("/sandbox/telegram/callback", json={
-            "from": user, "chat_id": chat_id, "message_id": message_id, "data": data})
+        response = await self.http.post(
+            "/sandbox/telegram/callback",
+            json={"from": user, "chat_id": chat_id, "message_id": message_id, "data": data},
+        )
         response.raise_for_status()
 
     async def chat(self, **spec: Any) -> dict[str, Any]:
@@ -147,9 +186,15 @@ class Harness:
         actions: list[dict[str, Any]] = response.json()["actions"]
         return actions
 
-    async def wait_sent(self, chat_id: int, predicate: Callable[[dict[str, Any]], bool], *,
-                        timeout: float = 15.0, what: str = "a message") -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_sent(
+        self,
+        chat_id: int,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        within: float = 15.0,
+        what: str = "a message",
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for action in await self.sent(chat_id):
                 if predicate(action):
@@ -160,18 +205,26 @@ class Harness:
 
     async def wait_text(self, chat_id: int, needle: str, **kw: Any) -> dict[str, Any]:
         return await self.wait_sent(
-            chat_id, lambda a: a["kind"] in ("send", "document") and needle in (a.get("text") or ""),
-            what=repr(needle), **kw)
+            chat_id,
+            lambda a: a["kind"] in ("send", "document") and needle in (a.get("text") or ""),
+            what=repr(needle),
+            **kw,
+        )
 
-    async def rs_requests(self, path: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+    async def rs_requests(
+        self, path: str | None = None, method: str | None = None
+    ) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("path", path), ("method", method)) if v}
         response = await self.http.get("/sandbox/requests", params=params)
         items: list[dict[str, Any]] = response.json()["requests"]
         return items
 
     async def creates(self) -> list[dict[str, Any]]:
-        return [r for r in await self.rs_requests("/products/createAndAnalyze")
-                if r.get("status") == 201]
+        return [
+            r
+            for r in await self.rs_requests("/products/createAndAnalyze")
+            if r.get("status") == 201
+        ]
 
     async def rs(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.http.post(path, json=body)
@@ -191,5 +244,11 @@ async def bot_running(settings: Settings) -> AsyncIterator[BotRuntime]:
 
 
 def results_replies(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [a for a in actions if a["kind"] == "send" and "Results" in (a.get("text") or "")
-            or a["kind"] == "send" and "Ergebnisse" in (a.get("text") or "")]
+    return [
+        a
+        for a in actions
+        if (a["kind"] == "send"
+        and "Results" in (a.get("text") or ""))
+        or (a["kind"] == "send"
+        and "Ergebnisse" in (a.get("text") or ""))
+    ]

@@ -22,15 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes `Settings()` in a child equal to `settings`."""
-    env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+    }
     for name in Settings.model_fields:
         value: Any = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         elif isinstance(value, list):
-            value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v)
-                             for v in value)
+            value = ",".join(
+                v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value
+            )
         elif isinstance(value, enum.Enum):
             value = value.value
         elif isinstance(value, bool):
@@ -50,14 +54,19 @@ class BotProcess:
     def start(self, timeout: float = 20.0) -> BotProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run"], cwd=ROOT, env=settings_env(self.settings),
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "bot.cli", "run"],
+            cwd=ROOT,
+            env=settings_env(self.settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{self.settings.http_port}/healthz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bot exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"bot exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}"
+                )
             try:
                 httpx.get(url, timeout=1)
                 return self

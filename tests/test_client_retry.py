@@ -52,14 +52,15 @@ def make(
     clock = clock or FakeClock()
     policy = RetryPolicy(sleep=clock.sleep, clock=clock, **kw)
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = ResellScanClient(http, api_key=SecretStr(KEY), base_url="https://rs.test/api/v1",
-                              retry=policy)
+    client = ResellScanClient(
+        http, api_key=SecretStr(KEY), base_url="https://rs.test/api/v1", retry=policy
+    )
     return client, clock
 
 
-def sequence(*responses: httpx.Response | Exception) -> tuple[
-    Callable[[httpx.Request], httpx.Response], list[httpx.Request]
-]:
+def sequence(
+    *responses: httpx.Response | Exception,
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[httpx.Request]]:
     seen: list[httpx.Request] = []
     items = list(responses)
 
@@ -142,9 +143,13 @@ async def test_ambiguous_post_after_read_timeout_is_not_retried() -> None:
 
 
 async def test_post_connect_error_is_retried_with_the_same_idempotency_key() -> None:
-    handler, seen = sequence(httpx.ConnectError("refused"), httpx.Response(201, json={"batchId": "b"}))
+    handler, seen = sequence(
+        httpx.ConnectError("refused"), httpx.Response(201, json={"batchId": "b"})
+    )
     client, _ = make(handler)
-    started = await client.create_and_analyze("c", [NewProduct([{"url": "u"}])], idempotency_key="k9")
+    started = await client.create_and_analyze(
+        "c", [NewProduct([{"url": "u"}])], idempotency_key="k9"
+    )
     assert started.batch_id == "b" and len(seen) == 2
     assert {r.headers["Idempotency-Key"] for r in seen} == {"k9"}
 
@@ -160,8 +165,13 @@ async def test_every_post_carries_an_idempotency_key() -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(400, ValidationFailed), (401, AuthError), (402, PaymentRequired), (422, ValidationFailed),
-     (418, APIError)],
+    [
+        (400, ValidationFailed),
+        (401, AuthError),
+        (402, PaymentRequired),
+        (422, ValidationFailed),
+        (418, APIError),
+    ],
 )
 async def test_client_errors_are_not_retried(status: int, kind: type[APIError]) -> None:
     handler, seen = sequence(httpx.Response(status, json={"message": "nope"}))
@@ -174,12 +184,23 @@ async def test_client_errors_are_not_retried(status: int, kind: type[APIError]) 
 @pytest.mark.parametrize(
     "exc",
     [
-        httpx.ConnectError("x"), httpx.ConnectTimeout("x"), httpx.PoolTimeout("x"),
-        httpx.ReadTimeout("x"), httpx.WriteTimeout("x"), httpx.ReadError("x"),
-        httpx.WriteError("x"), httpx.RemoteProtocolError("x"), httpx.LocalProtocolError("x"),
-        httpx.ProxyError("x"), httpx.UnsupportedProtocol("x"), httpx.DecodingError("x"),
-        httpx.TooManyRedirects("x"), httpx.NetworkError("x"), httpx.TimeoutException("x"),
-        httpx.ProtocolError("x"), httpx.TransportError("x"),
+        httpx.ConnectError("x"),
+        httpx.ConnectTimeout("x"),
+        httpx.PoolTimeout("x"),
+        httpx.ReadTimeout("x"),
+        httpx.WriteTimeout("x"),
+        httpx.ReadError("x"),
+        httpx.WriteError("x"),
+        httpx.RemoteProtocolError("x"),
+        httpx.LocalProtocolError("x"),
+        httpx.ProxyError("x"),
+        httpx.UnsupportedProtocol("x"),
+        httpx.DecodingError("x"),
+        httpx.TooManyRedirects("x"),
+        httpx.NetworkError("x"),
+        httpx.TimeoutException("x"),
+        httpx.ProtocolError("x"),
+        httpx.TransportError("x"),
     ],
 )
 async def test_every_httpx_error_maps_into_our_tree(exc: Exception) -> None:
@@ -200,7 +221,9 @@ async def test_non_json_success_is_a_protocol_error() -> None:
 
 
 async def test_error_message_falls_back_to_errors_list_and_text() -> None:
-    handler, _ = sequence(httpx.Response(422, json={"errors": [{"field": "x", "message": "bad x"}]}))
+    handler, _ = sequence(
+        httpx.Response(422, json={"errors": [{"field": "x", "message": "bad x"}]})
+    )
     client, _ = make(handler)
     with pytest.raises(ValidationFailed) as caught:
         await client.list_collections()
@@ -213,8 +236,15 @@ async def test_error_message_falls_back_to_errors_list_and_text() -> None:
 
 async def test_tolerant_parsing_of_envelopes_and_casing() -> None:
     handler, _ = sequence(
-        httpx.Response(200, json={"batch_id": "b1", "status": "Processing", "totalProducts": 4,
-                                  "products": [{"productId": "p", "error": "blurry", "status": "x"}]})
+        httpx.Response(
+            200,
+            json={
+                "batch_id": "b1",
+                "status": "Processing",
+                "totalProducts": 4,
+                "products": [{"productId": "p", "error": "blurry", "status": "x"}],
+            },
+        )
     )
     client, _ = make(handler)
     status = await client.get_batch("b1")
@@ -225,8 +255,10 @@ async def test_tolerant_parsing_of_envelopes_and_casing() -> None:
 
 
 async def test_page_without_metadata_stops_on_short_page() -> None:
-    pages = [httpx.Response(200, json=[{"id": str(i), "name": f"n{i}"} for i in range(3)]),
-             httpx.Response(200, json=[{"id": "9", "name": "last"}])]
+    pages = [
+        httpx.Response(200, json=[{"id": str(i), "name": f"n{i}"} for i in range(3)]),
+        httpx.Response(200, json=[{"id": "9", "name": "last"}]),
+    ]
     handler, seen = sequence(*pages)
     client, _ = make(handler)
     names = [c.name async for c in client.iter_collections(limit=3)]

@@ -69,7 +69,9 @@ def product(seed: str, **fields: Any) -> NewProduct:
     return NewProduct([image_from_bytes(fake_jpeg(seed), f"{seed}.jpg")], fields)
 
 
-async def test_list_collections_pages_and_search(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_list_collections_pages_and_search(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     client = client_for(sandbox, http)
     first = await client.list_collections(limit=20)
     assert len(first.items) == 20 and first.has_more and first.total == 30
@@ -80,7 +82,9 @@ async def test_list_collections_pages_and_search(sandbox: SandboxThread, http: h
     assert not found.has_more
 
 
-async def test_get_collection_and_manual_fields(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_get_collection_and_manual_fields(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     client = client_for(sandbox, http)
     collection = await client.get_collection(SNEAKERS)
     assert collection.name == "Sneakers"
@@ -110,7 +114,9 @@ async def test_create_and_analyze_then_status_and_results(
     assert log[0]["body"]["products"][0]["manual_fields"] == {"purchasePrice": 12.5}
 
 
-async def test_products_create_list_and_analyze(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_products_create_list_and_analyze(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     client = client_for(sandbox, http)
     created = await client.create_products(ELECTRONICS, [product("p1"), product("p2")])
     assert len(created) == 2
@@ -127,7 +133,9 @@ async def test_products_create_list_and_analyze(sandbox: SandboxThread, http: ht
     assert (await client.get_batch(batch.batch_id)).total_products == 2
 
 
-async def test_image_url_is_fetched_for_real(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_image_url_is_fetched_for_real(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     # The sandbox's own Telegram file endpoint serves as "a local file server" here.
     upload = httpx.post(
         sandbox.url + "/sandbox/telegram/files",
@@ -162,7 +170,9 @@ async def test_base64_as_separate_key(sandbox: SandboxThread, http: httpx.AsyncC
     assert started.batch_id
 
 
-async def test_missing_required_field_names_it(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_missing_required_field_names_it(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     client = client_for(sandbox, http)
     with pytest.raises(ValidationFailed) as caught:
         await client.create_and_analyze(SNEAKERS, [product("c")])
@@ -206,7 +216,9 @@ async def test_rate_limit_gives_429_with_retry_after(
     with pytest.raises(RateLimited) as caught:
         await client.list_collections()
     assert caught.value.retry_after is not None and 1 <= caught.value.retry_after <= 30
-    raw = httpx.get(sandbox.api_url + "/collections", headers={"Authorization": "Bearer rs_test_full"})
+    raw = httpx.get(
+        sandbox.api_url + "/collections", headers={"Authorization": "Bearer rs_test_full"}
+    )
     assert raw.status_code == 429 and int(raw.headers["Retry-After"]) >= 1
 
 
@@ -217,7 +229,9 @@ async def test_get_retries_a_5xx_burst(sandbox: SandboxThread, http: httpx.Async
     assert [r["status"] for r in requests_log(sandbox)] == [503, 503, 200]
 
 
-async def test_get_gives_up_after_max_attempts(sandbox: SandboxThread, http: httpx.AsyncClient) -> None:
+async def test_get_gives_up_after_max_attempts(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
     control(sandbox, "/sandbox/faults", {"error_burst": 10, "error_status": 502})
     with pytest.raises(ServerError):
         await client_for(sandbox, http, retry=fast_retry(max_attempts=3)).list_collections()
@@ -227,8 +241,11 @@ async def test_get_gives_up_after_max_attempts(sandbox: SandboxThread, http: htt
 async def test_post_5xx_is_ambiguous_and_not_retried(
     sandbox: SandboxThread, http: httpx.AsyncClient
 ) -> None:
-    control(sandbox, "/sandbox/faults", {"error_burst": 1, "error_after_processing": True,
-                                         "match": "createAndAnalyze"})
+    control(
+        sandbox,
+        "/sandbox/faults",
+        {"error_burst": 1, "error_after_processing": True, "match": "createAndAnalyze"},
+    )
     with pytest.raises(AmbiguousWrite) as caught:
         await client_for(sandbox, http).create_and_analyze(ELECTRONICS, [product("f")])
     assert isinstance(caught.value.cause, ServerError)
@@ -281,7 +298,9 @@ async def test_same_idempotency_key_returns_same_answer(
 
 async def test_connection_refused_is_connection_failed(http: httpx.AsyncClient) -> None:
     client = ResellScanClient(
-        http, api_key=SecretStr("k"), base_url="http://127.0.0.1:9/api/v1",
+        http,
+        api_key=SecretStr("k"),
+        base_url="http://127.0.0.1:9/api/v1",
         retry=fast_retry(max_attempts=2),
     )
     with pytest.raises(ConnectionFailed):

@@ -9,7 +9,9 @@ from typing import Any
 from tests.harness import ANNA, Harness, bot_running, results_replies
 
 
-async def test_single_photo_with_caption(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_single_photo_with_caption(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         message_id = await harness.photo(ANNA, caption="/scan Sneakers purchasePrice=12,5")
         analysing = await harness.wait_text(ANNA["id"], "Analysing")
@@ -49,9 +51,15 @@ async def test_album_of_four_out_of_order_is_one_product_in_order(
         ids = []
         for index in (2, 0, 3, 1):  # delivered out of order; message ids say the real order
             file_id = await harness.upload(photos[index])
-            ids.append(await harness.message(
-                ANNA, photo_file_id=file_id, media_group_id="grp-4", message_id=500 + index,
-                caption="/scan Electronics" if index == 3 else None))
+            ids.append(
+                await harness.message(
+                    ANNA,
+                    photo_file_id=file_id,
+                    media_group_id="grp-4",
+                    message_id=500 + index,
+                    caption="/scan Electronics" if index == 3 else None,
+                )
+            )
         results = await harness.wait_text(ANNA["id"], "Results")
         assert results["reply_to"] == 500
     creates = await harness.creates()
@@ -74,17 +82,37 @@ async def test_two_users_albums_at_once_in_a_forum_group(
         ben_files = [await harness.upload() for _ in range(2)]
         anna_ids, ben_ids = [], []
         for i in range(3):
-            anna_ids.append(await harness.message(
-                ANNA, group, photo_file_id=anna_files[i], media_group_id="a-1",
-                message_thread_id=7, caption="/scan Sneakers purchasePrice=10" if i == 0 else None))
+            anna_ids.append(
+                await harness.message(
+                    ANNA,
+                    group,
+                    photo_file_id=anna_files[i],
+                    media_group_id="a-1",
+                    message_thread_id=7,
+                    caption="/scan Sneakers purchasePrice=10" if i == 0 else None,
+                )
+            )
             if i < 2:
-                ben_ids.append(await harness.message(
-                    BEN, group, photo_file_id=ben_files[i], media_group_id="b-1",
-                    message_thread_id=9, caption="/scan@ResellScanSandboxBot Books" if i == 1 else None))
+                ben_ids.append(
+                    await harness.message(
+                        BEN,
+                        group,
+                        photo_file_id=ben_files[i],
+                        media_group_id="b-1",
+                        message_thread_id=9,
+                        caption="/scan@ResellScanSandboxBot Books" if i == 1 else None,
+                    )
+                )
         anna_reply = await harness.wait_sent(
-            -1001, lambda a: "Results" in (a["text"] or "") and "Anna" in a["text"], what="Anna's results")
+            -1001,
+            lambda a: "Results" in (a["text"] or "") and "Anna" in a["text"],
+            what="Anna's results",
+        )
         ben_reply = await harness.wait_sent(
-            -1001, lambda a: "Results" in (a["text"] or "") and "Ben" in a["text"], what="Ben's results")
+            -1001,
+            lambda a: "Results" in (a["text"] or "") and "Ben" in a["text"],
+            what="Ben's results",
+        )
     assert (anna_reply["thread_id"], anna_reply["reply_to"]) == (7, anna_ids[0])
     assert (ben_reply["thread_id"], ben_reply["reply_to"]) == (9, ben_ids[0])
     creates = await harness.creates()
@@ -97,14 +125,25 @@ async def test_image_as_file_works_pdf_and_huge_file_refused(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
     async with bot_running(settings_for()):
-        await harness.document(ANNA, name="item.png", mime="image/png",
-                               data=b"\x89PNG\r\n\x1a\n" + b"x" * 100, caption="/scan Electronics")
+        await harness.document(
+            ANNA,
+            name="item.png",
+            mime="image/png",
+            data=b"\x89PNG\r\n\x1a\n" + b"x" * 100,
+            caption="/scan Electronics",
+        )
         await harness.wait_text(ANNA["id"], "Results")
-        await harness.document(ANNA, name="invoice.pdf", mime="application/pdf",
-                               caption="/scan Electronics")
+        await harness.document(
+            ANNA, name="invoice.pdf", mime="application/pdf", caption="/scan Electronics"
+        )
         await harness.wait_text(ANNA["id"], "not an image")
-        await harness.document(ANNA, name="huge.jpg", mime="image/jpeg",
-                               file_size=25 * 1024 * 1024, caption="/scan Electronics")
+        await harness.document(
+            ANNA,
+            name="huge.jpg",
+            mime="image/jpeg",
+            file_size=25 * 1024 * 1024,
+            caption="/scan Electronics",
+        )
         await harness.wait_text(ANNA["id"], "larger than 20 MB")
     assert len(await harness.creates()) == 1
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
@@ -143,7 +182,7 @@ async def test_missing_and_wrongly_typed_fields_are_refused_with_a_working_examp
         await harness.photo(ANNA, caption="/scan Sneakers size=42")
         missing = await harness.wait_text(ANNA["id"], "is required")
         assert "purchasePrice" in missing["text"]
-        assert '/scan Sneakers purchasePrice=12.5 size=42' in missing["text"]
+        assert "/scan Sneakers purchasePrice=12.5 size=42" in missing["text"]
         await harness.photo(ANNA, caption="/scan Sneakers purchasePrice=cheap quantity=2.5")
         typed = await harness.wait_text(ANNA["id"], "must be a number")
         assert "whole number" in typed["text"]
@@ -160,12 +199,18 @@ async def test_unauthorised_user_is_refused_with_ids_and_nothing_sent(
         reply = await harness.wait_text(MALLORY["id"], "This bot is private")
         assert str(MALLORY["id"]) in reply["text"]
         await harness.text(MALLORY, "/start")
-        await harness.wait_sent(MALLORY["id"], lambda a: a["kind"] == "send" and len(
-            [x for x in [a] if "private" in (x["text"] or "")]) == 1)
+        await harness.wait_sent(
+            MALLORY["id"],
+            lambda a: (
+                a["kind"] == "send" and len([x for x in [a] if "private" in (x["text"] or "")]) == 1
+            ),
+        )
     assert await harness.rs_requests() == []
 
 
-async def test_collections_pages_through_all(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_collections_pages_through_all(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.text(ANNA, "/collections")
         first = await harness.wait_text(ANNA["id"], "Collections")
@@ -180,12 +225,16 @@ async def test_collections_pages_through_all(harness: Harness, settings_for: Cal
             await harness.press(ANNA, ANNA["id"], message["message_id"], nav[0]["callback_data"])
             page_no = len(seen) // 8 + 1
             message = await harness.wait_sent(
-                ANNA["id"], lambda a, p=page_no: a["kind"] == "edit" and f"page {p}/" in a["text"],
-                what=f"page {page_no}")
+                ANNA["id"],
+                lambda a, p=page_no: a["kind"] == "edit" and f"page {p}/" in a["text"],
+                what=f"page {page_no}",
+            )
         assert len(seen) == 30 and len(set(seen)) == 30
 
 
-async def test_use_then_plain_photo_uses_the_default(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_use_then_plain_photo_uses_the_default(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.text(ANNA, "/use electronics")
         reply = await harness.wait_text(ANNA["id"], "Default collection")
@@ -196,7 +245,9 @@ async def test_use_then_plain_photo_uses_the_default(harness: Harness, settings_
     assert create["body"]["collectionId"] == collection_id("Electronics")
 
 
-async def test_german_chat_gets_german_texts(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_german_chat_gets_german_texts(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.text(CARLA, "/help")
         await harness.wait_text(CARLA["id"], "So scannst du")
@@ -207,7 +258,9 @@ async def test_german_chat_gets_german_texts(harness: Harness, settings_for: Cal
     assert create["body"]["products"][0]["manual_fields"] == {"purchasePrice": 9.99}
 
 
-async def test_photo_without_collection_gets_a_picker(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_photo_without_collection_gets_a_picker(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.photo(BEN)
         picker = await harness.wait_text(BEN["id"], "Which collection")
@@ -239,7 +292,7 @@ async def test_killed_between_album_members_and_submit_submits_once(
         assert await harness.rs_requests("/products/createAndAnalyze") == []
         bot.kill()
     with BotProcess(settings, tmp_path / "bot.log"):
-        await harness.wait_text(ANNA["id"], "Results", timeout=20)
+        await harness.wait_text(ANNA["id"], "Results", within=20)
     creates = await harness.creates()
     assert len(creates) == 1 and len(creates[0]["body"]["products"][0]["images"]) == 3
     assert len(results_replies(await harness.sent(ANNA["id"]))) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,8 +165,12 @@ async def test_album_members_join_one_submission_and_restart_the_window(store: S
         result = await store.add_photo(
             new_photo(chat_id=7, message_id=100 - i, media_group_id="g1"),
             caption=CaptionInfo("Sneakers", {}) if i == 1 else None,
-            problem=None, language="en", remove_background=False,
-            album_window=1.0, album_max_wait=5.0, now=at,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=1.0,
+            album_max_wait=5.0,
+            now=at,
         )
         ids.append(result.submission_id)
     assert len(set(ids)) == 1
@@ -182,8 +187,13 @@ async def test_album_window_is_capped_by_max_wait(store: Store) -> None:
     sub_id = None
     for i in range(10):
         result = await store.add_photo(
-            new_photo(chat_id=8, media_group_id="g2"), caption=None, problem=None,
-            language="en", remove_background=False, album_window=1.0, album_max_wait=3.0,
+            new_photo(chat_id=8, media_group_id="g2"),
+            caption=None,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=1.0,
+            album_max_wait=3.0,
             now=NOW + i * 0.9,
         )
         sub_id = result.submission_id
@@ -194,10 +204,17 @@ async def test_album_window_is_capped_by_max_wait(store: Store) -> None:
 
 async def test_redelivered_photo_is_stored_once(store: Store) -> None:
     photo = new_photo(chat_id=3)
-    kwargs = dict(caption=None, problem=None, language="en", remove_background=False,
-                  album_window=1.0, album_max_wait=5.0, now=NOW)
-    first = await store.add_photo(photo, **kwargs)  # type: ignore[arg-type]
-    second = await store.add_photo(photo, **kwargs)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {
+        "caption": None,
+        "problem": None,
+        "language": "en",
+        "remove_background": False,
+        "album_window": 1.0,
+        "album_max_wait": 5.0,
+        "now": NOW,
+    }
+    first = await store.add_photo(photo, **kwargs)
+    second = await store.add_photo(photo, **kwargs)
     assert not first.duplicate and second.duplicate
     assert second.submission_id == first.submission_id
     assert (await store.count_by_state()) == {"received": 1}
@@ -205,13 +222,25 @@ async def test_redelivered_photo_is_stored_once(store: Store) -> None:
 
 async def test_late_album_member_is_kept_but_marked_late(store: Store) -> None:
     first = await store.add_photo(
-        new_photo(chat_id=4, media_group_id="g3"), caption=None, problem=None, language="en",
-        remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW,
+        new_photo(chat_id=4, media_group_id="g3"),
+        caption=None,
+        problem=None,
+        language="en",
+        remove_background=False,
+        album_window=1.0,
+        album_max_wait=5.0,
+        now=NOW,
     )
     await force_state(store, first.submission_id, State.SUBMITTED)
     late = await store.add_photo(
-        new_photo(chat_id=4, media_group_id="g3"), caption=None, problem=None, language="en",
-        remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW + 9,
+        new_photo(chat_id=4, media_group_id="g3"),
+        caption=None,
+        problem=None,
+        language="en",
+        remove_background=False,
+        album_window=1.0,
+        album_max_wait=5.0,
+        now=NOW + 9,
     )
     assert late.late and late.submission_id == first.submission_id
     assert len(await store.photos(first.submission_id)) == 2
@@ -219,8 +248,14 @@ async def test_late_album_member_is_kept_but_marked_late(store: Store) -> None:
 
 async def test_caption_problem_rejects_and_owes_a_message(store: Store) -> None:
     result = await store.add_photo(
-        new_photo(chat_id=5), caption=None, problem=Problem("bad_pair", {"pair": "x"}),
-        language="en", remove_background=False, album_window=1.0, album_max_wait=5.0, now=NOW,
+        new_photo(chat_id=5),
+        caption=None,
+        problem=Problem("bad_pair", {"pair": "x"}),
+        language="en",
+        remove_background=False,
+        album_window=1.0,
+        album_max_wait=5.0,
+        now=NOW,
     )
     sub = await store.get(result.submission_id)
     assert sub is not None and sub.state is State.REJECTED
@@ -245,8 +280,14 @@ async def test_recover_turns_submitting_into_uncertain_and_releases_claims(store
 async def test_due_and_next_due(store: Store) -> None:
     early = await add_single(store)
     late = await store.add_photo(
-        new_photo(media_group_id="g9"), caption=None, problem=None, language="en",
-        remove_background=False, album_window=2.0, album_max_wait=5.0, now=NOW,
+        new_photo(media_group_id="g9"),
+        caption=None,
+        problem=None,
+        language="en",
+        remove_background=False,
+        album_window=2.0,
+        album_max_wait=5.0,
+        now=NOW,
     )
     assert [s.id for s in await store.due(NOW)] == [early]
     assert await store.next_due_at() == NOW
@@ -259,10 +300,18 @@ async def test_pending_scan_applies_to_next_photo_until_it_expires(store: Store)
     await store.set_pending_scan(1, 10, CaptionInfo("Books", {"quantity": 2}), NOW + 60)
     sub_id = await add_single(store)
     sub = await store.get(sub_id)
-    assert sub is not None and sub.collection_ref == "Books" and sub.manual_fields == {"quantity": 2}
+    assert (
+        sub is not None and sub.collection_ref == "Books" and sub.manual_fields == {"quantity": 2}
+    )
     late = await store.add_photo(
-        new_photo(), caption=None, problem=None, language="en", remove_background=False,
-        album_window=1.0, album_max_wait=5.0, now=NOW + 61,
+        new_photo(),
+        caption=None,
+        problem=None,
+        language="en",
+        remove_background=False,
+        album_window=1.0,
+        album_max_wait=5.0,
+        now=NOW + 61,
     )
     sub2 = await store.get(late.submission_id)
     assert sub2 is not None and sub2.collection_ref is None
@@ -298,7 +347,9 @@ async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
         await store.mark_submitted(sub_id, f"batch-c-{n}", NOW, NOW)
         if n % 3 == 0:
             payload = {"data": {"batch_id": f"batch-c-{n}", "products": []}}
-            await store.apply_webhook(f"evt-c-{n}", "analysis.completed", f"batch-c-{n}", payload, NOW)
+            await store.apply_webhook(
+                f"evt-c-{n}", "analysis.completed", f"batch-c-{n}", payload, NOW
+            )
         else:
             await store.complete(sub_id, {"products": []}, "poll", NOW)
         assert await store.claim_notification(sub_id, NOW)

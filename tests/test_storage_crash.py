@@ -22,7 +22,9 @@ async def test_sigkill_mid_write_keeps_every_committed_write(tmp_path: Path) -> 
     for round_ in range(5):
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.crash_writer", str(path), str(round_ * 100_000)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None
         target = rng.randint(20, 120)

@@ -21,10 +21,14 @@ from bot.resellscan.webhooks import (
 
 SECRET = "whsec_c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw=="
 SECRETS = [SecretStr(SECRET)]
-BODY = json.dumps({
-    "id": "evt_1", "event": "analysis.completed", "created_at": "2025-05-15T10:00:00.000Z",
-    "data": {"batch_id": "b1", "status": "completed", "products": []},
-}).encode()
+BODY = json.dumps(
+    {
+        "id": "evt_1",
+        "event": "analysis.completed",
+        "created_at": "2025-05-15T10:00:00.000Z",
+        "data": {"batch_id": "b1", "status": "completed", "products": []},
+    }
+).encode()
 
 
 def test_known_answer_vector_from_github_docs() -> None:
@@ -46,8 +50,10 @@ def test_known_answer_vector_from_github_docs() -> None:
         ("v1," + sign(BODY, SECRET, encoding="base64"), "key=full encoding=base64"),
         (sign(BODY, SECRET.removeprefix("whsec_")), "key=suffix encoding=hex"),
         (
-            "v1," + base64.b64encode(hmac.new(base64.b64decode(SECRET[6:]), BODY,
-                                              hashlib.sha256).digest()).decode(),
+            "v1,"
+            + base64.b64encode(
+                hmac.new(base64.b64decode(SECRET[6:]), BODY, hashlib.sha256).digest()
+            ).decode(),
             "key=suffix-b64 encoding=base64",
         ),
         ("v1,AAAA v1," + sign(BODY, SECRET, encoding="base64"), "key=full encoding=base64"),
@@ -102,8 +108,11 @@ def test_non_ascii_header(header: str) -> None:
 
 def test_wrong_encoding() -> None:
     digest = hmac.new(SECRET.encode(), BODY, hashlib.sha256).digest()
-    for wrong in (base64.b32encode(digest).decode(), base64.urlsafe_b64encode(digest[:16]).decode(),
-                  digest.hex()[:32]):
+    for wrong in (
+        base64.b32encode(digest).decode(),
+        base64.urlsafe_b64encode(digest[:16]).decode(),
+        digest.hex()[:32],
+    ):
         with pytest.raises(SignatureError):
             check_signature(BODY, wrong, SECRETS)
 
