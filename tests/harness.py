@@ -247,8 +247,6 @@ def results_replies(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         a
         for a in actions
-        if (a["kind"] == "send"
-        and "Results" in (a.get("text") or ""))
-        or (a["kind"] == "send"
-        and "Ergebnisse" in (a.get("text") or ""))
+        if (a["kind"] == "send" and "Results" in (a.get("text") or ""))
+        or (a["kind"] == "send" and "Ergebnisse" in (a.get("text") or ""))
     ]

@@ -1,0 +1,196 @@
+"""Pure intake logic: caption parsing, field coercion, collection resolution, examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.intake import (
+    CaptionError,
+    ScanRequest,
+    coerce_fields,
+    example_caption,
+    parse_caption,
+    parse_number,
+    resolve_collection,
+    tokenize,
+)
+from bot.resellscan import Collection, ManualField
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/scan Sneakers", ScanRequest("Sneakers", {}, True)),
+        (
+            "/scan Sneakers purchasePrice=12,5",
+            ScanRequest("Sneakers", {"purchasePrice": "12,5"}, True),
+        ),
+        ("/scan@ResellBot Sneakers", ScanRequest("Sneakers", {}, True)),
+        ("/SCAN sneakers", ScanRequest("sneakers", {}, True)),
+        ("/scan Vintage Clothing size=M", ScanRequest("Vintage Clothing", {"size": "M"}, True)),
+        ('/scan "Vintage Clothing" size=M', ScanRequest("Vintage Clothing", {"size": "M"}, True)),
+        (
+            "/scan „Trading Cards“ condition=used",
+            ScanRequest("Trading Cards", {"condition": "used"}, True),
+        ),
+        (
+            '/scan Levi\'s note="like new, no box"',
+            ScanRequest("Levi's", {"note": "like new, no box"}, True),
+        ),
+        ("/scan", ScanRequest(None, {}, True)),
+        ("/scan purchasePrice=3", ScanRequest(None, {"purchasePrice": "3"}, True)),
+        ("purchasePrice=12.5 size=42", ScanRequest(None, {"purchasePrice": "12.5", "size": "42"})),
+        ("  \n", None),
+        (None, None),
+        ("my new shoes", None),
+        ("/scan@OtherBot Sneakers", None),
+    ],
+)
+def test_parse_caption(text: str | None, expected: ScanRequest | None) -> None:
+    assert parse_caption(text, "ResellBot") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('/scan "Vintage', "unbalanced_quotes"),
+        ('/scan X note="open', "unbalanced_quotes"),
+        ("/help me", "unknown_caption_command"),
+        ("/scan Sneakers size=42 extra", "text_after_fields"),
+        ("shoes purchasePrice=3", "text_before_fields"),
+        ("/scan X 1bad=3", "bad_pair"),
+        ("/scan X =3", "bad_pair"),
+        ("/scan X price=", "empty_value"),
+        ("/scan X a=1 a=2", "duplicate_field"),
+    ],
+)
+def test_parse_caption_errors(text: str, code: str) -> None:
+    with pytest.raises(CaptionError) as caught:
+        parse_caption(text, "ResellBot")
+    assert caught.value.code == code
+
+
+def test_tokenize_keeps_apostrophes_and_quoted_values() -> None:
+    tokens = tokenize("Levi's  jeans note='two words'")
+    assert [t.text for t in tokens] == ["Levi's", "jeans", "note=two words"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12.5", 12.5),
+        ("12,5", 12.5),
+        ("1.234,56", 1234.56),
+        ("1,234.56", 1234.56),
+        ("12 €", 12.0),
+        ("-3", -3.0),
+        (".5", 0.5),
+        ("7", 7.0),
+    ],
+)
+def test_parse_number(text: str, value: float) -> None:
+    assert parse_number(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1,2,3", "12.5.1", "1e5", "nan", "inf"])
+def test_parse_number_rejects(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 (the message is the input itself)
+        parse_number(text)
+
+
+FIELDS = [
+    ManualField(key="purchasePrice", label="Price", type="number", required=True),
+    ManualField(key="quantity", label="Qty", type="integer"),
+    ManualField(key="boxIncluded", label="Box", type="boolean"),
+    ManualField(
+        key="condition", label="Condition", type="select", options=["new", "like_new", "used"]
+    ),
+    ManualField(key="size", label="Size", type="text"),
+]
+
+
+def test_coerce_fields_typed_values() -> None:
+    values, problems = coerce_fields(
+        {
+            "purchasePrice": "12,5",
+            "quantity": "3",
+            "boxIncluded": "ja",
+            "condition": "USED",
+            "size": "42",
+        },
+        FIELDS,
+    )
+    assert problems == []
+    assert values == {
+        "purchasePrice": 12.5,
+        "quantity": 3,
+        "boxIncluded": True,
+        "condition": "used",
+        "size": "42",
+    }
+
+
+def test_coerce_fields_every_problem() -> None:
+    values, problems = coerce_fields(
+        {"quantity": "2.5", "boxIncluded": "maybe", "condition": "mint", "purchasPrice": "1"},
+        FIELDS,
+    )
+    assert values == {}
+    codes = {(p.code, p.key) for p in problems}
+    assert codes == {
+        ("integer", "quantity"),
+        ("boolean", "boxIncluded"),
+        ("option", "condition"),
+        ("unknown", "purchasPrice"),
+        ("missing", "purchasePrice"),
+    }
+    unknown = next(p for p in problems if p.code == "unknown")
+    assert unknown.suggestion == "purchasePrice"
+
+
+def test_field_keys_match_case_insensitively() -> None:
+    values, problems = coerce_fields({"purchaseprice": "5"}, FIELDS)
+    assert values == {"purchasePrice": 5.0} and problems == []
+
+
+def test_example_caption_shows_required_and_given_fields() -> None:
+    assert example_caption("Vintage Clothing", FIELDS, {"size": "M"}) == (
+        '/scan "Vintage Clothing" purchasePrice=12.5 size=M'
+    )
+    assert example_caption("Sneakers", FIELDS, {"boxIncluded": True}) == (
+        "/scan Sneakers purchasePrice=12.5 boxIncluded=true"
+    )
+
+
+COLLECTIONS = [
+    Collection(id=f"id-{n}", name=n)
+    for n in (
+        "Sneakers",
+        "Sneakers Limited",
+        "Trading Cards",
+        "Trading Cards Japan",
+        "Electronics",
+        "Vinyl Records",
+    )
+]
+
+
+@pytest.mark.parametrize(
+    ("ref", "match", "candidates"),
+    [
+        ("id-Electronics", "Electronics", []),
+        ("sneakers", "Sneakers", []),
+        ("SNEAKERS LIMITED", "Sneakers Limited", []),
+        ("elec", "Electronics", []),
+        ("vinyl", "Vinyl Records", []),
+        ("records", "Vinyl Records", []),
+        ("trading", None, ["Trading Cards", "Trading Cards Japan"]),
+        ("sneak", None, ["Sneakers", "Sneakers Limited"]),
+        ("cards", None, ["Trading Cards", "Trading Cards Japan"]),
+        ("spaceships", None, []),
+    ],
+)
+def test_resolve_collection(ref: str, match: str | None, candidates: list[str]) -> None:
+    result = resolve_collection(ref, COLLECTIONS)
+    assert (result.match.name if result.match else None) == match
+    assert [c.name for c in result.candidates] == candidates

@@ -1,0 +1,267 @@
+"""Texts, rendering and schedules: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.media import MediaSigner
+from bot.resellscan import BatchStatus
+from bot.telegram import render
+from bot.telegram.handlers import Handlers
+from bot.telegram.texts import COMMANDS, LANGUAGES, TEXTS, placeholders, t
+from bot.tracker import Budget, poll_delay, products_of
+from storage import Photo, State, Submission
+
+
+def test_every_text_exists_in_both_languages_with_the_same_placeholders() -> None:
+    assert set(TEXTS["en"]) == set(TEXTS["de"])
+    for key in TEXTS["en"]:
+        assert placeholders(TEXTS["en"][key]) == placeholders(TEXTS["de"][key]), key
+
+
+def test_every_command_is_handled_described_and_in_help_in_both_languages() -> None:
+    for name in COMMANDS:
+        assert callable(getattr(Handlers, f"cmd_{name}"))
+        for lang in LANGUAGES:
+            assert t(lang, f"cmd_{name}")
+            if name not in ("start", "help"):
+                assert f"/{name}" in t(lang, "help"), (lang, name)
+
+
+def test_texts_are_valid_telegram_html() -> None:
+    from sandbox.telegram import parse_html
+
+    for lang in LANGUAGES:
+        for key, template in TEXTS[lang].items():
+            filled = template.format(**{p: "x" for p in placeholders(template)})
+            parse_html(filled)  # raises like Telegram on bad markup
+            assert len(filled) < 4096, key
+
+
+def test_parameters_are_escaped() -> None:
+    assert t("en", "unknown_collection", ref="<b>&") == (
+        "❓ No collection matches “&lt;b&gt;&amp;”. See /collections, or check the spelling."
+    )
+
+
+def make_sub(**kw: Any) -> Submission:
+    values: dict[str, Any] = dict(
+        id=1,
+        chat_id=1,
+        thread_id=None,
+        message_id=1,
+        user_id=1,
+        user_name="Anna <Admin>",
+        media_group_id=None,
+        collection_ref=None,
+        collection_id="c",
+        collection_name="Sneakers",
+        manual_fields={},
+        caption_seen=False,
+        remove_background=False,
+        language="en",
+        idempotency_key="k",
+        state=State.COMPLETED,
+        batch_id="0123456789abcdef",
+        attempts=1,
+        next_action_at=None,
+        gather_deadline=None,
+        problem=None,
+        last_error=None,
+        created_at=0.0,
+        updated_at=0.0,
+        submitted_at=10.0,
+        raw_status=None,
+        total_products=None,
+        successful_products=None,
+        failed_products=None,
+        progress=None,
+        results=None,
+        progress_message_id=None,
+        progress_shown=None,
+        progress_edited_at=None,
+        poll_count=0,
+        completed_at=75.0,
+        completed_by="poll",
+        notify_claimed_at=None,
+        notified_at=None,
+        notify_attempts=0,
+        parts_sent=0,
+    )
+    values.update(kw)
+    return Submission(**values)
+
+
+def batch(
+    n: int, *, title: str = "Nike Air Max 90 Essential", failed: set[int] | None = None
+) -> BatchStatus:
+    products = []
+    for i in range(n):
+        if failed and i in failed:
+            products.append(
+                {"product_id": f"p{i}", "status": "failed", "error": {"message": "blurry <photo>"}}
+            )
+        else:
+            products.append(
+                {
+                    "product_id": f"p{i}",
+                    "status": "completed",
+                    "error": None,
+                    "result": {
+                        "title": f"{title} {i}",
+                        "brand": "Nike",
+                        "category": "Sneakers",
+                        "condition": "good",
+                        "estimatedPrice": {"min": 40, "max": 65.5, "currency": "EUR"},
+                        "confidence": 0.87,
+                    },
+                }
+            )
+    return BatchStatus.model_validate({"status": "completed", "products": products})
+
+
+def test_results_show_every_fact_and_failures_escaped() -> None:
+    [text] = render.render_results("en", make_sub(), batch(2, failed={1}), 3, now=100)
+    assert "Anna &lt;Admin&gt;" in text
+    assert "Brand: Nike" in text and "40–65.50 EUR" in text and "Confidence: 87%" in text
+    assert "Product 2 failed: blurry &lt;photo&gt;" in text
+    assert "1 of 2 analysed, 1 failed" in text and "1 min 5 s" in text
+    assert "Batch <code>01234567</code>" in text
+
+
+def test_long_results_split_below_the_limit_at_product_boundaries() -> None:
+    parts = render.render_results(
+        "de", make_sub(language="de"), batch(60, title="X" * 120), 60, now=100
+    )
+    assert len(parts) > 2
+    assert all(len(p) < 4096 for p in parts)
+    assert all(p.startswith("(Fortsetzung)") for p in parts[1:])
+    joined = "\n".join(parts)
+    assert all(f"<b>{i}. " in joined for i in range(1, 61))
+    for part in parts:
+        assert part.count("<b>") == part.count("</b>"), "no block is cut inside its markup"
+
+
+def test_split_cuts_a_single_huge_block() -> None:
+    parts = render.split_message(["a" * 9000])
+    assert [len(p) for p in parts] == [3800, 3800, 1400]
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"name": "Camera", "price": 120}, ("Camera", 120, 120, "EUR")),
+        (
+            {"productName": "Lamp", "price_min": 5, "price_max": 9, "currency": "USD"},
+            ("Lamp", 5, 9, "USD"),
+        ),
+        (
+            {"title": "Watch", "estimated_price": {"low": 1, "high": 2, "currency": "CHF"}},
+            ("Watch", 1, 2, "CHF"),
+        ),
+        ({"title": "Card", "priceRange": {"value": 3}}, ("Card", 3, 3, "EUR")),
+        ({}, (None, None, None, None)),
+    ],
+)
+def test_result_fields_are_read_tolerantly(
+    result: dict[str, Any], expected: tuple[Any, ...]
+) -> None:
+    facts = render.result_fields(result)
+    assert (facts["title"], facts["price_min"], facts["price_max"], facts["currency"]) == expected
+
+
+def test_csv_has_every_product_and_every_result_field() -> None:
+    status = batch(3, failed={2})
+    rows = list(csv.DictReader(io.StringIO(render.results_csv(status).decode("utf-8-sig"))))
+    assert [r["product_id"] for r in rows] == ["p0", "p1", "p2"]
+    assert rows[0]["result.estimatedPrice.max"] == "65.5" and rows[0]["confidence"] == "87"
+    assert rows[2]["error"] == "blurry <photo>" and rows[2]["title"] == ""
+
+
+def test_collections_keyboard_pages_and_fits_callback_limits() -> None:
+    from bot.resellscan import Collection
+
+    items = [
+        Collection(id=f"6f1c2a7e-3b0d-4a52-9a51-2f8d9b7c1e{i:02d}", name=f"C{i}") for i in range(30)
+    ]
+    text, markup = render.collections_page(
+        "en",
+        items,
+        2,
+        "a search that is rather long indeed",
+        button="pick:123456",
+        nav="pp",
+        nav_arg="123456",
+    )
+    assert markup is not None
+    buttons = [b for row in markup.inline_keyboard for b in row]
+    assert [b.text for b in buttons[:8]] == [f"C{i}" for i in range(8, 16)]
+    assert [b.text for b in buttons[8:]] == ["◀", "▶"]
+    assert all(len((b.callback_data or "").encode()) <= 64 for b in buttons)
+    assert "page 2/4" in text
+
+
+def test_poll_delay_grows_geometrically_to_the_cap(tmp_path: Any) -> None:
+    settings = Settings(
+        _env_file=None,
+        telegram_bot_token="1:x",
+        resell_scan_api_key="k",  # type: ignore[call-arg]
+        allow_all_users=True,
+        poll_initial_seconds=3,
+        poll_backoff_factor=2,
+        poll_max_seconds=60,
+    )
+    assert [poll_delay(n, settings) for n in range(7)] == [3, 6, 12, 24, 48, 60, 60]
+    with_webhooks = settings.model_copy(update={"resell_scan_webhook_secrets": ["whsec_x"]})
+    assert poll_delay(0, with_webhooks) == 3 * settings.webhook_poll_factor
+
+
+def test_budget_refills_and_pauses() -> None:
+    now = [0.0]
+    budget = Budget(2.0, clock=lambda: now[0])
+    assert [budget.take() for _ in range(2)] == [0.0, 0.0]
+    assert budget.take() == pytest.approx(0.5)
+    now[0] = 0.5
+    assert budget.take() == 0.0
+    budget.pause(10)
+    assert budget.take() == pytest.approx(10)
+
+
+def test_products_of_groups_albums_in_message_order() -> None:
+    def photo(message_id: int, key: str) -> Photo:
+        return Photo(
+            id=message_id,
+            submission_id=1,
+            chat_id=1,
+            message_id=message_id,
+            product_key=key,
+            file_id="f",
+            file_unique_id="u",
+            file_size=None,
+            mime_type=None,
+            file_name=None,
+            media_key=str(message_id),
+        )
+
+    groups = products_of([photo(5, "g2"), photo(1, "g1"), photo(3, "3"), photo(2, "g1")])
+    assert [[p.message_id for p in g] for g in groups] == [[1, 2], [3], [5]]
+
+
+def test_media_signer_round_trip_and_refusals() -> None:
+    signer = MediaSigner(b"k" * 32, "https://bot.example", ttl=60)
+    token = signer.token("abc", now=1000)
+    assert signer.check(token, now=1059) == "abc"
+    assert signer.check(token, now=1061) is None
+    assert signer.check(token.replace("abc", "abd"), now=1000) is None
+    assert signer.check(token + "x", now=1000) is None
+    assert signer.check("a.b", now=1000) is None
+    assert signer.check("ä.1.x", now=1000) is None
+    other = MediaSigner(b"j" * 32, "https://bot.example", ttl=60)
+    assert other.check(token, now=1000) is None
+    assert re.fullmatch(r"https://bot\.example/media/abc\.\d+\.[\w-]+", signer.url("abc", 1000))
