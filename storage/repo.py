@@ -450,6 +450,8 @@ class Store:
             notify_claimed_at=None,
             notified_at=None,
             problem=None,
+            parts_sent=0,
+            notify_attempts=0,
         )
 
     async def mark_submitted(

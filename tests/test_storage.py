@@ -430,3 +430,16 @@ async def test_pragmas(store: Store) -> None:
     assert fks is not None and fks[0] == 1
     assert sync is not None and sync[0] == 2  # FULL
     assert busy is not None and busy[0] >= 1000
+
+
+async def test_resubmit_starts_the_message_bookkeeping_afresh(store: Store) -> None:
+    sub_id = await add_single(store)
+    await force_state(store, sub_id, State.SUBMITTING)
+    await store.mark_uncertain(sub_id, "dropped", NOW)
+    assert await store.claim_notification(sub_id, NOW)
+    await store.mark_part_sent(sub_id, 1)
+    assert await store.mark_notified(sub_id, NOW)
+    assert await store.resubmit(sub_id, NOW + 1)
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.state is State.RECEIVED
+    assert (sub.parts_sent, sub.notified_at, sub.notify_claimed_at) == (0, None, None)
