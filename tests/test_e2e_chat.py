@@ -17,7 +17,9 @@ from tests.harness import ANNA, BEN, CARLA, Harness, bot_running, results_replie
 GROUP = {"id": -2002, "type": "supergroup", "title": "Resellers"}
 
 
-async def test_start_in_a_group_warns_about_privacy_mode(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_start_in_a_group_warns_about_privacy_mode(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.chat(**GROUP, admins=[])
         await harness.text(ANNA, "/start", GROUP)
@@ -25,8 +27,10 @@ async def test_start_in_a_group_warns_about_privacy_mode(harness: Harness, setti
         await harness.chat(**GROUP, admins=[123456])  # the bot itself becomes an admin
         before = len(await harness.sent(GROUP["id"]))
         await harness.text(ANNA, "/start@ResellScanSandboxBot", GROUP)
-        await harness.wait_sent(GROUP["id"], lambda a: "Resell Scan bot" in (a["text"] or "")
-                                and a["message_id"] > before + 1)
+        await harness.wait_sent(
+            GROUP["id"],
+            lambda a: "Resell Scan bot" in (a["text"] or "") and a["message_id"] > before + 1,
+        )
     warnings = [a for a in await harness.sent(GROUP["id"]) if "privacy mode" in (a["text"] or "")]
     assert len(warnings) == 1
 
@@ -39,24 +43,34 @@ async def test_admin_only_settings(harness: Harness, settings_for: Callable[...,
         admin_button = view["reply_markup"]["inline_keyboard"][2][0]
         await harness.press(BEN, GROUP["id"], view["message_id"], admin_button["callback_data"])
         await harness.press(ANNA, GROUP["id"], view["message_id"], admin_button["callback_data"])
-        await harness.wait_sent(GROUP["id"], lambda a: a["kind"] == "edit" and "admins only" in a["text"])
+        await harness.wait_sent(
+            GROUP["id"], lambda a: a["kind"] == "edit" and "admins only" in a["text"]
+        )
         await harness.text(BEN, "/use Books", GROUP)
         await harness.wait_text(GROUP["id"], "Only the chat's admins")
         await harness.text(ANNA, "/use Books", GROUP)
-        await harness.wait_text(GROUP["id"], "Default collection: <b>Books</b>".replace("<b>", "").replace("</b>", ""))
+        await harness.wait_text(
+            GROUP["id"], "Default collection: <b>Books</b>".replace("<b>", "").replace("</b>", "")
+        )
         answers = [a for a in await harness.sent(GROUP["id"]) if a["kind"] == "edit"]
         assert len(answers) == 1, "Ben's press changed nothing"
 
 
-async def test_settings_language_and_background_removal(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_settings_language_and_background_removal(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.text(ANNA, "/settings")
         view = await harness.wait_text(ANNA["id"], "Settings of this chat")
         rows = view["reply_markup"]["inline_keyboard"]
         await harness.press(ANNA, ANNA["id"], view["message_id"], rows[0][0]["callback_data"])
-        await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "edit" and "Background removal: on" in a["text"])
+        await harness.wait_sent(
+            ANNA["id"], lambda a: a["kind"] == "edit" and "Background removal: on" in a["text"]
+        )
         await harness.press(ANNA, ANNA["id"], view["message_id"], rows[1][0]["callback_data"])
-        await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "edit" and "Einstellungen" in a["text"])
+        await harness.wait_sent(
+            ANNA["id"], lambda a: a["kind"] == "edit" and "Einstellungen" in a["text"]
+        )
         await harness.photo(ANNA, caption="/scan Electronics")
         await harness.wait_text(ANNA["id"], "Ergebnisse")
     [create] = await harness.creates()
@@ -74,11 +88,16 @@ async def test_scan_as_text_then_photos(harness: Harness, settings_for: Callable
         await harness.wait_text(BEN["id"], "Usage: <code>/scan".replace("<code>", ""))
     [create] = await harness.creates()
     assert create["body"]["collectionId"] == collection_id("Watches")
-    assert create["body"]["products"][0]["manual_fields"] == {"purchasePrice": 100.0, "boxIncluded": True}
+    assert create["body"]["products"][0]["manual_fields"] == {
+        "purchasePrice": 100.0,
+        "boxIncluded": True,
+    }
     assert not [a for a in await harness.sent(BEN["id"]) if "Books" in (a["text"] or "")]
 
 
-async def test_cancel_drops_photos_waiting_for_a_collection(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_cancel_drops_photos_waiting_for_a_collection(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()) as bot:
         await harness.photo(ANNA)
         picker = await harness.wait_text(ANNA["id"], "Which collection")
@@ -86,12 +105,16 @@ async def test_cancel_drops_photos_waiting_for_a_collection(harness: Harness, se
         await harness.wait_text(ANNA["id"], "Dropped 1 waiting")
         choice = picker["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
         await harness.press(ANNA, ANNA["id"], picker["message_id"], choice)
-        await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "edit" and "already handled" in a["text"])
+        await harness.wait_sent(
+            ANNA["id"], lambda a: a["kind"] == "edit" and "already handled" in a["text"]
+        )
         assert bot.store is not None
     assert await harness.rs_requests("/products/createAndAnalyze") == []
 
 
-async def test_status_and_results_commands(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_status_and_results_commands(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     await harness.rs("/sandbox/config", {"analysis_seconds": 2.0})
     async with bot_running(settings_for(poll_initial_seconds=0.1, poll_max_seconds=0.2)):
         await harness.photo(ANNA, caption="/scan Electronics")
@@ -99,7 +122,9 @@ async def test_status_and_results_commands(harness: Harness, settings_for: Calla
         batch = analysing["text"].rsplit(" ", 1)[1]
         await harness.text(ANNA, "/status")
         status = await harness.wait_text(ANNA["id"], "Open analyses")
-        assert batch in status["text"] and "Anna Berg" in status["text"] and "s ago" in status["text"]
+        assert (
+            batch in status["text"] and "Anna Berg" in status["text"] and "s ago" in status["text"]
+        )
         await harness.wait_text(ANNA["id"], "Results")
         await harness.text(ANNA, "/status")
         await harness.wait_text(ANNA["id"], "Recently finished")
@@ -107,7 +132,9 @@ async def test_status_and_results_commands(harness: Harness, settings_for: Calla
         detail = await harness.wait_text(ANNA["id"], "State: finished")
         assert "Photos: 1" in detail["text"]
         await harness.text(ANNA, f"/results {batch}")
-        again = await harness.wait_sent(ANNA["id"], lambda a: "Results" in (a["text"] or "") and a["reply_markup"])
+        again = await harness.wait_sent(
+            ANNA["id"], lambda a: "Results" in (a["text"] or "") and a["reply_markup"]
+        )
         csv_button = again["reply_markup"]["inline_keyboard"][0][0]
         await harness.press(ANNA, ANNA["id"], again["message_id"], csv_button["callback_data"])
         await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "document")
@@ -117,7 +144,9 @@ async def test_status_and_results_commands(harness: Harness, settings_for: Calla
         await harness.wait_text(BEN["id"], "No batch")  # another chat's batch stays private
 
 
-async def test_commands_are_registered_in_english_and_german(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_commands_are_registered_in_english_and_german(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         commands = (await harness.http.get("/sandbox/telegram/commands")).json()["commands"]
     by_lang: dict[str, list[str]] = {}
@@ -132,41 +161,55 @@ async def test_commands_are_registered_in_english_and_german(harness: Harness, s
     assert english[0]["description"] != german[0]["description"]
 
 
-async def test_progress_edits_are_throttled(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_progress_edits_are_throttled(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     await harness.rs("/sandbox/config", {"analysis_seconds": 1.5})
-    settings = settings_for(poll_initial_seconds=0.1, poll_max_seconds=0.1,
-                            progress_edit_interval_seconds=1000)
+    settings = settings_for(
+        poll_initial_seconds=0.1, poll_max_seconds=0.1, progress_edit_interval_seconds=1000
+    )
     async with bot_running(settings):
         await harness.photo(ANNA, caption="/scan Electronics")
         await harness.wait_text(ANNA["id"], "Results")
-        await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "edit" and "finished" in a["text"])
+        await harness.wait_sent(
+            ANNA["id"], lambda a: a["kind"] == "edit" and "finished" in a["text"]
+        )
     edits = [a for a in await harness.sent(ANNA["id"]) if a["kind"] == "edit"]
     progress = [e for e in edits if "%" in e["text"]]
     assert len(progress) <= 1, "one progress edit at most within the interval"
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
     assert sum(1 for c in calls if c["method"] == "editMessageText") == len(edits), (
-        "no edit was refused as 'not modified'")
+        "no edit was refused as 'not modified'"
+    )
 
 
 async def test_telegram_webhook_mode(harness: Harness, settings_for: Callable[..., Any]) -> None:
     from tests.harness import free_port
 
     port = free_port()
-    settings = settings_for(http_port=port, telegram_webhook_url=f"http://127.0.0.1:{port}",
-                            telegram_webhook_secret="tg-secret-123")
+    settings = settings_for(
+        http_port=port,
+        telegram_webhook_url=f"http://127.0.0.1:{port}",
+        telegram_webhook_secret="tg-secret-123",
+    )
     async with bot_running(settings):
         info = await harness.http.post("/bot123456:x/getWebhookInfo")
         assert info.json()["result"]["url"] == f"http://127.0.0.1:{port}/telegram/updates"
         await harness.photo(CARLA, caption="/scan Electronics")
         await harness.wait_text(CARLA["id"], "Ergebnisse")
         async with httpx.AsyncClient() as http:
-            bad = await http.post(f"http://127.0.0.1:{port}/telegram/updates", json={"update_id": 1},
-                                  headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+            bad = await http.post(
+                f"http://127.0.0.1:{port}/telegram/updates",
+                json={"update_id": 1},
+                headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+            )
             assert bad.status_code == 403
         await harness.http.post("/bot123456:x/deleteWebhook")
 
 
-async def test_uncertain_submission_offers_resubmit(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_uncertain_submission_offers_resubmit(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.rs("/sandbox/faults", {"drop_count": 1, "match": "createAndAnalyze"})
         await harness.photo(ANNA, caption="/scan Electronics")
@@ -184,7 +227,9 @@ async def test_uncertain_submission_offers_resubmit(harness: Harness, settings_f
     assert len(batches) == 1, "the sandbox honoured the key: no duplicate product"
 
 
-async def test_redelivered_command_update_is_handled_once(harness: Harness, settings_for: Callable[..., Any]) -> None:
+async def test_redelivered_command_update_is_handled_once(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
     async with bot_running(settings_for()):
         await harness.text(ANNA, "/help", update_id=5000)
         await harness.wait_text(ANNA["id"], "How to scan")
@@ -193,6 +238,8 @@ async def test_redelivered_command_update_is_handled_once(harness: Harness, sett
         await harness.wait_text(ANNA["id"], "Resell Scan bot")
 
         async def helps() -> int:
-            return sum(1 for a in await harness.sent(ANNA["id"]) if "How to scan" in (a["text"] or ""))
+            return sum(
+                1 for a in await harness.sent(ANNA["id"]) if "How to scan" in (a["text"] or "")
+            )
 
         assert await eventually(helps) == 1
