@@ -28,11 +28,16 @@ class MediaSigner:
         return base64.urlsafe_b64encode(mac[:20]).decode().rstrip("=")
 
     def token(self, media_key: str, now: float) -> str:
-        expires = int(now + self.ttl)
+        return self.token_until(media_key, int(now + self.ttl))
+
+    def token_until(self, media_key: str, expires: int) -> str:
         return f"{media_key}.{expires}.{self._mac(media_key, expires)}"
 
     def url(self, media_key: str, now: float) -> str:
-        return f"{self.base_url.rstrip('/')}/media/{self.token(media_key, now)}"
+        return self.url_until(media_key, int(now + self.ttl))
+
+    def url_until(self, media_key: str, expires: int) -> str:
+        return f"{self.base_url.rstrip('/')}/media/{self.token_until(media_key, expires)}"
 
     def check(self, token: str, now: float) -> str | None:
         """The media key of a valid, unexpired token; None otherwise."""

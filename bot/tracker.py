@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 import warnings
@@ -79,6 +80,15 @@ def products_of(photos: list[Photo]) -> list[list[Photo]]:
     for photo in sorted(photos, key=lambda p: p.message_id):
         groups.setdefault(photo.product_key, []).append(photo)
     return list(groups.values())
+
+
+def request_window(created_at: float, now: float, ttl: float) -> int:
+    """Which validity window a request made now falls in (1, 2, …, each one TTL long, counted
+    from the submission's creation): the smallest whose end leaves at least half a TTL for
+    Resell Scan to fetch the photos. A resend in the same window builds the very same body
+    (same signed URLs), so it carries the same Idempotency-Key; a later resend gets fresh URLs
+    and, since its body differs, a fresh key."""
+    return max(1, math.ceil((now + ttl / 2 - created_at) / ttl))
 
 
 def poll_delay(poll_count: int, settings: Settings) -> float:
@@ -303,14 +313,17 @@ class Tracker:
             await self.store.reject(sub.id, problem, now)
             return await self.notify(sub.id)
         try:
-            products = [NewProduct(await self._images(sub, group), values) for group in groups]
+            window = self.request_window(sub)
+            products = [
+                NewProduct(await self._images(sub, group, window), values) for group in groups
+            ]
         except TelegramError as exc:
             if isinstance(exc, BadRequest) or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
                 await self.store.reject(sub.id, Problem("photo_unavailable"), now)
                 return await self.notify(sub.id)
             await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
             return None
-        await self.submit(sub, products)
+        await self.submit(sub, products, f"{sub.idempotency_key}.{window}")
         return None
 
     async def _continue(self, sub_id: int) -> None:
@@ -318,15 +331,21 @@ class Tracker:
         if fresh is not None and fresh.state is State.RECEIVED and fresh.collection_id:
             await self.process(fresh)
 
-    async def _images(self, sub: Submission, photos: list[Photo]) -> list[dict[str, Any]]:
+    def request_window(self, sub: Submission) -> int:
+        return request_window(sub.created_at, self.clock(), self.settings.media_url_ttl_seconds)
+
+    async def _images(
+        self, sub: Submission, photos: list[Photo], window: int
+    ) -> list[dict[str, Any]]:
         images = []
-        for index, photo in enumerate(photos, start=1):
+        expires = int(sub.created_at + self.settings.media_url_ttl_seconds * window)
+        for photo in photos:
             ext = {"image/png": "png", "image/webp": "webp"}.get(photo.mime_type or "", "jpg")
-            name = photo.file_name or f"telegram-{sub.id}-{index}.{ext}"
+            name = photo.file_name or f"telegram-{photo.chat_id}-{photo.message_id}.{ext}"
             if self.media is not None and self.settings.uses_image_urls:
                 images.append(
                     image_from_url(
-                        self.media.url(photo.media_key, self.clock()),
+                        self.media.url_until(photo.media_key, expires),
                         name,
                         remove_background=sub.remove_background,
                     )
@@ -349,7 +368,9 @@ class Tracker:
         file = await self.bot.get_file(file_id)
         return bytes(await file.download_as_bytearray())
 
-    async def submit(self, sub: Submission, products: list[NewProduct]) -> None:
+    async def submit(
+        self, sub: Submission, products: list[NewProduct], idempotency_key: str
+    ) -> None:
         ctx: dict[str, Any] = {"submission_id": sub.id, "chat_id": sub.chat_id}
         now = self.clock()
         if not await self.store.begin_submit(sub.id, now):
@@ -359,7 +380,7 @@ class Tracker:
             started = await self.client.create_and_analyze(
                 sub.collection_id,
                 products,
-                idempotency_key=sub.idempotency_key,
+                idempotency_key=idempotency_key,
             )
         except (ConnectionFailed, RateLimited) as exc:
             # Provably not processed: safe to try again later, within a bound.

@@ -223,6 +223,7 @@ async def test_uncertain_submission_offers_resubmit(
     requests = await harness.rs_requests("/products/createAndAnalyze")
     keys = {r["idempotency_key"] for r in requests}
     assert len(requests) == 2 and len(keys) == 1, "the resend reuses the idempotency key"
+    assert requests[0]["body"] == requests[1]["body"], "and sends the very same body"
     batches = (await harness.http.get("/sandbox/batches")).json()["batches"]
     assert len(batches) == 1, "the sandbox honoured the key: no duplicate product"
 
