@@ -87,7 +87,7 @@ class BotRuntime:
             .base_url(settings.bot_api_url)
             .base_file_url(settings.bot_file_url)
             .rate_limiter(AIORateLimiter(max_retries=3))
-            .concurrent_updates(16)
+            .concurrent_updates(64)  # many photos at once make big group commits
             .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
         )
         if settings.telegram_webhook_url:

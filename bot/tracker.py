@@ -64,6 +64,7 @@ from storage import MESSAGE_STATES, Photo, Problem, State, Store, Submission
 log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ATTEMPTS = 5
+WAKE_COALESCE = 0.005  # seconds
 MAX_NOTIFY_BACKOFF = 300.0
 
 
@@ -219,6 +220,9 @@ class Tracker:
                 timeout = 1.0  # everything due is in flight: a finishing task wakes us
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, timeout))
+            # A burst of photos wakes the loop once per photo: gather them for a moment so the
+            # due query runs once per burst, not once per photo, and intake keeps the database.
+            await asyncio.sleep(WAKE_COALESCE)
 
     def _done_callback(self, sub_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:

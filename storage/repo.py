@@ -8,6 +8,7 @@ a second claim) learns it from the return value and does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -45,6 +46,21 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
 }
 
 
+PHOTO_BATCH = 64  # photos per group-commit transaction
+
+
+@dataclass(frozen=True)
+class _PhotoRequest:
+    photo: NewPhoto
+    caption: CaptionInfo | None
+    problem: Problem | None
+    language: str
+    remove_background: bool
+    album_window: float
+    album_max_wait: float
+    now: float
+
+
 @dataclass(frozen=True)
 class AddResult:
     submission_id: int
@@ -64,13 +80,23 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._photo_queue: list[tuple[_PhotoRequest, asyncio.Future[AddResult]]] = []
+        self._photo_writer: asyncio.Task[None] | None = None
+        # Chat settings change only through update_chat in this process: cache them, since
+        # every photo reads them.
+        self._chats: dict[int, ChatSettings] = {}
 
     # Chats ---------------------------------------------------------------------------------
 
     async def chat(self, chat_id: int) -> ChatSettings:
+        cached = self._chats.get(chat_id)
+        if cached is not None:
+            return cached
         async with self.db.reading() as tx:
             row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
-        return ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
+        settings = ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
+        self._chats[chat_id] = settings
+        return settings
 
     async def update_chat(self, chat_id: int, now: float, **values: Any) -> ChatSettings:
         allowed = {
@@ -98,7 +124,9 @@ class Store:
                 )
             row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
         assert row is not None
-        return ChatSettings.from_row(row)
+        settings = ChatSettings.from_row(row)
+        self._chats[chat_id] = settings
+        return settings
 
     # Pending /scan choices -----------------------------------------------------------------
 
@@ -163,111 +191,164 @@ class Store:
         album_max_wait: float,
         now: float,
     ) -> AddResult:
-        """Store one photo (single or album member) before anything else happens.
+        """Store one photo (single or album member) before anything else happens; returns once
+        its transaction has committed.
 
         Album members join the submission of their (chat, media_group_id); each member restarts
-        the quiet window, bounded by the first member's arrival plus `album_max_wait`."""
-        async with self.db.transaction() as tx:
-            seen = await tx.one(
-                "SELECT submission_id FROM photos WHERE chat_id = ? AND message_id = ?",
-                (photo.chat_id, photo.message_id),
+        the quiet window, bounded by the first member's arrival plus `album_max_wait`.
+
+        Group commit: photos that arrive while the writer is busy are stored together in one
+        transaction (one fsync for many photos, which is what a burst of albums needs). If that
+        transaction fails, each of its photos is retried alone, so one bad photo fails alone."""
+        request = _PhotoRequest(
+            photo, caption, problem, language, remove_background, album_window, album_max_wait, now
+        )
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._photo_queue.append((request, future))
+        if self._photo_writer is None or self._photo_writer.done():
+            self._photo_writer = asyncio.create_task(self._write_photos(), name="photo-writer")
+        return await future
+
+    async def _write_photos(self) -> None:
+        while self._photo_queue:
+            batch = self._photo_queue[:PHOTO_BATCH]
+            del self._photo_queue[:PHOTO_BATCH]
+            try:
+                results = []
+                async with self.db.transaction() as tx:
+                    for request, _ in batch:
+                        results.append(await self._add_photo_tx(tx, request))
+            except Exception:
+                for request, future in batch:
+                    try:
+                        async with self.db.transaction() as tx:
+                            result = await self._add_photo_tx(tx, request)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _add_photo_tx(self, tx: Tx, request: _PhotoRequest) -> AddResult:
+        photo, caption, problem = request.photo, request.caption, request.problem
+        now, album_window, album_max_wait = (
+            request.now,
+            request.album_window,
+            request.album_max_wait,
+        )
+        language, remove_background = request.language, request.remove_background
+        seen = await tx.one(
+            "SELECT submission_id FROM photos WHERE chat_id = ? AND message_id = ?",
+            (photo.chat_id, photo.message_id),
+        )
+        if seen is not None:
+            return AddResult(seen[0], created=False, duplicate=True, late=False)
+        row = None
+        if photo.media_group_id:
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE chat_id = ? AND media_group_id = ?",
+                (photo.chat_id, photo.media_group_id),
             )
-            if seen is not None:
-                return AddResult(seen[0], created=False, duplicate=True, late=False)
-            row = None
-            if photo.media_group_id:
-                row = await tx.one(
-                    "SELECT * FROM submissions WHERE chat_id = ? AND media_group_id = ?",
-                    (photo.chat_id, photo.media_group_id),
-                )
-            if row is None and caption is None and problem is None:
-                row = await tx.one(
-                    "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
-                    " AND state = ?",
-                    (photo.chat_id, photo.user_id, R.value),
-                )
-            created = row is None
-            late = False
-            if row is None:
+        if row is None and caption is None and problem is None:
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
+                " AND state = ?",
+                (photo.chat_id, photo.user_id, R.value),
+            )
+        created = row is None
+        late = False
+        if row is None:
+            pending = None
+            if caption is None or not caption.collection_ref:
                 pending = await self._pending_scan(tx, photo.chat_id, photo.user_id, now)
-                window = album_window if photo.media_group_id else 0.0
-                sub_id = await tx.insert(
-                    "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
-                    " media_group_id, collection_ref, manual_fields, remove_background, language,"
-                    " idempotency_key, state, next_action_at, gather_deadline, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        photo.chat_id,
-                        photo.thread_id,
-                        photo.message_id,
-                        photo.user_id,
-                        photo.user_name,
-                        photo.media_group_id,
-                        pending.collection_ref if pending else None,
-                        json.dumps(pending.manual_fields if pending else {}),
-                        int(remove_background),
-                        language,
-                        str(uuid.uuid4()),
-                        R.value,
-                        now + window,
-                        now + album_max_wait,
-                        now,
-                        now,
-                    ),
-                )
-                assert sub_id is not None
-            else:
-                sub_id = int(row["id"])
-                if row["collecting"]:
-                    pass  # an open /batch: submitted on /done or at its deadline
-                elif row["state"] == R.value and row["next_action_at"] is not None:
-                    gather_until = min(now + album_window, row["gather_deadline"] or now)
-                    await tx.execute(
-                        "UPDATE submissions SET next_action_at = MAX(next_action_at, ?),"
-                        " message_id = MIN(message_id, ?), updated_at = ? WHERE id = ?",
-                        (gather_until, photo.message_id, now, sub_id),
-                    )
-                elif row["state"] == R.value:
-                    await tx.execute(
-                        "UPDATE submissions SET message_id = MIN(message_id, ?) WHERE id = ?",
-                        (photo.message_id, sub_id),
-                    )
-                else:
-                    late = True
-            await tx.execute(
-                "INSERT INTO photos (submission_id, chat_id, message_id, product_key, file_id,"
-                " file_unique_id, file_size, mime_type, file_name, media_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ref = pending.collection_ref if pending else None
+            fields = pending.manual_fields if pending else {}
+            if caption is not None:
+                ref, fields = caption.collection_ref or ref, caption.manual_fields
+            window = album_window if photo.media_group_id else 0.0
+            sub_id = await tx.insert(
+                "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
+                " media_group_id, collection_ref, manual_fields, caption_seen, remove_background,"
+                " language, idempotency_key, state, next_action_at, gather_deadline, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    sub_id,
                     photo.chat_id,
+                    photo.thread_id,
                     photo.message_id,
-                    photo.media_group_id or str(photo.message_id),
-                    photo.file_id,
-                    photo.file_unique_id,
-                    photo.file_size,
-                    photo.mime_type,
-                    photo.file_name,
-                    secrets.token_urlsafe(16),
+                    photo.user_id,
+                    photo.user_name,
+                    photo.media_group_id,
+                    ref,
+                    json.dumps(fields),
+                    int(caption is not None),
+                    int(remove_background),
+                    language,
+                    str(uuid.uuid4()),
+                    R.value,
+                    now + window,
+                    now + album_max_wait,
+                    now,
+                    now,
                 ),
             )
-            if not late and (caption is not None or problem is not None):
+            assert sub_id is not None
+        else:
+            sub_id = int(row["id"])
+            if row["collecting"]:
+                pass  # an open /batch: submitted on /done or at its deadline
+            elif row["state"] == R.value and row["next_action_at"] is not None:
+                gather_until = min(now + album_window, row["gather_deadline"] or now)
                 await tx.execute(
-                    "UPDATE submissions SET collection_ref = COALESCE(?, collection_ref),"
-                    " manual_fields = ?, caption_seen = 1, updated_at = ?"
-                    " WHERE id = ? AND caption_seen = 0 AND state = ?",
-                    (
-                        caption.collection_ref if caption else None,
-                        json.dumps(caption.manual_fields if caption else {}),
-                        now,
-                        sub_id,
-                        R.value,
-                    ),
+                    "UPDATE submissions SET next_action_at = MAX(next_action_at, ?),"
+                    " message_id = MIN(message_id, ?), updated_at = ? WHERE id = ?",
+                    (gather_until, photo.message_id, now, sub_id),
                 )
-                if problem is not None:
-                    await self._move(
-                        tx, sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
-                    )
+            elif row["state"] == R.value:
+                await tx.execute(
+                    "UPDATE submissions SET message_id = MIN(message_id, ?) WHERE id = ?",
+                    (photo.message_id, sub_id),
+                )
+            else:
+                late = True
+        await tx.execute(
+            "INSERT INTO photos (submission_id, chat_id, message_id, product_key, file_id,"
+            " file_unique_id, file_size, mime_type, file_name, media_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                sub_id,
+                photo.chat_id,
+                photo.message_id,
+                photo.media_group_id or str(photo.message_id),
+                photo.file_id,
+                photo.file_unique_id,
+                photo.file_size,
+                photo.mime_type,
+                photo.file_name,
+                secrets.token_urlsafe(16),
+            ),
+        )
+        if not late and ((caption is not None and not created) or problem is not None):
+            await tx.execute(
+                "UPDATE submissions SET collection_ref = COALESCE(?, collection_ref),"
+                " manual_fields = ?, caption_seen = 1, updated_at = ?"
+                " WHERE id = ? AND caption_seen = 0 AND state = ?",
+                (
+                    caption.collection_ref if caption else None,
+                    json.dumps(caption.manual_fields if caption else {}),
+                    now,
+                    sub_id,
+                    R.value,
+                ),
+            )
+            if problem is not None:
+                await self._move(
+                    tx, sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
+                )
         return AddResult(sub_id, created=created, duplicate=False, late=late)
 
     async def open_batch(

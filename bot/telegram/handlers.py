@@ -176,7 +176,10 @@ class Handlers:
         chat = update.effective_chat
         if message is None or user is None or chat is None:
             return
-        lang = await self.lang(update)
+        chat_settings = await self.s.store.chat(chat.id)
+        lang = language_for(
+            chat_settings.language, user.language_code, self.s.settings.default_language
+        )
         if message.photo:
             size = message.photo[-1]
             file_id, unique_id, file_size = size.file_id, size.file_unique_id, size.file_size
@@ -207,7 +210,6 @@ class Handlers:
             problem = Problem("caption", {"reason": exc.code, "reason_params": exc.params})
         if request is not None:
             caption = CaptionInfo(request.collection_ref, request.fields)
-        chat_settings = await self.s.store.chat(chat.id)
         result = await self.s.store.add_photo(
             NewPhoto(
                 chat_id=chat.id,
