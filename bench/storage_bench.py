@@ -69,7 +69,8 @@ async def run(tmp: Path, quick: bool) -> dict[str, float]:
     print(f"storage ({n} each, synchronous=FULL, WAL):")
     print(f"  bare INSERT+COMMIT          {bare:8.0f}/s  (baseline)")
     print(
-        f"  store a received photo      {photos:8.0f}/s  ratio {bare / photos:.2f}x the baseline's time"
+        f"  store a received photo      {photos:8.0f}/s"
+        f"  ratio {bare / photos:.2f}x the baseline's time"
     )
     print(f"  claim a notification        {claims:8.0f}/s  ratio {bare / claims:.2f}x")
     return {"bare": bare, "photos": photos, "claims": claims}

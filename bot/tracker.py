@@ -109,7 +109,7 @@ class Budget:
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = 1.0  # no bursts: requests are spaced at least 1/rate apart
         self.tokens = self.capacity
         self.clock = clock
         self.last = clock()

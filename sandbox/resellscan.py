@@ -703,6 +703,7 @@ class ResellScanSandbox:
         body = self.event_body(batch)
         for attempt in range(1, self.config.webhook_max_attempts + 1):
             status: int | str
+            sent_at = time.time()
             try:
                 response = await self._http.post(
                     url,
@@ -722,6 +723,7 @@ class ResellScanSandbox:
                     "batch_id": batch.id,
                     "attempt": attempt,
                     "status": status,
+                    "sent_at": sent_at,
                     "at": time.time(),
                 }
             )

@@ -225,10 +225,12 @@ def test_poll_delay_grows_geometrically_to_the_cap(tmp_path: Any) -> None:
 def test_budget_refills_and_pauses() -> None:
     now = [0.0]
     budget = Budget(2.0, clock=lambda: now[0])
-    assert [budget.take() for _ in range(2)] == [0.0, 0.0]
-    assert budget.take() == pytest.approx(0.5)
+    assert budget.take() == 0.0
+    assert budget.take() == pytest.approx(0.5), "no burst: the next token comes 1/rate later"
     now[0] = 0.5
     assert budget.take() == 0.0
+    now[0] = 10.0
+    assert [budget.take() for _ in range(2)] == [0.0, pytest.approx(0.5)], "idle time adds no burst"
     budget.pause(10)
     assert budget.take() == pytest.approx(10)
 
