@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +101,81 @@ def percentile(values: list[float], p: float) -> float:
 def env_summary() -> str:
     cpus = os.cpu_count()
     return f"{sys.platform}, {cpus} cores, Python {sys.version.split()[0]}"
+
+
+def create_batches(http: httpx.Client, count: int) -> list[str]:
+    """`count` one-product batches created straight at the sandbox's API."""
+    import base64
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox.data import collection_id, fake_jpeg
+
+    image = {
+        "url": "data:image/jpeg;base64," + base64.b64encode(fake_jpeg("b")).decode(),
+        "fileName": "b.jpg",
+        "removeBackground": False,
+    }
+    body = {
+        "collectionId": collection_id("Electronics"),
+        "products": [{"images": [image], "manual_fields": {}}],
+    }
+
+    def one(_: int) -> str:
+        response = http.post(
+            "/api/v1/products/createAndAnalyze",
+            json=body,
+            headers={"Authorization": "Bearer rs_test_full"},
+        )
+        batch_id: str = response.json()["data"]["batchId"]
+        return batch_id
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+async def seed_submitted(
+    settings: Any, batch_ids: list[str], next_poll: Callable[[int], float]
+) -> None:
+    """One open `submitted` submission per batch in the bot's database, through the storage
+    API; the i-th is next polled at next_poll(i)."""
+    import asyncio
+
+    from sandbox.data import collection_id
+    from storage import Database, NewPhoto, Store
+
+    db = await Database.open(settings.database_path)
+    store = Store(db)
+    now = time.time()
+    electronics = collection_id("Electronics")
+    try:
+        for start in range(0, len(batch_ids), 500):
+            part = batch_ids[start : start + 500]
+            results = await asyncio.gather(
+                *(
+                    store.add_photo(
+                        NewPhoto(
+                            chat_id=10_000 + start + i,
+                            message_id=1,
+                            user_id=10_000 + start + i,
+                            user_name="s",
+                            file_id="f",
+                            file_unique_id=f"u{start + i}",
+                        ),
+                        caption=None,
+                        problem=None,
+                        language="en",
+                        remove_background=False,
+                        album_window=0,
+                        album_max_wait=1,
+                        now=now,
+                    )
+                    for i in range(len(part))
+                )
+            )
+            for offset, (result, batch_id) in enumerate(zip(results, part, strict=True)):
+                sub_id = result.submission_id
+                await store.choose_collection(sub_id, electronics, "Electronics", now)
+                await store.begin_submit(sub_id, now)
+                await store.mark_submitted(sub_id, batch_id, next_poll(start + offset), now)
+    finally:
+        await db.close()

@@ -6,7 +6,6 @@ Baseline in the same run: the same bot started on an empty database."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import subprocess
 import sys
 import time
@@ -15,77 +14,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, bot_settings, rss_mb, sandbox_process
-from sandbox.data import collection_id, fake_jpeg
-from storage import Database, NewPhoto, Store
+from bench.common import (
+    ROOT,
+    bot_settings,
+    create_batches,
+    rss_mb,
+    sandbox_process,
+    seed_submitted,
+)
 from tests.proc import settings_env
-
-
-def create_batches(http: httpx.Client, count: int) -> list[str]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    image = {
-        "url": "data:image/jpeg;base64," + base64.b64encode(fake_jpeg("m")).decode(),
-        "fileName": "m.jpg",
-        "removeBackground": False,
-    }
-    body = {
-        "collectionId": collection_id("Electronics"),
-        "products": [{"images": [image], "manual_fields": {}}],
-    }
-
-    def one(_: int) -> str:
-        response = http.post(
-            "/api/v1/products/createAndAnalyze",
-            json=body,
-            headers={"Authorization": "Bearer rs_test_full"},
-        )
-        batch_id: str = response.json()["data"]["batchId"]
-        return batch_id
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, range(count)))
-
-
-async def seed(settings: Any, batch_ids: list[str]) -> None:
-    """Open submissions in every state the bot resumes: most submitted (their next poll spread
-    over the next hour, as a running bot leaves them), some albums still gathering."""
-    db = await Database.open(settings.database_path)
-    store = Store(db)
-    now = time.time()
-    chunk = 500
-    for start in range(0, len(batch_ids), chunk):
-        part = batch_ids[start : start + chunk]
-        results = await asyncio.gather(
-            *(
-                store.add_photo(
-                    NewPhoto(
-                        chat_id=10_000 + start + i,
-                        message_id=1,
-                        user_id=10_000 + start + i,
-                        user_name="s",
-                        file_id="f",
-                        file_unique_id=f"u{start + i}",
-                    ),
-                    caption=None,
-                    problem=None,
-                    language="en",
-                    remove_background=False,
-                    album_window=0,
-                    album_max_wait=1,
-                    now=now,
-                )
-                for i in range(len(part))
-            )
-        )
-        for offset, (result, batch_id) in enumerate(zip(results, part, strict=True)):
-            await store.choose_collection(
-                result.submission_id, collection_id("Electronics"), "Electronics", now
-            )
-            await store.begin_submit(result.submission_id, now)
-            spread = now + 30 + (start + offset) * 3600 / len(batch_ids)
-            await store.mark_submitted(result.submission_id, batch_id, spread, now)
-    await db.close()
 
 
 def measure(settings: Any, log: Path, settle: float) -> tuple[float, float]:
@@ -129,7 +66,8 @@ def main(tmp: Path, quick: bool) -> dict[str, float]:
         base_resume, base_rss = measure(empty, tmp / "empty.log", settle=10)
         batch_ids = create_batches(http, count)
         full = bot_settings(url, tmp / "full")
-        asyncio.run(seed(full, batch_ids))
+        spread = 3600 / len(batch_ids)  # next polls spread over an hour, as a running bot has them
+        asyncio.run(seed_submitted(full, batch_ids, lambda i: time.time() + 30 + i * spread))
         resume, rss = measure(full, tmp / "full.log", settle=10)
     print(f"memory and resume ({count} open submissions, measured 10 s after start):")
     print(

@@ -7,6 +7,7 @@ figure: the count the schedule itself predicts (the baseline), and the budget.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections import Counter
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import bot_settings, sandbox_process, start_bot
+from bench.common import (
+    bot_settings,
+    create_batches,
+    sandbox_process,
+    seed_submitted,
+    start_bot,
+)
 from bot.tracker import poll_delay
 from sandbox.data import fake_jpeg
 
@@ -130,80 +137,25 @@ def main(tmp: Path, quick: bool) -> dict[str, float]:
 
 def peak_open(tmp: Path, open_batches: int, budget: float) -> float:
     """Many batches open at once, all due: the request rate must stay within the budget."""
-    import asyncio
-
-    from storage import Database, NewPhoto, Store
-
     with sandbox_process() as url:
         http = httpx.Client(base_url=url, timeout=60)
         http.post("/sandbox/config", json={"analysis_seconds": 3600, "rate_limit": 10**9})
-        image = {
-            "url": "data:image/jpeg;base64," + base64.b64encode(fake_jpeg("o")).decode(),
-            "fileName": "o.jpg",
-            "removeBackground": False,
-        }
-        from sandbox.data import collection_id
-
-        batch_ids = [
-            http.post(
-                "/api/v1/products/createAndAnalyze",
-                headers={"Authorization": "Bearer rs_test_full"},
-                json={
-                    "collectionId": collection_id("Electronics"),
-                    "products": [{"images": [image], "manual_fields": {}}],
-                },
-            ).json()["data"]["batchId"]
-            for _ in range(open_batches)
-        ]
-        settings = bot_settings(url, tmp / "peak", poll_budget_per_second=budget)
+        batch_ids = create_batches(http, open_batches)
         (tmp / "peak").mkdir(exist_ok=True)
-
-        async def seed() -> None:
-            db = await Database.open(settings.database_path)
-            store = Store(db)
-            now = time.time()
-            results = await asyncio.gather(
-                *(
-                    store.add_photo(
-                        NewPhoto(
-                            chat_id=100 + i,
-                            message_id=1,
-                            user_id=100 + i,
-                            user_name="s",
-                            file_id="f",
-                            file_unique_id=f"u{i}",
-                        ),
-                        caption=None,
-                        problem=None,
-                        language="en",
-                        remove_background=False,
-                        album_window=0,
-                        album_max_wait=1,
-                        now=now,
-                    )
-                    for i in range(open_batches)
-                )
-            )
-            for result, batch_id in zip(results, batch_ids, strict=True):
-                await store.choose_collection(
-                    result.submission_id, collection_id("Electronics"), "Electronics", now
-                )
-                await store.begin_submit(result.submission_id, now)
-                await store.mark_submitted(result.submission_id, batch_id, now, now)
-            await db.close()
-
-        asyncio.run(seed())
+        settings = bot_settings(url, tmp / "peak", poll_budget_per_second=budget)
+        now = time.time()
+        asyncio.run(seed_submitted(settings, batch_ids, lambda _: now))
         bot = start_bot(settings, tmp / "peak.log")
         started = time.monotonic()
         try:
-            time.sleep(10)
+            time.sleep(10)  # the measurement window: requests made while the bot runs
         finally:
             bot.terminate()
         elapsed = time.monotonic() - started
         _, times = status_counts(http)
     peak = peak_rate(times)
     print(
-        f"  {open_batches} batches open at once, all due: peak {peak:.0f} status requests/s in any"
-        f" 1 s window, {len(times) / elapsed:.1f}/s on average (budget {budget:.0f}/s)"
+        f"  {open_batches} batches open at once, all due: peak {peak:.0f} status requests/s in"
+        f" any 1 s window, {len(times) / elapsed:.1f}/s on average (budget {budget:.0f}/s)"
     )
     return peak

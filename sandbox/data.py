@@ -198,3 +198,12 @@ def fake_jpeg(seed: str, size: int = 2048) -> bytes:
     """Bytes that start like a JPEG, unique per seed (for tests and the demo)."""
     body = hashlib.sha256(seed.encode()).digest() * (size // 32 + 1)
     return b"\xff\xd8\xff\xe0" + body[: max(0, size - 6)] + b"\xff\xd9"
+
+
+async def read_json(request: Any) -> dict[str, Any]:
+    """A control request's JSON object body; {} when it is missing or not an object."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox import data
+from sandbox.data import read_json as _json
 
 log = logging.getLogger("sandbox.resellscan")
 
@@ -389,7 +390,10 @@ class ResellScanSandbox:
         _collection, created = checked
         return JSONResponse({"data": {"products": [self._public(p) for p in created]}}, 201)
 
-    async def analyze(self, request: Request, body: Any) -> Response:
+    def _collection_and_list(
+        self, body: Any, key: str
+    ) -> tuple[data.CollectionDef, list[Any]] | Response:
+        """The body's known collection and its non-empty list `key`, or the validation error."""
         if not isinstance(body, dict):
             return _error(422, "Body must be a JSON object")
         collection = self.by_id.get(str(body.get("collectionId", "")))
@@ -397,15 +401,22 @@ class ResellScanSandbox:
             return _error(
                 422,
                 "Unknown collectionId",
-                errors=[{"field": "collectionId", "message": "unknown"}],
+                errors=[{"field": "collectionId", "message": "unknown collection"}],
             )
-        ids = body.get("productIds")
-        if not isinstance(ids, list) or not ids:
+        items = body.get(key)
+        if not isinstance(items, list) or not items:
             return _error(
                 422,
-                "productIds must be a non-empty array",
-                errors=[{"field": "productIds", "message": "required"}],
+                f"{key} must be a non-empty array",
+                errors=[{"field": key, "message": "required"}],
             )
+        return collection, items
+
+    async def analyze(self, request: Request, body: Any) -> Response:
+        checked = self._collection_and_list(body, "productIds")
+        if isinstance(checked, Response):
+            return checked
+        collection, ids = checked
         products = []
         for index, pid in enumerate(ids):
             product = self.products.get(str(pid))
@@ -459,22 +470,10 @@ class ResellScanSandbox:
     async def _check_products(
         self, body: Any
     ) -> tuple[data.CollectionDef, list[dict[str, Any]]] | Response:
-        if not isinstance(body, dict):
-            return _error(422, "Body must be a JSON object")
-        collection = self.by_id.get(str(body.get("collectionId", "")))
-        if collection is None:
-            return _error(
-                422,
-                "Unknown collectionId",
-                errors=[{"field": "collectionId", "message": "unknown collection"}],
-            )
-        products = body.get("products")
-        if not isinstance(products, list) or not products:
-            return _error(
-                422,
-                "products must be a non-empty array",
-                errors=[{"field": "products", "message": "required"}],
-            )
+        checked = self._collection_and_list(body, "products")
+        if isinstance(checked, Response):
+            return checked
+        collection, products = checked
         problems: list[dict[str, str]] = []
         for index, product in enumerate(products):
             where = f"products[{index}]"
@@ -891,14 +890,6 @@ def _summarise(raw: bytes) -> Any:
         return v
 
     return shorten(value)
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 class _DroppedResponse(Response):

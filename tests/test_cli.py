@@ -23,12 +23,14 @@ BASE_ENV = {
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
+    """`resell-scan-bot ARGS` in a clean environment (plus `env`), run from `cwd`."""
     clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    clean["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,
         text=True,
@@ -39,15 +41,7 @@ def cli(
 
 def test_run_without_token_names_it_and_exits_2(tmp_path: Path) -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "TELEGRAM_BOT_TOKEN"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run"],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli("run", env=env, cwd=tmp_path)  # no .env there
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: TELEGRAM_BOT_TOKEN: is required (the bot's token from BotFather)"]
@@ -68,15 +62,7 @@ def test_run_without_token_names_it_and_exits_2(tmp_path: Path) -> None:
 def test_bad_settings_give_one_plain_line_each(
     tmp_path: Path, name: str, value: str, expected: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run"],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **BASE_ENV, name: value},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli("run", env={**BASE_ENV, name: value}, cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr
