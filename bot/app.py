@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import uvicorn
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
@@ -118,7 +119,6 @@ class BotRuntime:
             tracker=self.tracker,
             metrics=self.metrics,
             clock=self.clock,
-            can_read_all_group_messages=bool(application.bot.can_read_all_group_messages),
         )
         Handlers(services).register(application)
         try:
@@ -140,7 +140,7 @@ class BotRuntime:
             enqueue_update=enqueue if settings.telegram_webhook_url else None,
             clock=self.clock,
         )
-        config = __import__("uvicorn").Config(
+        config = uvicorn.Config(
             web,
             host=settings.http_host,
             port=settings.http_port,

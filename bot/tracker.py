@@ -275,7 +275,7 @@ class Tracker:
             try:
                 resolution = await self.catalog.resolve(ref)
             except ResellScanError as exc:
-                return await self._api_trouble(sub, exc, submitted=False)
+                return await self._api_trouble(sub, exc)
             if resolution.match is not None:
                 await self.store.choose_collection(
                     sub.id, resolution.match.id, resolution.match.name, now
@@ -298,7 +298,7 @@ class Tracker:
         try:
             definitions = await self.catalog.fields(sub.collection_id)
         except ResellScanError as exc:
-            return await self._api_trouble(sub, exc, submitted=False)
+            return await self._api_trouble(sub, exc)
         values, problems = coerce_fields(sub.manual_fields, definitions)
         if problems:
             example = example_caption(sub.collection_name or sub.collection_id, definitions, values)
@@ -445,7 +445,7 @@ class Tracker:
             return Problem("api_error", {"message": exc.message[:300]})
         return Problem("api_error", {"message": f"{exc.status} {exc.message}"[:300]})
 
-    async def _api_trouble(self, sub: Submission, exc: ResellScanError, *, submitted: bool) -> None:
+    async def _api_trouble(self, sub: Submission, exc: ResellScanError) -> None:
         """A lookup (collections, fields) failed before submitting: reject for good on
         auth/permission problems, otherwise try again a little later."""
         now = self.clock()
@@ -471,7 +471,7 @@ class Tracker:
             try:
                 items = await self.catalog.collections()
             except ResellScanError as exc:
-                return await self._api_trouble(sub, exc, submitted=False)
+                return await self._api_trouble(sub, exc)
             text = t(
                 lang,
                 "pick_collection",

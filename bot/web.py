@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -68,7 +68,6 @@ class Health:
     telegram_checked: float = 0.0
     telegram_ok: bool = True
     telegram_detail: str = "not checked yet"
-    failures: dict[str, int] = field(default_factory=dict)
 
     def observe_resellscan(self, endpoint: str, outcome: str) -> None:
         # Auth, permission and connection problems mean degraded; a 404 or 422 does not.

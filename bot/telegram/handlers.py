@@ -67,7 +67,6 @@ class Services:
     tracker: Tracker
     metrics: Metrics
     clock: Callable[[], float] = time.time
-    can_read_all_group_messages: bool = False
 
 
 class Handlers:
@@ -397,11 +396,10 @@ class Handlers:
         if resolution.match is not None:
             return resolution.match
         if resolution.candidates:
-            prefix = "use" if purpose == "use" else f"{purpose}"
             await self.reply(
                 message,
                 t(lang, "pick_ambiguous", ref=ref),
-                render.choice_keyboard(resolution.candidates, prefix),
+                render.choice_keyboard(resolution.candidates, purpose),
             )
             return None
         await self.reply(message, t(lang, "unknown_collection", ref=ref))
