@@ -381,3 +381,28 @@ async def test_health_and_metrics(
         assert 'resellscan_bot_telegram_sends_total{outcome="ok"} 1.0' in text
         assert "resellscan_bot_completion_to_reply_seconds_count 1.0" in text
         assert "resellscan_bot_webhooks_total" in text
+
+
+async def test_health_is_503_when_resell_scan_is_unreachable(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    settings = settings_for(
+        resell_scan_base_url="http://127.0.0.1:9/api/v1", resell_scan_max_attempts=1
+    )
+    async with bot_running(settings) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")  # the lookup cannot connect
+        url = f"http://127.0.0.1:{bot.port}/healthz"
+        async with httpx.AsyncClient() as http:
+
+            async def degraded() -> httpx.Response | None:
+                response = await http.get(url)
+                return response if response.status_code == 503 else None
+
+            response = await eventually(degraded, what="/healthz reporting Resell Scan down")
+        checks = response.json()["checks"]
+        assert (
+            checks["resell_scan"]["ok"] is False
+            and "ConnectionFailed" in checks["resell_scan"]["detail"]
+        )
+        assert checks["database"]["ok"] and checks["telegram"]["ok"]
+    assert await harness.rs_requests() == []
