@@ -11,9 +11,11 @@ import pytest
 
 from storage import (
     TRANSITIONS,
+    AddResult,
     CaptionInfo,
     Database,
     Migration,
+    NewPhoto,
     Problem,
     State,
     StorageError,
@@ -25,17 +27,23 @@ from tests.conftest import new_photo
 NOW = 1_000_000.0
 
 
+async def store_photo(store: Store, photo: NewPhoto, **overrides: Any) -> AddResult:
+    """store.add_photo with the defaults these tests share; keywords override them."""
+    values: dict[str, Any] = {
+        "caption": None,
+        "problem": None,
+        "language": "en",
+        "remove_background": False,
+        "album_window": 1.0,
+        "album_max_wait": 5.0,
+        "now": NOW,
+    }
+    values.update(overrides)
+    return await store.add_photo(photo, **values)
+
+
 async def add_single(store: Store, *, chat_id: int = 1, caption: CaptionInfo | None = None) -> int:
-    result = await store.add_photo(
-        new_photo(chat_id=chat_id),
-        caption=caption,
-        problem=None,
-        language="en",
-        remove_background=False,
-        album_window=1.0,
-        album_max_wait=5.0,
-        now=NOW,
-    )
+    result = await store_photo(store, new_photo(chat_id=chat_id), caption=caption)
     return result.submission_id
 
 
@@ -162,14 +170,10 @@ async def test_webhook_before_batch_id_is_stored_applies_on_submit(store: Store)
 async def test_album_members_join_one_submission_and_restart_the_window(store: Store) -> None:
     ids = []
     for i, at in enumerate((NOW, NOW + 0.5, NOW + 1.2)):
-        result = await store.add_photo(
+        result = await store_photo(
+            store,
             new_photo(chat_id=7, message_id=100 - i, media_group_id="g1"),
             caption=CaptionInfo("Sneakers", {}) if i == 1 else None,
-            problem=None,
-            language="en",
-            remove_background=False,
-            album_window=1.0,
-            album_max_wait=5.0,
             now=at,
         )
         ids.append(result.submission_id)
@@ -186,15 +190,8 @@ async def test_album_members_join_one_submission_and_restart_the_window(store: S
 async def test_album_window_is_capped_by_max_wait(store: Store) -> None:
     sub_id = None
     for i in range(10):
-        result = await store.add_photo(
-            new_photo(chat_id=8, media_group_id="g2"),
-            caption=None,
-            problem=None,
-            language="en",
-            remove_background=False,
-            album_window=1.0,
-            album_max_wait=3.0,
-            now=NOW + i * 0.9,
+        result = await store_photo(
+            store, new_photo(chat_id=8, media_group_id="g2"), album_max_wait=3.0, now=NOW + i * 0.9
         )
         sub_id = result.submission_id
     assert sub_id is not None
@@ -204,58 +201,24 @@ async def test_album_window_is_capped_by_max_wait(store: Store) -> None:
 
 async def test_redelivered_photo_is_stored_once(store: Store) -> None:
     photo = new_photo(chat_id=3)
-    kwargs: dict[str, Any] = {
-        "caption": None,
-        "problem": None,
-        "language": "en",
-        "remove_background": False,
-        "album_window": 1.0,
-        "album_max_wait": 5.0,
-        "now": NOW,
-    }
-    first = await store.add_photo(photo, **kwargs)
-    second = await store.add_photo(photo, **kwargs)
+    first = await store_photo(store, photo)
+    second = await store_photo(store, photo)
     assert not first.duplicate and second.duplicate
     assert second.submission_id == first.submission_id
     assert (await store.count_by_state()) == {"received": 1}
 
 
 async def test_late_album_member_is_kept_but_marked_late(store: Store) -> None:
-    first = await store.add_photo(
-        new_photo(chat_id=4, media_group_id="g3"),
-        caption=None,
-        problem=None,
-        language="en",
-        remove_background=False,
-        album_window=1.0,
-        album_max_wait=5.0,
-        now=NOW,
-    )
+    first = await store_photo(store, new_photo(chat_id=4, media_group_id="g3"))
     await force_state(store, first.submission_id, State.SUBMITTED)
-    late = await store.add_photo(
-        new_photo(chat_id=4, media_group_id="g3"),
-        caption=None,
-        problem=None,
-        language="en",
-        remove_background=False,
-        album_window=1.0,
-        album_max_wait=5.0,
-        now=NOW + 9,
-    )
+    late = await store_photo(store, new_photo(chat_id=4, media_group_id="g3"), now=NOW + 9)
     assert late.late and late.submission_id == first.submission_id
     assert len(await store.photos(first.submission_id)) == 2
 
 
 async def test_caption_problem_rejects_and_owes_a_message(store: Store) -> None:
-    result = await store.add_photo(
-        new_photo(chat_id=5),
-        caption=None,
-        problem=Problem("bad_pair", {"pair": "x"}),
-        language="en",
-        remove_background=False,
-        album_window=1.0,
-        album_max_wait=5.0,
-        now=NOW,
+    result = await store_photo(
+        store, new_photo(chat_id=5), problem=Problem("bad_pair", {"pair": "x"})
     )
     sub = await store.get(result.submission_id)
     assert sub is not None and sub.state is State.REJECTED
@@ -279,16 +242,7 @@ async def test_recover_turns_submitting_into_uncertain_and_releases_claims(store
 
 async def test_due_and_next_due(store: Store) -> None:
     early = await add_single(store)
-    late = await store.add_photo(
-        new_photo(media_group_id="g9"),
-        caption=None,
-        problem=None,
-        language="en",
-        remove_background=False,
-        album_window=2.0,
-        album_max_wait=5.0,
-        now=NOW,
-    )
+    late = await store_photo(store, new_photo(media_group_id="g9"), album_window=2.0)
     assert [s.id for s in await store.due(NOW)] == [early]
     assert await store.next_due_at() == NOW
     await store.await_choice(early, NOW)
@@ -303,16 +257,7 @@ async def test_pending_scan_applies_to_next_photo_until_it_expires(store: Store)
     assert (
         sub is not None and sub.collection_ref == "Books" and sub.manual_fields == {"quantity": 2}
     )
-    late = await store.add_photo(
-        new_photo(),
-        caption=None,
-        problem=None,
-        language="en",
-        remove_background=False,
-        album_window=1.0,
-        album_max_wait=5.0,
-        now=NOW + 61,
-    )
+    late = await store_photo(store, new_photo(), now=NOW + 61)
     sub2 = await store.get(late.submission_id)
     assert sub2 is not None and sub2.collection_ref is None
 
