@@ -117,7 +117,6 @@ class BotRuntime:
             store=self.store,
             catalog=catalog,
             tracker=self.tracker,
-            metrics=self.metrics,
             clock=self.clock,
         )
         Handlers(services).register(application)

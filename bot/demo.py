@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 import sys
 import tempfile
 import time
@@ -22,19 +21,12 @@ from bot.app import BotRuntime
 from bot.config import Settings
 from bot.logs import setup_logging
 from sandbox.data import fake_jpeg
-from sandbox.server import SandboxThread
+from sandbox.server import SandboxThread, free_port
 
 DEMO_TOKEN = "424242:demo-token-not-a-real-one"  # noqa: S105 (sandbox-only token)
 DEMO_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldA"  # noqa: S105 (sandbox-only secret)
 LENA: dict[str, Any] = {"id": 4242, "first_name": "Lena", "language_code": "en"}
 CAPTION = "/scan Sneakers purchasePrice=12,5 size=42"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _indent(text: str, prefix: str = "     ") -> str:
@@ -78,7 +70,7 @@ async def run_demo(*, verbose: bool = False) -> int:
         "emulator, all on 127.0.0.1.\n"
     )
     with SandboxThread() as sandbox, tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
+        port = free_port()
         settings = Settings(
             _env_file=None,
             telegram_bot_token=DEMO_TOKEN,

@@ -166,7 +166,6 @@ class Tracker:
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
-        self.resumed = asyncio.Event()  # set once the start-up recovery has run
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -176,7 +175,6 @@ class Tracker:
             log.info("resuming open submissions: %s", counts)
         self._stopping = False
         self._loop_task = asyncio.create_task(self._run(), name="tracker")
-        self.resumed.set()
         return counts
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -389,13 +387,8 @@ class Tracker:
         except (ConnectionFailed, RateLimited) as exc:
             # Provably not processed: safe to try again later, within a bound.
             if sub.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
-                await self.store.transition(
-                    sub.id,
-                    "fail",
-                    self.clock(),
-                    next_action_at=self.clock(),
-                    problem=Problem("api_unreachable", {"attempts": sub.attempts + 1}).dumps(),
-                )
+                problem = Problem("api_unreachable", {"attempts": sub.attempts + 1})
+                await self.store.fail(sub.id, problem, self.clock())
                 return await self.notify(sub.id)
             wait = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else None
             retry_at = self.clock() + (wait or self._backoff(sub.attempts))

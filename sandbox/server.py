@@ -53,6 +53,14 @@ class _DroppedConnectionFilter(logging.Filter):
         return not (exc is not None and "Too little data for declared Content-Length" in str(exc))
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for a server that needs its URL before it starts)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -29,25 +29,6 @@ def large(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--large"))
 
 
-class Clock:
-    """A settable clock for code that takes `now` from a callable."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     db = await Database.open(tmp_path / "bot.sqlite3")

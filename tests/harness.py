@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import itertools
-import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bot.app import BotRuntime
+from bot.app import running
 from bot.config import Settings
 from sandbox.data import fake_jpeg
-from sandbox.server import SandboxThread
+from sandbox.server import SandboxThread, free_port
+
+# The composition root's own context manager: start the whole bot, stop it on the way out.
+bot_running = running
 
 TOKEN = "123456:TEST-token-abcdefghijklmnop"
 WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldA"
@@ -29,13 +30,6 @@ CARLA = {"id": 103, "first_name": "Carla", "language_code": "de"}
 MALLORY = {"id": 666, "first_name": "Mallory", "language_code": "en"}
 
 _seeds = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_settings(sandbox: SandboxThread, tmp_path: Path, **overrides: Any) -> Settings:
@@ -231,16 +225,6 @@ class Harness:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
-
-
-@contextlib.asynccontextmanager
-async def bot_running(settings: Settings) -> AsyncIterator[BotRuntime]:
-    runtime = BotRuntime(settings)
-    try:
-        await runtime.start()
-        yield runtime
-    finally:
-        await runtime.stop()
 
 
 def results_replies(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

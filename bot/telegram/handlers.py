@@ -46,7 +46,6 @@ from bot.intake import (
     example_caption,
     parse_caption,
 )
-from bot.metrics import Metrics
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import render
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
@@ -65,7 +64,6 @@ class Services:
     store: Store
     catalog: Catalog
     tracker: Tracker
-    metrics: Metrics
     clock: Callable[[], float] = time.time
 
 
@@ -265,45 +263,43 @@ class Handlers:
 
     async def cmd_scan(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """`/scan <collection> [field=value …]` as text: the sender's next photos go there."""
-        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
-        if message is None or chat is None or user is None:
-            return
-        lang = await self.lang(update)
-        try:
-            request = parse_caption(message.text, context.bot.username)
-        except CaptionError as exc:
-            reason = t(lang, f"caption_{exc.code}", **exc.params)
-            await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
-            return
-        if request is None or not request.collection_ref:
-            await self.reply(message, t(lang, "scan_usage"))
-            return
-        collection = await self._resolve_or_answer(message, lang, request.collection_ref, "scan")
-        if collection is None:
-            return
-        await self._remember_scan(update, lang, request, collection.id, collection.name)
+        found = await self._scan_command(update, context, "scan", "scan_usage")
+        if found is not None:
+            request, collection, lang = found
+            await self._remember_scan(update, lang, request, collection.id, collection.name)
 
     async def cmd_batch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """`/batch <collection> [field=value …]`: collect the sender's next photos and albums
         (one product each) into one analysis, sent on /done or after PENDING_SCAN_SECONDS."""
-        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
-        if message is None or chat is None or user is None:
-            return
+        found = await self._scan_command(update, context, "batch", "batch_usage")
+        if found is not None:
+            request, collection, lang = found
+            await self._open_batch(update, lang, collection.id, collection.name, request.fields)
+
+    async def _scan_command(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, usage: str
+    ) -> tuple[ScanRequest, Any, str] | None:
+        """Parse `/<command> <collection> [field=value …]` and resolve the collection; answer
+        the user (caption problem, usage, unknown or ambiguous collection) and return None when
+        there is nothing to do yet."""
+        message = update.effective_message
+        if message is None or update.effective_chat is None or update.effective_user is None:
+            return None
         lang = await self.lang(update)
-        text = (message.text or "").replace("/batch", "/scan", 1)
+        text = (message.text or "").replace(f"/{command}", "/scan", 1)
         try:
             request = parse_caption(text, context.bot.username)
         except CaptionError as exc:
             reason = t(lang, f"caption_{exc.code}", **exc.params)
             await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
-            return
+            return None
         if request is None or not request.collection_ref:
-            await self.reply(message, t(lang, "batch_usage"))
-            return
-        collection = await self._resolve_or_answer(message, lang, request.collection_ref, "batch")
+            await self.reply(message, t(lang, usage))
+            return None
+        collection = await self._resolve_or_answer(message, lang, request.collection_ref, command)
         if collection is None:
-            return
-        await self._open_batch(update, lang, collection.id, collection.name, request.fields)
+            return None
+        return request, collection, lang
 
     async def _open_batch(
         self, update: Update, lang: str, collection_id: str, name: str, fields: dict[str, str]
@@ -636,8 +632,8 @@ class Handlers:
             elif kind == "batch":
                 await self._open_batch(update, lang, collection.id, collection.name, {})
             else:
-                fake = ScanRequest(collection.id, {})
-                await self._remember_scan_from_button(update, lang, fake, collection.name, message)
+                request = ScanRequest(collection.id, {})
+                await self._remember_scan(update, lang, request, collection.id, collection.name)
         elif kind == "set" and message is not None:
             await self._toggle(update, lang, rest, message)
         elif kind == "resub":
@@ -648,23 +644,6 @@ class Handlers:
         elif kind == "csv":
             await self._send_csv(update, int(rest))
         await query.answer()
-
-    async def _remember_scan_from_button(
-        self, update: Update, lang: str, request: ScanRequest, name: str, message: Message
-    ) -> None:
-        user, chat = update.effective_user, update.effective_chat
-        if user is None or chat is None:
-            return
-        await self.s.store.set_pending_scan(
-            chat.id,
-            user.id,
-            CaptionInfo(request.collection_ref, {}),
-            self.s.clock() + self.s.settings.pending_scan_seconds,
-        )
-        minutes = int(self.s.settings.pending_scan_seconds // 60) or 1
-        await self.reply(
-            message, t(lang, "scan_pending", collection=name, fields="", minutes=minutes)
-        )
 
     async def _picked(
         self, update: Update, lang: str, sub_id: int, collection_id: str, message: Message | None
