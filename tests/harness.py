@@ -213,6 +213,12 @@ class Harness:
         items: list[dict[str, Any]] = response.json()["requests"]
         return items
 
+    async def deliveries(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt the sandbox made."""
+        response = await self.http.get("/sandbox/webhooks/deliveries")
+        items: list[dict[str, Any]] = response.json()["deliveries"]
+        return items
+
     async def creates(self) -> list[dict[str, Any]]:
         return [
             r

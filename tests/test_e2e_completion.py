@@ -35,6 +35,13 @@ def webhook_settings(settings_for: Callable[..., Any], **kw: Any) -> Any:
     return settings_for(**values)
 
 
+def racing_settings(settings_for: Callable[..., Any]) -> Any:
+    """Webhooks on, and polling fast enough to race them."""
+    return webhook_settings(
+        settings_for, poll_initial_seconds=0.1, poll_max_seconds=0.2, webhook_poll_factor=1
+    )
+
+
 async def point_webhooks(harness: Harness, port: int) -> None:
     await harness.rs(
         "/sandbox/webhooks",
@@ -62,7 +69,7 @@ async def test_webhook_path(harness: Harness, settings_for: Callable[..., Any]) 
         assert bot.store is not None
         [create] = await harness.creates()
         del create
-        deliveries = (await harness.http.get("/sandbox/webhooks/deliveries")).json()["deliveries"]
+        deliveries = await harness.deliveries()
         assert [d["status"] for d in deliveries] == [200]
         sub = await bot.store.by_batch(deliveries[0]["batch_id"])
         assert sub is not None and sub.completed_by == "webhook" and sub.state is State.NOTIFIED
@@ -81,9 +88,7 @@ async def test_polling_path(harness: Harness, settings_for: Callable[..., Any]) 
 async def test_webhook_and_polling_together_with_duplicates(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
-    settings = webhook_settings(
-        settings_for, poll_initial_seconds=0.1, poll_max_seconds=0.2, webhook_poll_factor=1
-    )
+    settings = racing_settings(settings_for)
     async with bot_running(settings) as bot:
         await point_webhooks(harness, bot.port)
         await harness.rs("/sandbox/faults", {"webhook_duplicates": 3})
@@ -93,10 +98,7 @@ async def test_webhook_and_polling_together_with_duplicates(
             await one_reply(harness, user["id"])
 
         async def all_delivered() -> bool:
-            deliveries = (await harness.http.get("/sandbox/webhooks/deliveries")).json()[
-                "deliveries"
-            ]
-            return len(deliveries) >= 8
+            return len(await harness.deliveries()) >= 8
 
         await eventually(all_delivered, what="every duplicate delivery")
     for user in (ANNA, BEN):
@@ -106,9 +108,7 @@ async def test_webhook_and_polling_together_with_duplicates(
 async def test_webhook_after_polling_answered(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
-    settings = webhook_settings(
-        settings_for, poll_initial_seconds=0.1, poll_max_seconds=0.2, webhook_poll_factor=1
-    )
+    settings = racing_settings(settings_for)
     async with bot_running(settings) as bot:
         await point_webhooks(harness, bot.port)
         await harness.rs("/sandbox/faults", {"webhook_delay": 1.0})
@@ -116,10 +116,7 @@ async def test_webhook_after_polling_answered(
         await harness.wait_text(ANNA["id"], "Results")
 
         async def late_delivery() -> list[Any]:
-            deliveries: list[Any] = (await harness.http.get("/sandbox/webhooks/deliveries")).json()[
-                "deliveries"
-            ]
-            return deliveries
+            return await harness.deliveries()
 
         deliveries = await eventually(late_delivery, what="the late webhook")
         assert deliveries[0]["status"] == 200, "a late webhook is acknowledged"
