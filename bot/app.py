@@ -26,6 +26,7 @@ from bot.intake import Catalog
 from bot.media import MediaSigner, derive_key
 from bot.metrics import Metrics
 from bot.resellscan import ResellScanClient, RetryPolicy
+from bot.telegram.callbacks import CallbackCodec, derive_callback_key
 from bot.telegram.handlers import Handlers, Services, register_commands
 from bot.tracker import Tracker
 from bot.web import TELEGRAM_PATH, EmbeddedServer, Health, build_web_app
@@ -102,6 +103,7 @@ class BotRuntime:
             settings.public_base_url or "http://unset.invalid",
             settings.media_url_ttl_seconds,
         )
+        codec = CallbackCodec(derive_callback_key(token))
         self.tracker = Tracker(
             settings=settings,
             store=self.store,
@@ -110,6 +112,7 @@ class BotRuntime:
             bot=application.bot,
             metrics=self.metrics,
             media=media,
+            callbacks=codec,
             clock=self.clock,
         )
         services = Services(
@@ -117,6 +120,7 @@ class BotRuntime:
             store=self.store,
             catalog=catalog,
             tracker=self.tracker,
+            callbacks=codec,
             clock=self.clock,
         )
         Handlers(services).register(application)
@@ -180,11 +184,14 @@ class BotRuntime:
         while True:
             now = self.clock()
             try:
-                events, updates = await self.store.prune(
-                    events_before=now - KEEP_EVENTS, updates_before=now - KEEP_UPDATES
+                pruned = await self.store.prune(
+                    events_before=now - KEEP_EVENTS,
+                    unknown_before=now - self.settings.webhook_unknown_retention_seconds,
+                    updates_before=now - KEEP_UPDATES,
                 )
-                if events or updates:
-                    log.info("pruned %d webhook event ids, %d update ids", events, updates)
+                self.metrics.pruned_events.inc(pruned["unknown_events"])
+                if any(pruned.values()):
+                    log.info("pruned %s", pruned)
             except Exception:
                 log.exception("pruning failed")
             await asyncio.sleep(PRUNE_EVERY)

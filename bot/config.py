@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="longest total time for one API call with its retries, seconds"
     )
 
+    webhook_unknown_retention_seconds: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="keep webhook events for batches the bot does not know this long, seconds",
+    )
+
     # HTTP side
     public_base_url: str = Field(
         "", description="where Resell Scan reaches this bot (image URLs); empty: base64 images"

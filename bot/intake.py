@@ -7,6 +7,7 @@ front of the Resell Scan client.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -145,8 +146,16 @@ class FieldProblem:
     suggestion: str | None = None
 
 
+MAX_NUMBER = 1e12  # a sane bound for any price, size or count a reseller types
+
+
+class OutOfRange(ValueError):
+    """A number that parses but is not finite or too large to mean anything."""
+
+
 def parse_number(text: str) -> float:
-    """A number as resellers type it: 12.5, 12,5, 1.234,56, 1,234.56, 12 €."""
+    """A number as resellers type it: 12.5, 12,5, 1.234,56, 1,234.56, 12 €. Finite and at
+    most MAX_NUMBER in size (310 nines parse as infinity, which JSON cannot carry)."""
     cleaned = (
         text.strip().replace("€", "").replace("EUR", "").replace(" ", "").replace("\u202f", "")
     )
@@ -159,7 +168,10 @@ def parse_number(text: str) -> float:
         cleaned = cleaned.replace(",", ".")
     if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", cleaned):
         raise ValueError(text)
-    return float(cleaned)
+    number = float(cleaned)
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        raise OutOfRange(text)
+    return number
 
 
 def coerce_fields(
@@ -206,6 +218,8 @@ def coerce_fields(
                 values[definition.key] = match
             else:
                 values[definition.key] = text
+        except OutOfRange:
+            problems.append(FieldProblem("range", definition.key, text[:40]))
         except ValueError:
             code = {"integer": "integer", "int": "integer"}.get(kind, kind)
             if code in ("boolean", "bool", "checkbox"):

@@ -23,6 +23,16 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.unknown_events = Gauge(
+            "resellscan_bot_webhook_events_unknown",
+            "Webhook events kept for batches the bot does not know (e.g. from the dashboard)",
+            registry=self.registry,
+        )
+        self.pruned_events = Counter(
+            "resellscan_bot_webhook_events_unknown_pruned",
+            "Webhook events for unknown batches forgotten after WEBHOOK_UNKNOWN_RETENTION_SECONDS",
+            registry=self.registry,
+        )
         self.telegram_sends = Counter(
             "resellscan_bot_telegram_sends",
             "Telegram sends by outcome",

@@ -43,7 +43,9 @@ from bot.resellscan import (
     APIError,
     AuthError,
     BatchStatus,
+    Collection,
     ConnectionFailed,
+    InvalidRequest,
     NewProduct,
     NotFound,
     PaymentRequired,
@@ -57,15 +59,40 @@ from bot.resellscan import (
     image_from_bytes,
     image_from_url,
 )
+from bot.resellscan.models import UNKNOWN
+from bot.resellscan.read import shape
 from bot.telegram import render
+from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.texts import t
-from storage import MESSAGE_STATES, Photo, Problem, State, Store, Submission
+from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
 
 log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 MAX_NOTIFY_BACKOFF = 300.0
+# Status answers in a row that cannot be read before the chat is told (never the deadline).
+MAX_UNREADABLE = 3
+
+
+def counts_of(status: BatchStatus) -> Counts:
+    """What storage keeps of a batch's summary."""
+    total, ok, failed = status.counts()
+    known = status.total_products is not None or bool(status.products)
+    return Counts(
+        status=None if status.status == UNKNOWN else status.status,
+        total=total if known else None,
+        successful=ok if known else None,
+        failed=failed if known else None,
+    )
+
+
+def photo_problem(exc: TelegramError) -> str:
+    """Which text explains a photo we could not fetch from Telegram."""
+    text = str(exc).lower()
+    if "too big" in text or "too large" in text:
+        return "photo_too_big"
+    return "photo_unavailable"
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -149,6 +176,7 @@ class Tracker:
         bot: Bot,
         metrics: Metrics,
         media: MediaSigner | None,
+        callbacks: CallbackCodec,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -159,6 +187,7 @@ class Tracker:
         self.bot = bot
         self.metrics = metrics
         self.media = media
+        self.callbacks = callbacks
         self.clock = clock
         self.rng = rng or random.Random()
         self.budget = Budget(settings.poll_budget_per_second)
@@ -321,10 +350,15 @@ class Tracker:
             ]
         except TelegramError as exc:
             if isinstance(exc, BadRequest) or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
-                await self.store.reject(sub.id, Problem("photo_unavailable"), now)
+                await self.store.reject(sub.id, Problem(photo_problem(exc)), now)
                 return await self.notify(sub.id)
             await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
             return None
+        except Exception:
+            # A request we cannot build will not build on the next try either: say so, once.
+            log.exception("building the request failed", extra=ctx)
+            await self.store.reject(sub.id, Problem("request_invalid"), now)
+            return await self.notify(sub.id)
         await self.submit(sub, products, f"{sub.idempotency_key}.{window}")
         return None
 
@@ -395,6 +429,10 @@ class Tracker:
             await self.store.submit_retry(sub.id, str(exc)[:300], retry_at, self.clock())
             log.warning("submit deferred: %s", exc, extra=ctx)
             return None
+        except InvalidRequest as exc:
+            log.error("request not buildable: %s", exc, extra=ctx)
+            await self.store.reject(sub.id, Problem("request_invalid"), self.clock())
+            return await self.notify(sub.id)
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
             # It may have been processed: never resend silently (no documented idempotency).
             await self.store.mark_uncertain(sub.id, str(exc)[:300], self.clock())
@@ -459,7 +497,7 @@ class Tracker:
         markup: InlineKeyboardMarkup | None
         if candidates:
             text = t(lang, "pick_ambiguous", ref=ref)
-            markup = render.choice_keyboard(candidates, f"pick:{sub.id}")
+            markup = render.choice_keyboard(candidates, self._pick_button(sub))
         else:
             try:
                 items = await self.catalog.collections()
@@ -472,7 +510,14 @@ class Tracker:
                 photos=render.count_text(lang, len(photos), "photos_one", "photos_many"),
             )
             _, markup = render.collections_page(
-                lang, items, 1, None, button=f"pick:{sub.id}", nav="pp", nav_arg=str(sub.id)
+                lang,
+                items,
+                1,
+                None,
+                button=self._pick_button(sub),
+                nav=lambda page, q: self.callbacks.encode(
+                    "pp", sub.id, page, q, chat_id=sub.chat_id
+                ),
             )
         try:
             await self.send(sub, Outgoing(text, markup))
@@ -481,6 +526,12 @@ class Tracker:
             return None
         await self.store.await_choice(sub.id, self.clock())
         return None
+
+    def _pick_button(self, sub: Submission) -> Callable[[Collection], str]:
+        def data(collection: Collection) -> str:
+            return self.callbacks.encode("pick", sub.id, collection.id, chat_id=sub.chat_id)
+
+        return data
 
     # Submitted: poll -------------------------------------------------------------------------
 
@@ -501,8 +552,10 @@ class Tracker:
             return
         try:
             status = await self.client.get_batch(sub.batch_id)
-            if status.finished and not status.products:
-                status = await self.client.get_batch_results(sub.batch_id)
+            if (status.finished and not status.products) or not status.readable:
+                results = await self.client.get_batch_results(sub.batch_id)
+                if results.readable or not status.readable:
+                    status = results
         except RateLimited as exc:
             pause = exc.retry_after or 5.0
             self.budget.pause(pause)
@@ -514,12 +567,20 @@ class Tracker:
             )
             await self.notify(sub.id)
             return
+        except ProtocolError as exc:  # not JSON at all
+            await self._unreadable(sub, None, str(exc))
+            return
         except ResellScanError as exc:
             gap = poll_delay(sub.poll_count, self.settings)
             await self.store.defer(sub.id, self.clock() + gap, str(exc)[:300])
             return
+        if not status.readable:
+            await self._unreadable(sub, status, "unreadable status")
+            return
         if status.finished:
-            if await self.store.complete(sub.id, status.raw(), "poll", self.clock()):
+            if await self.store.complete(
+                sub.id, status.raw, counts_of(status), "poll", self.clock()
+            ):
                 log.info(
                     "batch completed (poll)",
                     extra={"submission_id": sub.id, "batch_id": sub.batch_id},
@@ -537,6 +598,28 @@ class Tracker:
             now=self.clock(),
         )
         await self._show_progress(sub, status.percent, max(1, total))
+
+    async def _unreadable(self, sub: Submission, status: BatchStatus | None, error: str) -> None:
+        """An answer about this batch we cannot read. Logged once with its shape (keys and
+        types, never values), asked again a few times, then the chat is told what is true:
+        Resell Scan answered, and the answer could not be read (never a silent expiry)."""
+        count = sub.unreadable_count + 1
+        ctx = {"submission_id": sub.id, "batch_id": sub.batch_id}
+        if count == 1:
+            log.warning(
+                "unreadable answer about the batch (%s): %s",
+                error,
+                shape(status.raw) if status is not None else "not JSON",
+                extra=ctx,
+            )
+        if count < MAX_UNREADABLE:
+            gap = poll_delay(sub.poll_count, self.settings)
+            await self.store.note_unreadable(sub.id, self.clock() + gap, error, self.clock())
+            return
+        raw = status.raw if status is not None else None
+        if await self.store.complete(sub.id, raw, Counts(), "poll", self.clock()):
+            log.warning("batch reported as unreadable after %d answers", count, extra=ctx)
+            await self.notify(sub.id)
 
     async def _show_progress(self, sub: Submission, percent: float | None, products: int) -> None:
         """Edit the analysing message only on a real change, and not too often."""
@@ -606,6 +689,16 @@ class Tracker:
             )
             log.warning("send failed, retry in %.1fs: %s", wait, exc, extra=ctx)
             return
+        except Exception as exc:
+            # Our own fault (rendering, a text key, the database): release what we hold and
+            # back off, so the row is neither stuck claimed nor retried in a tight loop.
+            wait = self._backoff(sub.notify_attempts)
+            log.exception("notification failed, retry in %.1fs", wait, extra=ctx)
+            with contextlib.suppress(Exception):
+                await self.store.release_claim(
+                    sub.id, f"internal: {exc!r}"[:300], self.clock() + wait, self.clock()
+                )
+            return
         await self.store.mark_notified(sub.id, self.clock())
         self.metrics.telegram_sends.labels(outcome="ok").inc()
         if sub.state is State.COMPLETED:
@@ -617,7 +710,9 @@ class Tracker:
     async def messages_for(self, sub: Submission) -> list[Outgoing]:
         lang = sub.language
         if sub.state is State.COMPLETED:
-            status = BatchStatus.model_validate(sub.results or {})
+            status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+            if not status.products:
+                return [Outgoing(render.unreadable_text(lang, sub))]
             photos = len(await self.store.photos(sub.id))
             parts = [
                 Outgoing(text)
@@ -635,7 +730,8 @@ class Tracker:
             return parts
         if sub.state is State.UNCERTAIN:
             button = InlineKeyboardButton(
-                t(lang, "resubmit_button"), callback_data=f"resub:{sub.id}"
+                t(lang, "resubmit_button"),
+                callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
             )
             return [
                 Outgoing(

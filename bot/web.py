@@ -5,6 +5,7 @@ optionally Telegram updates by webhook. One Starlette app, served by uvicorn in 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -24,9 +25,10 @@ from telegram.error import TelegramError
 from bot.config import Settings
 from bot.media import MediaSigner
 from bot.metrics import Metrics
+from bot.resellscan.read import shape
 from bot.resellscan.webhooks import EVENT_COMPLETED, PayloadError, SignatureError, verify
-from bot.tracker import Tracker
-from storage import State, Store
+from bot.tracker import Tracker, counts_of
+from storage import Counts, State, Store
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +118,41 @@ def build_web_app(
             metrics.webhooks.labels(result="bad_payload").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
         event = verified.event
-        if event.event != EVENT_COMPLETED:
+        if event is not None and event.event not in (None, EVENT_COMPLETED):
             metrics.webhooks.labels(result="ignored").inc()
             log.info("webhook event %s ignored (type %s)", event.id, event.event)
             return JSONResponse({"ok": True, "result": "ignored"})
-        batch = event.batch()
+        # Without an event id (undocumented, but possible) the body's digest dedupes retries.
+        event_id = (event.id if event else None) or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        batch = event.batch() if event is not None else None
+        if batch is None or batch.report.unknown or not batch.readable:
+            log.warning(
+                "webhook %s kept, partly unreadable: %s",
+                event_id,
+                sorted(batch.report.unknown) if batch else shape(verified.payload),
+            )
         try:
             outcome = await store.apply_webhook(
-                event.id, event.event, batch.batch_id, json.loads(raw), clock()
+                event_id,
+                EVENT_COMPLETED if batch is not None else "unreadable",
+                batch.batch_id if batch is not None else None,
+                raw.decode("utf-8", "replace"),
+                results=event.data if event is not None else verified.payload,
+                counts=counts_of(batch) if batch is not None else Counts(),
+                now=clock(),
             )
         except Exception:
-            log.exception("webhook %s could not be stored", event.id)
+            log.exception("webhook %s could not be stored", event_id)
             return JSONResponse({"error": "try again"}, status_code=503)
         metrics.webhooks.labels(result=outcome.kind).inc()
-        extra = {"batch_id": batch.batch_id, "submission_id": outcome.submission_id}
+        extra: dict[str, Any] = {
+            "batch_id": batch.batch_id if batch else None,
+            "submission_id": outcome.submission_id,
+        }
         if outcome.kind == "unknown_batch":
-            log.warning("webhook %s for unknown batch (kept)", event.id, extra=extra)
+            log.warning("webhook %s for unknown batch (kept)", event_id, extra=extra)
         else:
-            log.info("webhook %s: %s (%s)", event.id, outcome.kind, verified.variant, extra=extra)
+            log.info("webhook %s: %s (%s)", event_id, outcome.kind, verified.variant, extra=extra)
         if outcome.kind == "applied":
             tracker.wake()
         return JSONResponse({"ok": True, "result": outcome.kind})
@@ -178,6 +197,7 @@ def build_web_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         metrics.set_states(await store.count_by_state(), [s.value for s in State])
+        metrics.unknown_events.set(await store.unknown_events())
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def telegram_webhook(request: Request) -> Response:

@@ -15,7 +15,7 @@ from storage.models import (
     State,
     Submission,
 )
-from storage.repo import TRANSITIONS, AddResult, Store, WebhookOutcome
+from storage.repo import TRANSITIONS, AddResult, Counts, Store, WebhookOutcome
 
 __all__ = [
     "MESSAGE_STATES",
@@ -24,6 +24,7 @@ __all__ = [
     "AddResult",
     "CaptionInfo",
     "ChatSettings",
+    "Counts",
     "Database",
     "Migration",
     "NewPhoto",

@@ -80,15 +80,19 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any failure, the COMMIT's included: a
+        failed COMMIT (disk full, I/O error) leaves the connection inside the transaction, and
+        every later BEGIN on this single connection would fail until the process restarts."""
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(self._conn)
+                await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
                 raise
-            await self._conn.execute("COMMIT")
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:

@@ -149,4 +149,13 @@ MIGRATIONS: list[Migration] = [
             " WHERE collecting = 1",
         ],
     ),
+    Migration(
+        4,
+        "raw webhook bodies with the counts read from them; unreadable answers per submission",
+        [
+            "ALTER TABLE webhook_events ADD COLUMN results TEXT",
+            "ALTER TABLE webhook_events ADD COLUMN summary TEXT",
+            "ALTER TABLE submissions ADD COLUMN unreadable_count INTEGER NOT NULL DEFAULT 0",
+        ],
+    ),
 ]

@@ -133,6 +133,7 @@ class Submission:
     notify_attempts: int
     parts_sent: int
     collecting: bool = False
+    unreadable_count: int = 0  # consecutive status answers that could not be read
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:

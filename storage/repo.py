@@ -70,6 +70,31 @@ class AddResult:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """A batch's summary as the caller read it from Resell Scan (storage reads no payloads)."""
+
+    status: str | None = None
+    total: int | None = None
+    successful: int | None = None
+    failed: int | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "status": self.status,
+                "total": self.total,
+                "ok": self.successful,
+                "failed": self.failed,
+            }
+        )
+
+    @classmethod
+    def loads(cls, text: str | None) -> Counts:
+        data = json.loads(text) if text else {}
+        return cls(data.get("status"), data.get("total"), data.get("ok"), data.get("failed"))
+
+
+@dataclass(frozen=True)
 class WebhookOutcome:
     kind: str  # "applied", "duplicate", "unknown_batch", "already_done"
     submission_id: int | None = None
@@ -554,14 +579,15 @@ class Store:
             if not moved:
                 return False
             early = await tx.one(
-                "SELECT event_id, payload FROM webhook_events WHERE batch_id = ? AND applied = 0"
-                " ORDER BY received_at LIMIT 1",
+                "SELECT event_id, results, summary FROM webhook_events"
+                " WHERE batch_id = ? AND applied = 0 ORDER BY received_at LIMIT 1",
                 (batch_id,),
             )
             if early is None:
                 return False
-            data = json.loads(early["payload"]).get("data") or {}
-            done = await self._complete(tx, sub_id, _summary(data), data, "webhook", now)
+            done = await self._complete(
+                tx, sub_id, Counts.loads(early["summary"]), early["results"], "webhook", now
+            )
             await tx.execute(
                 "UPDATE webhook_events SET applied = 1 WHERE event_id = ?", (early["event_id"],)
             )
@@ -597,9 +623,22 @@ class Store:
             n = await tx.execute(
                 "UPDATE submissions SET raw_status = ?, total_products = ?,"
                 " successful_products = ?, failed_products = ?, progress = ?,"
-                " poll_count = poll_count + 1, next_action_at = ?, updated_at = ?"
-                " WHERE id = ? AND state = ?",
+                " poll_count = poll_count + 1, unreadable_count = 0, next_action_at = ?,"
+                " updated_at = ? WHERE id = ? AND state = ?",
                 (raw_status, *counts, progress, next_poll_at, now, sub_id, SD.value),
+            )
+        return n == 1
+
+    async def note_unreadable(
+        self, sub_id: int, next_poll_at: float, error: str, now: float
+    ) -> bool:
+        """One more answer about this batch that could not be read."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET unreadable_count = unreadable_count + 1,"
+                " poll_count = poll_count + 1, next_action_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (next_poll_at, error[:300], now, sub_id, SD.value),
             )
         return n == 1
 
@@ -612,46 +651,54 @@ class Store:
 
     @staticmethod
     async def _complete(
-        tx: Tx,
-        sub_id: int,
-        summary: dict[str, Any],
-        results: dict[str, Any],
-        source: str,
-        now: float,
+        tx: Tx, sub_id: int, counts: Counts, results: str, source: str, now: float
     ) -> bool:
         return await Store._move(
             tx,
             sub_id,
             "complete",
             now,
-            raw_status=summary.get("status"),
-            total_products=summary.get("total"),
-            successful_products=summary.get("successful"),
-            failed_products=summary.get("failed"),
+            raw_status=counts.status,
+            total_products=counts.total,
+            successful_products=counts.successful,
+            failed_products=counts.failed,
             progress=100.0,
-            results=json.dumps(results),
+            results=results,
             completed_at=now,
             completed_by=source,
             next_action_at=now,
         )
 
-    async def complete(self, sub_id: int, results: dict[str, Any], source: str, now: float) -> bool:
-        """submitted -> completed with the results; False if someone else completed it first."""
+    async def complete(
+        self, sub_id: int, results: Any, counts: Counts, source: str, now: float
+    ) -> bool:
+        """submitted -> completed with the results as Resell Scan sent them (any JSON) and the
+        counts the caller read from them; False if someone else completed it first."""
         async with self.db.transaction() as tx:
-            return await self._complete(tx, sub_id, _summary(results), results, source, now)
+            return await self._complete(tx, sub_id, counts, json.dumps(results), source, now)
 
     async def apply_webhook(
-        self, event_id: str, event: str, batch_id: str | None, payload: dict[str, Any], now: float
+        self,
+        event_id: str,
+        event: str,
+        batch_id: str | None,
+        raw: str,
+        *,
+        results: Any,
+        counts: Counts,
+        now: float,
     ) -> WebhookOutcome:
-        """Store the event id and apply its completion in one transaction.
+        """Store the event (its raw body, whatever its shape) and apply its completion in one
+        transaction.
 
         A duplicate id changes nothing. An event for a batch we do not know yet is kept and
-        applied when `mark_submitted` stores that batch id."""
+        applied when `mark_submitted` stores that batch id; `results` is the part of the body
+        that describes the batch, `counts` what the caller read from it."""
         async with self.db.transaction() as tx:
             inserted = await tx.execute(
-                "INSERT INTO webhook_events (event_id, event, batch_id, payload, received_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, event, batch_id, json.dumps(payload), now),
+                "INSERT INTO webhook_events (event_id, event, batch_id, payload, received_at,"
+                " results, summary) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, event, batch_id, raw, now, json.dumps(results), counts.dumps()),
             )
             if not inserted:
                 return WebhookOutcome("duplicate")
@@ -663,8 +710,7 @@ class Store:
             await tx.execute(
                 "UPDATE webhook_events SET applied = 1 WHERE event_id = ?", (event_id,)
             )
-            data = payload.get("data") or {}
-            won = await self._complete(tx, row["id"], _summary(data), data, "webhook", now)
+            won = await self._complete(tx, row["id"], counts, json.dumps(results), "webhook", now)
             return WebhookOutcome("applied" if won else "already_done", row["id"])
 
     # Notification claim --------------------------------------------------------------------
@@ -809,43 +855,33 @@ class Store:
             rows = await tx.all("SELECT state, COUNT(*) FROM submissions GROUP BY state")
         return {row[0]: row[1] for row in rows}
 
-    async def prune(self, *, events_before: float, updates_before: float) -> tuple[int, int]:
-        """Forget webhook event ids and Telegram update ids older than the given times."""
+    async def prune(
+        self, *, events_before: float, unknown_before: float, updates_before: float
+    ) -> dict[str, int]:
+        """Forget applied webhook events, events for batches we never knew (started from the
+        dashboard on the same account) and Telegram update ids older than the given times."""
         async with self.db.transaction() as tx:
             events = await tx.execute(
                 "DELETE FROM webhook_events WHERE received_at < ? AND applied = 1",
                 (events_before,),
             )
+            unknown = await tx.execute(
+                "DELETE FROM webhook_events WHERE received_at < ? AND applied = 0",
+                (unknown_before,),
+            )
             updates = await tx.execute(
                 "DELETE FROM telegram_updates WHERE received_at < ?", (updates_before,)
             )
-        return events, updates
+        return {"events": events, "unknown_events": unknown, "updates": updates}
+
+    async def unknown_events(self) -> int:
+        """Webhook events kept for batches no submission has (yet)."""
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT COUNT(*) FROM webhook_events WHERE applied = 0")
+        return int(row[0]) if row else 0
 
 
 class _raw(str):
     """A SQL expression to use as a column's new value instead of a bound parameter."""
 
     __slots__ = ()
-
-
-def _summary(data: dict[str, Any]) -> dict[str, Any]:
-    """Counts from a batch payload (webhook `data` or results), tolerant of casing."""
-
-    def pick(*keys: str) -> Any:
-        for key in keys:
-            if data.get(key) is not None:
-                return data[key]
-        return None
-
-    raw_products = data.get("products")
-    products: list[Any] = raw_products if isinstance(raw_products, list) else []
-    failed = pick("failed_products", "failedProducts")
-    if failed is None:
-        failed = sum(1 for p in products if isinstance(p, dict) and p.get("error") is not None)
-    total = pick("total_products", "totalProducts")
-    if total is None:
-        total = len(products)
-    ok = pick("successful_products", "successfulProducts")
-    if ok is None:
-        ok = max(0, total - failed)
-    return {"status": pick("status"), "total": total, "successful": ok, "failed": failed}

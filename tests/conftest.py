@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from sandbox.server import SandboxThread
-from storage import Database, NewPhoto, Store
+from storage import Counts, Database, NewPhoto, Store, WebhookOutcome
 
 T = TypeVar("T")
 
@@ -51,6 +52,28 @@ def new_photo(chat_id: int = 1, user_id: int = 10, **extra: Any) -> NewPhoto:
         file_id=f"file-{chat_id}-{message_id}",
         file_unique_id=f"u-{chat_id}-{message_id}",
         **extra,
+    )
+
+
+async def apply_webhook(
+    store: Store,
+    event_id: str,
+    batch_id: str | None,
+    payload: dict[str, Any],
+    now: float,
+    *,
+    counts: Counts | None = None,
+) -> WebhookOutcome:
+    """Store an `analysis.completed` event as the relay does: the raw body, its `data` part as
+    the results, and the counts read from it (given, or none)."""
+    return await store.apply_webhook(
+        event_id,
+        "analysis.completed",
+        batch_id,
+        json.dumps(payload),
+        results=payload.get("data", payload),
+        counts=counts or Counts(),
+        now=now,
     )
 
 

@@ -90,7 +90,7 @@ async def test_get_collection_and_manual_fields(
     assert collection.name == "Sneakers"
     fields = {f.key: f for f in await client.get_manual_fields(SNEAKERS)}
     assert fields["purchasePrice"].required and fields["purchasePrice"].type == "number"
-    assert fields["condition"].options == ["new", "like_new", "used", "defective"]
+    assert fields["condition"].options == ("new", "like_new", "used", "defective")
     with pytest.raises(NotFound):
         await client.get_collection("no-such-id")
 

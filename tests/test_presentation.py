@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.media import MediaSigner
 from bot.resellscan import BatchStatus
 from bot.telegram import render
+from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.handlers import Handlers
 from bot.telegram.texts import COMMANDS, LANGUAGES, TEXTS, placeholders, t
 from bot.tracker import Budget, poll_delay, products_of
@@ -123,7 +124,7 @@ def batch(
                     },
                 }
             )
-    return BatchStatus.model_validate({"status": "completed", "products": products})
+    return BatchStatus.read({"status": "completed", "products": products})
 
 
 def test_results_show_every_fact_and_failures_escaped() -> None:
@@ -190,21 +191,28 @@ def test_collections_keyboard_pages_and_fits_callback_limits() -> None:
     items = [
         Collection(id=f"6f1c2a7e-3b0d-4a52-9a51-2f8d9b7c1e{i:02d}", name=f"C{i}") for i in range(30)
     ]
-    text, markup = render.collections_page(
-        "en",
-        items,
-        2,
-        "a search that is rather long indeed",
-        button="pick:123456",
-        nav="pp",
-        nav_arg="123456",
-    )
-    assert markup is not None
-    buttons = [b for row in markup.inline_keyboard for b in row]
-    assert [b.text for b in buttons[:8]] == [f"C{i}" for i in range(8, 16)]
-    assert [b.text for b in buttons[8:]] == ["◀", "▶"]
-    assert all(len((b.callback_data or "").encode()) <= 64 for b in buttons)
-    assert "page 2/4" in text
+    codec = CallbackCodec(b"k" * 32)
+    chat = -1001234567890
+    for search in ("a search that is rather long indeed", "👟🥾👠" * 10, "運動鞋" * 12):
+        text, markup = render.collections_page(
+            "en",
+            items,
+            2,
+            search,
+            button=lambda c: codec.encode("pick", 1234567, c.id, chat_id=chat),
+            nav=lambda page, q: codec.encode("pp", 1234567, page, q, chat_id=chat),
+        )
+        assert markup is not None
+        buttons = [b for row in markup.inline_keyboard for b in row]
+        assert [b.text for b in buttons[:8]] == [f"C{i}" for i in range(8, 16)]
+        assert [b.text for b in buttons[8:]] == ["◀", "▶"]
+        # Telegram counts bytes, not characters: emoji and CJK are 3-4 bytes each.
+        assert all(len((b.callback_data or "").encode()) <= 64 for b in buttons)
+        for button in buttons[8:]:
+            opened = codec.decode(str(button.callback_data), chat)
+            assert opened is not None and opened.kind == "pp"
+            assert search.startswith(opened.args[2]) and opened.args[2]
+        assert "page 2/4" in text
 
 
 def test_poll_delay_grows_geometrically_to_the_cap(tmp_path: Any) -> None:

@@ -40,8 +40,10 @@ from bot.intake import Catalog
 from bot.media import MediaSigner
 from bot.metrics import Metrics
 from bot.resellscan import ResellScanClient, RetryPolicy
+from bot.telegram.callbacks import CallbackCodec
 from bot.tracker import Tracker
 from storage import CaptionInfo, Database, NewPhoto, State, Store
+from tests.conftest import apply_webhook
 
 COLLECTION = {"id": "col-1", "name": "Electronics"}
 
@@ -204,6 +206,7 @@ class SubmissionMachine(RuleBasedStateMachine):
             bot=self.telegram,
             metrics=Metrics(),  # type: ignore[arg-type]
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
+            callbacks=CallbackCodec(b"c" * 32),
             clock=self.clock,
         )
         await self.store.recover(self.clock())
@@ -259,11 +262,7 @@ class SubmissionMachine(RuleBasedStateMachine):
             "data": self.api.payload(batch_id),
         }
         for _ in range(copies):
-            self.run(
-                self.store.apply_webhook(
-                    event["id"], "analysis.completed", batch_id, event, self.clock()
-                )
-            )
+            self.run(apply_webhook(self.store, event["id"], batch_id, event, self.clock()))
 
     @rule(failure=st.sampled_from(["429", "timeout", "crash_before", "crash_after"]))
     def telegram_will_fail(self, failure: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from storage import (
+    Counts,
     TRANSITIONS,
     AddResult,
     CaptionInfo,
@@ -22,7 +23,7 @@ from storage import (
     Store,
 )
 from storage.migrations import MIGRATIONS
-from tests.conftest import new_photo
+from tests.conftest import apply_webhook, new_photo
 
 NOW = 1_000_000.0
 
@@ -90,7 +91,9 @@ async def test_full_happy_path(store: Store) -> None:
     assert not await store.begin_submit(sub_id, NOW), "a second submit must lose"
     assert not await store.mark_submitted(sub_id, "b-1", NOW + 3, NOW)
     assert (await store.by_batch("b-1")) is not None
-    assert await store.complete(sub_id, {"status": "completed", "products": []}, "poll", NOW)
+    assert await store.complete(
+        sub_id, {"status": "completed", "products": []}, Counts("completed", 0, 0, 0), "poll", NOW
+    )
     assert await store.claim_notification(sub_id, NOW)
     assert await store.mark_notified(sub_id, NOW)
     final = await store.get(sub_id)
@@ -130,8 +133,8 @@ async def test_duplicate_webhook_event_changes_nothing(store: Store) -> None:
     await force_state(store, sub_id, State.SUBMITTING)
     await store.mark_submitted(sub_id, "b-1", NOW + 3, NOW)
     payload = {"id": "evt_1", "data": {"batch_id": "b-1", "total_products": 1, "products": []}}
-    first = await store.apply_webhook("evt_1", "analysis.completed", "b-1", payload, NOW)
-    second = await store.apply_webhook("evt_1", "analysis.completed", "b-1", payload, NOW + 1)
+    first = await apply_webhook(store, "evt_1", "b-1", payload, NOW)
+    second = await apply_webhook(store, "evt_1", "b-1", payload, NOW + 1)
     assert first.kind == "applied" and first.submission_id == sub_id
     assert second.kind == "duplicate"
     sub = await store.get(sub_id)
@@ -147,8 +150,8 @@ async def test_racing_webhook_and_poller_complete_once(store: Store) -> None:
         await store.mark_submitted(sub_id, batch, NOW, NOW)
         payload = {"data": {"batch_id": batch, "products": []}}
         webhook, poll = await asyncio.gather(
-            store.apply_webhook(f"evt_{round_}", "analysis.completed", batch, payload, NOW),
-            store.complete(sub_id, {"products": []}, "poll", NOW),
+            apply_webhook(store, f"evt_{round_}", batch, payload, NOW),
+            store.complete(sub_id, {"products": []}, Counts(), "poll", NOW),
         )
         assert (webhook.kind == "applied") != poll, "exactly one of them must win"
         winners.append("webhook" if webhook.kind == "applied" else "poll")
@@ -159,12 +162,17 @@ async def test_racing_webhook_and_poller_complete_once(store: Store) -> None:
 
 async def test_webhook_before_batch_id_is_stored_applies_on_submit(store: Store) -> None:
     payload = {"data": {"batch_id": "early", "status": "completed", "products": []}}
-    outcome = await store.apply_webhook("evt_e", "analysis.completed", "early", payload, NOW)
+    outcome = await apply_webhook(
+        store, "evt_e", "early", payload, NOW, counts=Counts("completed", 1, 1, 0)
+    )
     assert outcome.kind == "unknown_batch"
     sub_id = await add_single(store)
     await force_state(store, sub_id, State.SUBMITTING)
     assert await store.mark_submitted(sub_id, "early", NOW + 3, NOW)
     assert await state_of(store, sub_id) is State.COMPLETED
+    sub = await store.get(sub_id)
+    assert sub is not None and sub.results == payload["data"]
+    assert (sub.raw_status, sub.total_products, sub.successful_products) == ("completed", 1, 1)
 
 
 async def test_album_members_join_one_submission_and_restart_the_window(store: Store) -> None:
@@ -277,9 +285,15 @@ async def test_update_ids_and_prune(store: Store) -> None:
     assert not await store.first_sight_of_update(5, NOW)
     sub_id = await add_single(store)
     await force_state(store, sub_id, State.SUBMITTED)
-    await store.apply_webhook("evt_old", "analysis.completed", f"batch-{sub_id}", {}, NOW)
-    events, updates = await store.prune(events_before=NOW + 1, updates_before=NOW + 1)
-    assert (events, updates) == (1, 1)
+    await apply_webhook(store, "evt_old", f"batch-{sub_id}", {}, NOW)
+    await apply_webhook(store, "evt_dashboard", "started-elsewhere", {}, NOW)
+    await apply_webhook(store, "evt_dashboard_new", "started-elsewhere-2", {}, NOW + 10)
+    assert await store.unknown_events() == 2
+    pruned = await store.prune(
+        events_before=NOW + 1, unknown_before=NOW + 1, updates_before=NOW + 1
+    )
+    assert pruned == {"events": 1, "unknown_events": 1, "updates": 1}
+    assert await store.unknown_events() == 1
     assert await store.first_sight_of_update(5, NOW + 2)
 
 
@@ -292,11 +306,9 @@ async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
         await store.mark_submitted(sub_id, f"batch-c-{n}", NOW, NOW)
         if n % 3 == 0:
             payload = {"data": {"batch_id": f"batch-c-{n}", "products": []}}
-            await store.apply_webhook(
-                f"evt-c-{n}", "analysis.completed", f"batch-c-{n}", payload, NOW
-            )
+            await apply_webhook(store, f"evt-c-{n}", f"batch-c-{n}", payload, NOW)
         else:
-            await store.complete(sub_id, {"products": []}, "poll", NOW)
+            await store.complete(sub_id, {"products": []}, Counts(), "poll", NOW)
         assert await store.claim_notification(sub_id, NOW)
         assert await store.mark_notified(sub_id, NOW)
         return sub_id

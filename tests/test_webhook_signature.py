@@ -134,6 +134,20 @@ def test_no_secrets_configured() -> None:
 
 
 def test_bad_json_after_a_good_signature_is_a_payload_error() -> None:
-    for body in (b"not json", b"[1, 2]", b'{"event": "x"}', b"\xff\xfe"):
+    for body in (b"not json", b"\xff\xfe", b"{"):
         with pytest.raises(PayloadError):
             verify(body, {"x-webhook-signature": sign(body, SECRET)}, SECRETS)
+
+
+def test_any_signed_json_is_kept_whatever_its_shape() -> None:
+    """A correct signature over valid JSON is never refused: odd shapes are read as far as
+    they go and the payload is kept as sent."""
+    odd = verify(b"[1, 2]", {"x-webhook-signature": sign(b"[1, 2]", SECRET)}, SECRETS)
+    assert odd.event is None and odd.payload == [1, 2]
+    body = b'{"event": "x", "id": 7}'
+    other = verify(body, {"x-webhook-signature": sign(body, SECRET)}, SECRETS)
+    assert other.event is not None and other.event.id == "7" and other.event.event == "x"
+    flat = b'{"batch_id": 9001, "status": "COMPLETED"}'  # no envelope, no event name
+    read = verify(flat, {"x-webhook-signature": sign(flat, SECRET)}, SECRETS)
+    assert read.event is not None and read.event.event is None
+    assert read.event.batch().batch_id == "9001" and read.event.batch().finished

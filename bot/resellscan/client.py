@@ -7,17 +7,17 @@ lives in a SecretStr and is put into a header per request, never into a URL, log
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, SecretStr
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import SecretStr
 
 from bot.resellscan import errors
 from bot.resellscan.models import (
@@ -27,6 +27,18 @@ from bot.resellscan.models import (
     ManualField,
     Page,
     Product,
+    read_list,
+)
+from bot.resellscan.read import (
+    Fields,
+    as_bool,
+    as_error,
+    as_int,
+    as_list,
+    as_obj,
+    as_text,
+    norm,
+    shape,
     unwrap,
 )
 from bot.resellscan.retry import RetryPolicy, parse_retry_after
@@ -37,7 +49,6 @@ DEFAULT_BASE_URL = "https://app.resell-scan.de/api/v1"
 MAX_LIMIT = 100  # documented maximum page size
 GET_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
-M = TypeVar("M", bound=BaseModel)
 CallObserver = Callable[[str, str], None]  # (endpoint, outcome) for metrics
 
 
@@ -84,37 +95,44 @@ def _iso(value: datetime | str | None) -> str | None:
 
 
 def _error_message(body: Any, text: str) -> str:
-    """The first of message / error / errors[0] in a JSON error body, else the raw text (§9 #8)."""
+    """The first of message / error / errors[0] in a JSON error body (each may be a string,
+    an object or a list), else the raw text (§9 #8)."""
     if isinstance(body, dict):
-        for key in ("message", "error", "detail"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-        errs = body.get("errors")
-        if isinstance(errs, list) and errs:
-            first = errs[0]
-            if isinstance(first, dict):
-                return str(first.get("message") or first)
-            return str(first)
+        f = Fields(body)
+        for key in ("message", "error", "detail", "errors", "description"):
+            found = f.get(as_error, key)
+            if found:
+                return found[:300]
     return text.strip()[:300] or "no message"
 
 
 def _validation_details(body: Any) -> tuple[list[str], list[str]]:
+    """Per-field problems of a validation error: `errors`/`details` as a list of objects
+    (`field`/`path`/`name` + `message`) or strings, or an object of field -> message(s)."""
     details: list[str] = []
     fields: list[str] = []
-    if isinstance(body, dict):
-        for item in body.get("errors") or body.get("details") or []:
-            if isinstance(item, dict):
-                name = item.get("field") or item.get("path") or item.get("name")
-                message = item.get("message") or item.get("msg") or ""
-                if name:
-                    fields.append(str(name))
-                details.append(f"{name}: {message}" if name else str(message))
-            else:
-                details.append(str(item))
-        for name in body.get("fields") or []:
-            if str(name) not in fields:
-                fields.append(str(name))
+    if not isinstance(body, dict):
+        return details, fields
+    f = Fields(body)
+    items: Any = f.take("errors", "details", "validation_errors")
+    error_obj = f.get(as_obj, "error")
+    if items is None and error_obj is not None:
+        items = Fields(error_obj).take("details", "errors", "fields")
+    if isinstance(items, dict):
+        items = [{"field": k, "message": as_error(v) or ""} for k, v in items.items()]
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            g = Fields(item)
+            name = g.get(as_text, "field", "path", "name", "loc", "param")
+            message = g.get(as_error, "message", "msg", "error") or ""
+            if name:
+                fields.append(name)
+            details.append(f"{name}: {message}" if name else message)
+        elif as_text(item):
+            details.append(str(item))
+    for name in as_list(f.take("fields")) or []:
+        if as_text(name) and str(name) not in fields:
+            fields.append(str(name))
     return details, fields
 
 
@@ -148,7 +166,7 @@ class ResellScanClient:
         self, *, page: int = 1, limit: int = 20, search: str | None = None
     ) -> Page[Collection]:
         params = {"page": page, "limit": min(max(1, limit), MAX_LIMIT), "search": search}
-        return await self._page("GET /collections", "/collections", params, Collection)
+        return await self._page("GET /collections", "/collections", params, Collection.read)
 
     async def iter_collections(
         self, *, search: str | None = None, limit: int = MAX_LIMIT
@@ -165,7 +183,12 @@ class ResellScanClient:
     async def get_collection(self, collection_id: str) -> Collection:
         path = f"/collections/{_seg(collection_id)}"
         data = await self._request("GET /collections/{id}", "GET", path)
-        return self._model(Collection, unwrap(data))
+        found = Collection.read(unwrap(data))
+        if found is None:
+            raise errors.ProtocolError(
+                f"GET /collections/{{id}}: no collection id in {shape(data)}"
+            )
+        return found
 
     async def list_products(
         self,
@@ -191,16 +214,18 @@ class ResellScanClient:
             "updated_before": _iso(updated_before),
         }
         path = f"/collections/{_seg(collection_id)}/products"
-        return await self._page("GET /collections/{id}/products", path, params, Product)
+        return await self._page("GET /collections/{id}/products", path, params, Product.read)
 
     async def get_manual_fields(self, collection_id: str) -> list[ManualField]:
         path = f"/collections/{_seg(collection_id)}/manual-fields"
-        data = unwrap(await self._request("GET /collections/{id}/manual-fields", "GET", path))
-        if isinstance(data, dict):
-            data = data.get("fields") or data.get("manual_fields") or data.get("items") or []
-        if not isinstance(data, list):
-            raise errors.ProtocolError("manual fields: expected a list")
-        return [self._model(ManualField, item) for item in data]
+        payload = await self._request("GET /collections/{id}/manual-fields", "GET", path)
+        data = _list_in(payload, "fields", "manual_fields", "manualFields", "items")
+        if data is None:
+            raise errors.ProtocolError(f"manual fields: no list in {shape(payload)}")
+        fields, skipped = read_list(data, ManualField.read)
+        if skipped:
+            log.warning("manual fields: %d of %d unreadable", skipped, len(data))
+        return fields
 
     # Products and analyses -----------------------------------------------------------------
 
@@ -212,16 +237,13 @@ class ResellScanClient:
         idempotency_key: str | None = None,
     ) -> list[Product]:
         body = {"collectionId": collection_id, "products": [p.body() for p in products]}
-        data = unwrap(
-            await self._request(
-                "POST /products", "POST", "/products", json=body, idempotency_key=idempotency_key
-            )
+        payload = await self._request(
+            "POST /products", "POST", "/products", json=body, idempotency_key=idempotency_key
         )
-        if isinstance(data, dict):
-            data = data.get("products") or data.get("items") or []
-        if not isinstance(data, list):
-            raise errors.ProtocolError("create products: expected a list of products")
-        return [self._model(Product, item) for item in data]
+        data = _list_in(payload, "products", "items", "created")
+        if data is None:
+            raise errors.ProtocolError(f"create products: no list in {shape(payload)}")
+        return read_list(data, Product.read)[0]
 
     async def analyze_products(
         self,
@@ -238,7 +260,7 @@ class ResellScanClient:
             json=body,
             idempotency_key=idempotency_key,
         )
-        return self._model(BatchStarted, unwrap(data))
+        return _started("POST /products/analyze", data)
 
     async def create_and_analyze(
         self,
@@ -255,65 +277,45 @@ class ResellScanClient:
             json=body,
             idempotency_key=idempotency_key,
         )
-        return self._model(BatchStarted, unwrap(data))
+        return _started("POST /products/createAndAnalyze", data)
 
     async def get_batch(self, batch_id: str) -> BatchStatus:
         path = f"/products/analyze/{_seg(batch_id)}"
         data = await self._request("GET /products/analyze/{id}", "GET", path)
-        return self._model(BatchStatus, unwrap(data))
+        return BatchStatus.read(data, batch_id=batch_id)
 
     async def get_batch_results(self, batch_id: str) -> BatchStatus:
         path = f"/products/analyze/{_seg(batch_id)}/results"
-        data = unwrap(await self._request("GET /products/analyze/{id}/results", "GET", path))
-        if isinstance(data, list):  # a bare list of product results
-            data = {"batch_id": batch_id, "products": data}
-        return self._model(BatchStatus, data)
+        data = await self._request("GET /products/analyze/{id}/results", "GET", path)
+        return BatchStatus.read(data, batch_id=batch_id)
+
+    async def get_json(
+        self, endpoint: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """A GET's JSON as sent, for `check --probe` (which reads it with the models itself)."""
+        return await self._request(endpoint, "GET", path, params=params)
 
     # Plumbing ------------------------------------------------------------------------------
 
     async def _page(
-        self, endpoint: str, path: str, params: Mapping[str, Any], model: type[M]
-    ) -> Page[M]:
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any],
+        reader: Callable[[Any, Any], Any],
+    ) -> Page[Any]:
         payload = await self._request(endpoint, "GET", path, params=params)
-        items: Any = payload
-        meta: dict[str, Any] = {}
-        if isinstance(payload, dict):
-            items = next(
-                (
-                    payload[k]
-                    for k in ("data", "items", "results", "collections", "products")
-                    if isinstance(payload.get(k), list)
-                ),
-                None,
-            )
-            if items is None:
-                raise errors.ProtocolError(f"{endpoint}: no list in the response")
-            raw_meta = payload.get("pagination") or payload.get("meta") or payload
-            meta = raw_meta if isinstance(raw_meta, dict) else {}
-        if not isinstance(items, list):
-            raise errors.ProtocolError(f"{endpoint}: expected a list")
-        parsed = [self._model(model, item) for item in items]
+        items = _list_in(payload, "data", "items", "results", "collections", "products")
+        if items is None:
+            raise errors.ProtocolError(f"{endpoint}: no list in {shape(payload)}")
+        parsed, skipped = read_list(items, reader)
+        if skipped:
+            log.warning("%s: %d of %d items unreadable", endpoint, skipped, len(items))
         page, limit = int(params["page"]), int(params["limit"])
-        total = meta.get("total") if isinstance(meta.get("total"), int) else None
-        pages = meta.get("totalPages", meta.get("total_pages", meta.get("pages")))
-        if isinstance(meta.get("hasMore", meta.get("has_more")), bool):
-            has_more = bool(meta.get("hasMore", meta.get("has_more")))
-        elif isinstance(pages, int):
-            has_more = page < pages
-        elif total is not None:
-            has_more = page * limit < total
-        else:  # no metadata: a short page is the last one (§9 #11)
-            has_more = len(parsed) >= limit
-        return Page[M](items=parsed, page=page, limit=limit, total=total, has_more=has_more)
-
-    @staticmethod
-    def _model(model: type[M], data: Any) -> M:
-        try:
-            return model.model_validate(data)
-        except PydanticValidationError as exc:
-            raise errors.ProtocolError(
-                f"unexpected {model.__name__} shape: {exc.error_count()} problem(s)"
-            ) from exc
+        total, has_more = _paging(payload, page, limit, len(items))
+        return Page(
+            items=parsed, page=page, limit=limit, total=total, has_more=has_more, skipped=skipped
+        )
 
     async def _request(
         self,
@@ -393,9 +395,16 @@ class ResellScanClient:
     ) -> Any:
         """One HTTP exchange; translates httpx errors and error statuses into our tree."""
         url = f"{self._base_url}{path}"
+        content: bytes | None = None
+        if body is not None:
+            try:  # encoded here, so a value JSON cannot carry fails before anything is sent
+                content = json.dumps(body, allow_nan=False, ensure_ascii=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise errors.InvalidRequest(f"{method} {path}: body not encodable: {exc}") from exc
+            headers = {**headers, "Content-Type": "application/json"}
         try:
             response = await self._http.request(
-                method, url, params=params, json=body, headers=headers
+                method, url, params=params, content=content, headers=headers
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise errors.ConnectionFailed(f"cannot connect: {type(exc).__name__}") from exc
@@ -438,6 +447,51 @@ class ResellScanClient:
         if status >= 500:
             raise errors.ServerError(status, message, payload)
         raise errors.APIError(status, message, payload)
+
+
+def _started(endpoint: str, payload: Any) -> BatchStarted:
+    started = BatchStarted.read(payload)
+    if started is None:
+        raise errors.ProtocolError(f"{endpoint}: no batch id in {shape(payload)}")
+    return started
+
+
+def _list_in(payload: Any, *keys: str) -> list[Any] | None:
+    """The list a response carries: the payload itself, or under one of `keys`, possibly
+    inside a `data` envelope (`{"data": {"items": [...]}}`)."""
+    for candidate in (payload, unwrap(payload)):
+        if isinstance(candidate, list):
+            return candidate
+        if isinstance(candidate, dict):
+            wanted = {norm(k) for k in keys}
+            for key, value in candidate.items():
+                if norm(str(key)) in wanted and isinstance(value, list):
+                    return value
+    return None
+
+
+def _paging(payload: Any, page: int, limit: int, count: int) -> tuple[int | None, bool]:
+    """(total, has_more) from metadata when present (`pagination`, `meta` or top level),
+    else a short page is the last one (§9 #11)."""
+    meta: dict[str, Any] = {}
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            if norm(str(key)) in ("pagination", "meta", "paging") and isinstance(value, dict):
+                meta = {**value}
+        meta = {**{k: v for k, v in payload.items() if not isinstance(v, list | dict)}, **meta}
+    by = {norm(str(k)): v for k, v in meta.items()}
+    total = as_int(by.get("total") if by.get("total") is not None else by.get("totalcount"))
+    pages = as_int(by.get("totalpages") if by.get("totalpages") is not None else by.get("pages"))
+    more = as_bool(by.get("hasmore")) if by.get("hasmore") is not None else None
+    if more is None and by.get("hasnext") is not None:
+        more = as_bool(by.get("hasnext"))
+    if more is not None:
+        return total, more
+    if pages is not None:
+        return total, page < pages
+    if total is not None:
+        return total, page * limit < total
+    return total, count >= limit
 
 
 def _seg(value: str) -> str:

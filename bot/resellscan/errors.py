@@ -4,6 +4,7 @@
     ├── TransportError            network trouble; `sent` says whether the request may have arrived
     │   └── ConnectionFailed      the request provably never reached the server (safe to retry)
     ├── AmbiguousWrite            a POST that may have been processed (do not resend blindly)
+    ├── InvalidRequest            we could not build the request (never sent; resending won't help)
     ├── ProtocolError             the server answered something that is not the expected JSON
     └── APIError                  the server answered with an error status
         ├── RateLimited           429, with `retry_after` seconds when the server said
@@ -50,6 +51,10 @@ class AmbiguousWrite(ResellScanError):
     def __init__(self, message: str, *, cause: ResellScanError | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class InvalidRequest(ResellScanError):
+    """The request could not be built (e.g. a value JSON cannot carry); nothing was sent."""
 
 
 class ProtocolError(ResellScanError):

@@ -1,220 +1,318 @@
-"""Typed views of Resell Scan responses, parsed tolerantly.
+"""Typed views of Resell Scan responses, read field by field so that no surprise loses a payload.
 
-Response shapes are mostly undocumented (resell-scan-api.md §9 #5, #6, #16), so every model:
-accepts camelCase or snake_case keys, keeps unknown fields (`model_extra`), keeps unknown status
-strings as they are (treated as not finished), and accepts `error` as null, a string or an object.
-Envelopes (`{"data": ...}`) are unwrapped by `unwrap()` before a model sees the payload.
+Response shapes are mostly undocumented (resell-scan-api.md §2, §9 #4-#6, #16). Every model has a
+`read(payload)` that never raises on a JSON value: it accepts any casing of a key, ids as strings
+or numbers, nulls anywhere, numeric strings, epoch or ISO times, statuses in any case and errors
+as null, string, object or list (see `read.py`). A field it cannot read is unknown (None or a
+default) for that field alone; the rest is used, and the original payload is kept in `raw`.
+Only a model without the one field it exists for (a batch start without a batch id, a collection
+without an id) reads as None, and the caller decides what that means.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from bot.resellscan.read import (
+    Fields,
+    Report,
+    as_bool,
+    as_error,
+    as_float,
+    as_id,
+    as_int,
+    as_list,
+    as_obj,
+    as_status,
+    as_text,
+    as_time,
+    label,
+    unwrap,
+)
 
 T = TypeVar("T")
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
 # Batch and product status strings we know to be final. `completed` is documented; `failed`
 # and the rest are assumptions (resell-scan-api.md §9 #4). Anything else counts as running.
-FINISHED_STATUSES = frozenset({"completed", "complete", "done", "finished", "failed", "error"})
-FAILED_STATUSES = frozenset({"failed", "error"})
+FINISHED_STATUSES = frozenset(
+    {"completed", "complete", "done", "finished", "success", "succeeded", "failed", "error"}
+)
+FAILED_STATUSES = frozenset({"failed", "error", "errored"})
+UNKNOWN = "unknown"
+
+__all__ = ["unwrap"]
 
 
-def snake(key: str) -> str:
-    return _CAMEL.sub(r"_\1", key).lower()
-
-
-def unwrap(payload: Any) -> Any:
-    """The object inside a `{"data": ...}` envelope, or the payload itself."""
-    if isinstance(payload, dict) and "data" in payload and isinstance(payload["data"], dict | list):
-        return payload["data"]
-    return payload
-
-
-class Tolerant(BaseModel):
-    """Base: snake_case every top-level key, keep what we do not know."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {snake(str(k)): v for k, v in data.items()}
-        return data
-
-    def raw(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-def _first(data: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if data.get(key) is not None:
-            return data[key]
-    return None
-
-
-class Collection(Tolerant):
+@dataclass(frozen=True)
+class Collection:
     id: str
     name: str
     description: str | None = None
     product_count: int | None = None
 
-    @field_validator("id", mode="before")
     @classmethod
-    def _id_str(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    def read(cls, data: Any, report: Report | None = None) -> Collection | None:
+        f = Fields(data, report)
+        cid = f.get(as_id, "id", "collection_id", "uuid")
+        name = f.get(label, "name", "title", "label")
+        description = f.get(as_text, "description")
+        count = f.get(as_int, "product_count", "products_count", "count")
+        f.finish()
+        if cid is None:
+            return None
+        return cls(id=cid, name=name or cid, description=description, product_count=count)
 
 
-class ManualField(Tolerant):
+@dataclass(frozen=True)
+class ManualField:
     """A collection's user-defined field; `key` is what goes into `manual_fields`."""
 
     key: str
     label: str
     type: str = "text"
     required: bool = False
-    options: list[str] = Field(default_factory=list)
+    options: tuple[str, ...] = ()
 
-    @model_validator(mode="before")
     @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = {snake(str(k)): v for k, v in data.items()}
-        key = _first(data, "key", "field_key", "name", "id")
-        label = _first(data, "label", "display_name", "title", "name") or key
-        required = _first(data, "required", "is_required")
-        kind = _first(data, "type", "field_type", "data_type") or "text"
-        options = _first(data, "options", "choices", "values") or []
-        data.update(
-            key=str(key) if key is not None else key,
-            label=str(label) if label is not None else label,
+    def read(cls, data: Any, report: Report | None = None) -> ManualField | None:
+        f = Fields(data, report)
+        key = f.get(as_id, "key", "field_key", "name", "slug", "id")
+        shown = f.get(label, "label", "display_name", "title", "name")
+        kind = f.get(as_status, "type", "field_type", "data_type", "kind")
+        required = f.get(as_bool, "required", "is_required", "mandatory")
+        options = f.get(as_list, "options", "choices", "values") or []
+        f.finish()
+        if key is None:
+            return None
+        texts = []
+        for option in options:
+            if isinstance(option, dict):
+                text = label({"value": option.get("value")}) or label(option)
+            else:
+                text = label(option)
+            if text:
+                texts.append(text)
+        return cls(
+            key=key,
+            label=shown or key,
+            type=kind or "text",
             required=bool(required),
-            type=str(kind).lower(),
-            options=[
-                str(o.get("value", o.get("label", ""))) if isinstance(o, dict) else str(o)
-                for o in options
-            ],
+            options=tuple(texts),
         )
-        return data
 
 
-class Page(BaseModel, Generic[T]):
+@dataclass(frozen=True)
+class Page(Generic[T]):
     """One page of a list endpoint; `has_more` from metadata when present, else from its size."""
-
-    model_config = ConfigDict(frozen=True)
 
     items: list[T]
     page: int
     limit: int
-    total: int | None = None
+    total: int | None
     has_more: bool
+    skipped: int = 0  # items that could not be read at all
 
 
-class Product(Tolerant):
+def image_file_name(image: Any) -> str | None:
+    """The file name of a product image as Resell Scan shows it: `fileName`, `file_name`,
+    `name` or `filename`, else the last segment of its URL (assumed; shapes unknown)."""
+    if isinstance(image, str):
+        url: Any = image
+    elif isinstance(image, dict):
+        f = Fields(image)
+        name = f.get(as_text, "fileName", "file_name", "filename", "name", "originalName")
+        if name:
+            return name
+        url = f.get(as_text, "url", "src", "href", "path")
+    else:
+        return None
+    if not isinstance(url, str) or url.startswith("data:"):
+        return None
+    path = urlsplit(url).path
+    tail = unquote(path.rsplit("/", 1)[-1]) if path else ""
+    return tail or None
+
+
+@dataclass(frozen=True)
+class Product:
     id: str
     collection_id: str | None = None
-    manual_fields: dict[str, Any] = Field(default_factory=dict)
-    images: list[Any] = Field(default_factory=list)
+    manual_fields: dict[str, Any] = field(default_factory=dict)
+    images: tuple[Any, ...] = ()
+    created_at: float | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = {snake(str(k)): v for k, v in data.items()}
-            data.setdefault("id", _first(data, "product_id", "uuid"))
-        return data
+    def read(cls, data: Any, report: Report | None = None) -> Product | None:
+        f = Fields(data, report)
+        pid = f.get(as_id, "id", "product_id", "uuid")
+        collection = f.get(as_id, "collection_id")
+        fields = f.get(as_obj, "manual_fields", "manualFieldValues", "fields") or {}
+        images = f.get(as_list, "images", "photos") or []
+        created = f.get(as_time, "created_at", "createdAt", "created")
+        f.finish()
+        if pid is None:
+            return None
+        return cls(
+            id=pid,
+            collection_id=collection,
+            manual_fields=fields,
+            images=tuple(images),
+            created_at=created,
+        )
+
+    def file_names(self) -> list[str]:
+        return [n for n in (image_file_name(i) for i in self.images) if n]
 
 
-class BatchStarted(Tolerant):
+@dataclass(frozen=True)
+class BatchStarted:
     """The answer to starting an analysis: a batch id (key name assumed, §9 #6)."""
 
     batch_id: str
-    product_ids: list[str] = Field(default_factory=list)
+    product_ids: tuple[str, ...] = ()
 
-    @model_validator(mode="before")
     @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = {snake(str(k)): v for k, v in data.items()}
-            batch_id = _first(data, "batch_id", "id")
-            data["batch_id"] = str(batch_id) if batch_id is not None else None
-            ids = data.get("product_ids")
-            if ids is None and isinstance(data.get("products"), list):
-                ids = [
-                    p.get("id") or p.get("product_id") or p.get("productId")
-                    for p in data["products"]
-                    if isinstance(p, dict)
-                ]
-            data["product_ids"] = [str(i) for i in ids or [] if i is not None]
-        return data
+    def read(cls, data: Any, report: Report | None = None) -> BatchStarted | None:
+        f = Fields(unwrap(data), report)
+        batch_id = f.get(as_id, "batch_id", "batchId", "id")
+        nested = f.get(as_obj, "batch")
+        if batch_id is None and nested is not None:
+            batch_id = Fields(nested).get(as_id, "id", "batch_id")
+        ids = f.get(as_list, "product_ids", "productIds")
+        if ids is None:
+            products = f.get(as_list, "products") or []
+            ids = [Fields(p).get(as_id, "id", "product_id") for p in products]
+        f.finish()
+        if batch_id is None:
+            return None
+        return cls(batch_id=batch_id, product_ids=tuple(i for i in map(as_id, ids) if i))
 
 
-class ProductResult(Tolerant):
+@dataclass(frozen=True)
+class ProductResult:
     product_id: str | None = None
-    status: str = "unknown"
+    status: str = UNKNOWN
     progress: float | None = None
-    result: dict[str, Any] = Field(default_factory=dict)
-    product_data: dict[str, Any] = Field(default_factory=dict)
-    error: str | dict[str, Any] | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    product_data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # as text; None when the product has no error
+    raw: Any = None
 
-    @field_validator("result", "product_data", mode="before")
     @classmethod
-    def _obj(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {}
-
-    @field_validator("error", mode="before")
-    @classmethod
-    def _error(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str | dict):
-            return value
-        return str(value)
+    def read(cls, data: Any, report: Report | None = None) -> ProductResult:
+        f = Fields(data, report)
+        product_id = f.get(as_id, "product_id", "productId", "id")
+        status = f.get(as_status, "status", "state")
+        progress = f.get(as_float, "progress", "percent")
+        result = f.get(as_obj, "result", "analysis", "analysis_result")
+        product_data = f.get(as_obj, "product_data", "product")
+        error = f.get(as_error, "error", "errors", "error_message")
+        f.finish()
+        return cls(
+            product_id=product_id,
+            status=status or UNKNOWN,
+            progress=progress,
+            result=result or {},
+            product_data=product_data or {},
+            error=error,
+            raw=data,
+        )
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or self.status.lower() in FAILED_STATUSES
+        return self.error is not None or self.status in FAILED_STATUSES
 
     @property
     def error_text(self) -> str:
-        if isinstance(self.error, dict):
-            return str(_first(self.error, "message", "error", "code") or self.error)
         return self.error or self.status
 
 
-class BatchStatus(Tolerant):
+@dataclass(frozen=True)
+class BatchStatus:
     """Batch status or results. Mirrors the webhook `data` object (assumed, §2.6b, §2.7)."""
 
     batch_id: str | None = None
     collection_id: str | None = None
-    status: str = "unknown"
+    status: str = UNKNOWN
     total_products: int | None = None
     successful_products: int | None = None
     failed_products: int | None = None
     success_rate: float | None = None
     progress: float | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    products: list[ProductResult] = Field(default_factory=list)
+    started_at: float | None = None
+    completed_at: float | None = None
+    products: tuple[ProductResult, ...] = ()
+    products_unreadable: bool = False  # a `products` value that is not a list
+    raw: Any = None
+    report: Report = field(default_factory=Report, compare=False, repr=False)
 
-    @model_validator(mode="before")
     @classmethod
-    def _aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = {snake(str(k)): v for k, v in data.items()}
-            if data.get("batch_id") is None and data.get("id") is not None:
-                data["batch_id"] = str(data["id"])
-            if not isinstance(data.get("status"), str):
-                data["status"] = "unknown"
-            if data.get("products") is None and isinstance(data.get("results"), list):
-                data["products"] = data["results"]
-        return data
+    def read(cls, payload: Any, *, batch_id: str | None = None) -> BatchStatus:
+        """Never raises. A bare list is a list of product results."""
+        report = Report()
+        data = unwrap(payload)
+        if isinstance(data, list):
+            data = {"products": data}
+        f = Fields(data, report)
+        nested = f.get(as_obj, "batch")
+        if nested is not None:  # {"batch": {...summary...}, "results": [...]}
+            merged = {**nested, **{k: v for k, v in f.data.items() if k != "batch"}}
+            f = Fields(merged, report)
+        found_id = f.get(as_id, "batch_id", "batchId", "id")
+        key, raw_products = f.raw("products", "results", "items", "product_results")
+        products: list[ProductResult] = []
+        unreadable = False
+        if key is not None:
+            f.take(key)
+            if isinstance(raw_products, list):
+                for item in raw_products:
+                    item_report = Report()
+                    products.append(ProductResult.read(item, item_report))
+                    report.merge(item_report, f"{key}[]")
+            elif raw_products is not None:
+                unreadable = True
+                report.understood.pop(key, None)
+                report.unknown[key] = type(raw_products).__name__
+        status = BatchStatus(
+            batch_id=found_id or batch_id,
+            collection_id=f.get(as_id, "collection_id"),
+            status=f.get(as_status, "status", "state") or UNKNOWN,
+            total_products=f.get(as_int, "total_products", "total", "product_count"),
+            successful_products=f.get(
+                as_int, "successful_products", "successful", "completed_products", "succeeded"
+            ),
+            failed_products=f.get(as_int, "failed_products", "failed"),
+            success_rate=f.get(as_float, "success_rate"),
+            progress=f.get(as_float, "progress", "percent"),
+            started_at=f.get(as_time, "started_at", "created_at"),
+            completed_at=f.get(as_time, "completed_at", "finished_at"),
+            products=tuple(products),
+            products_unreadable=unreadable,
+            raw=payload,
+            report=report,
+        )
+        f.finish()
+        return status
 
     @property
     def finished(self) -> bool:
-        return self.status.lower() in FINISHED_STATUSES
+        if self.status in FINISHED_STATUSES:
+            return True
+        # No readable status, but a completion time: finished (assumed).
+        return self.status == UNKNOWN and self.completed_at is not None
+
+    @property
+    def readable(self) -> bool:
+        """Whether anything useful could be read: a status, counts or product results."""
+        return (
+            self.status != UNKNOWN
+            or self.completed_at is not None
+            or bool(self.products)
+            or self.total_products is not None
+        )
 
     @property
     def percent(self) -> float | None:
@@ -223,10 +321,10 @@ class BatchStatus(Tolerant):
             return max(0.0, min(100.0, self.progress))
         if self.products:
             values = [p.progress if p.progress is not None else 0.0 for p in self.products]
-            return sum(values) / len(values)
+            return max(0.0, min(100.0, sum(values) / len(values)))
         if self.total_products:
             done = (self.successful_products or 0) + (self.failed_products or 0)
-            return 100.0 * done / self.total_products
+            return max(0.0, min(100.0, 100.0 * done / self.total_products))
         return None
 
     def counts(self) -> tuple[int, int, int]:
@@ -238,16 +336,60 @@ class BatchStatus(Tolerant):
         ok = self.successful_products
         if ok is None:
             ok = max(0, len(self.products) - failed)
-        return total, ok, failed
+        return max(0, total), max(0, ok), max(0, failed)
+
+    def failed_product_ids(self) -> list[str]:
+        return [p.product_id for p in self.products if p.failed and p.product_id]
+
+    def product_ids(self) -> list[str]:
+        return [p.product_id for p in self.products if p.product_id]
 
 
-class WebhookEvent(Tolerant):
-    """The documented `analysis.completed` payload (webhooks guide, resell-scan-api.md §5.3)."""
+@dataclass(frozen=True)
+class WebhookEvent:
+    """The documented `analysis.completed` payload (webhooks guide, resell-scan-api.md §5.3),
+    read tolerantly: a missing `data` means the batch fields are at the top level."""
 
-    id: str
-    event: str
-    created_at: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    id: str | None
+    event: str | None
+    created_at: float | None
+    data: dict[str, Any]
+    raw: dict[str, Any]
+
+    @classmethod
+    def read(cls, payload: dict[str, Any]) -> WebhookEvent:
+        f = Fields(payload)
+        event_id = f.get(as_id, "id", "event_id", "eventId")
+        event = f.get(as_text, "event", "type", "event_type")
+        created = f.get(as_time, "created_at", "createdAt", "timestamp")
+        data = f.get(as_obj, "data", "payload")
+        if data is None:
+            data = payload
+        return cls(
+            id=event_id,
+            event=event.strip().lower() if event else None,
+            created_at=created,
+            data=data,
+            raw=payload,
+        )
 
     def batch(self) -> BatchStatus:
-        return BatchStatus.model_validate(self.data)
+        return BatchStatus.read(self.data)
+
+
+def read_list(
+    items: Sequence[Any], reader: Any, report: Report | None = None
+) -> tuple[list[Any], int]:
+    """Read each item; unreadable ones are counted, not raised."""
+    out: list[Any] = []
+    skipped = 0
+    for item in items:
+        item_report = Report()
+        value = reader(item, item_report)
+        if report is not None:
+            report.merge(item_report, "[]")
+        if value is None:
+            skipped += 1
+        else:
+            out.append(value)
+    return out, skipped

@@ -47,10 +47,11 @@ from bot.intake import (
     parse_caption,
 )
 from bot.resellscan import BatchStatus, ResellScanError
-from bot.telegram import render
+from bot.telegram import callbacks, render
+from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.tracker import Outgoing, Tracker
-from storage import CaptionInfo, NewPhoto, Problem, State, Store
+from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Services:
     store: Store
     catalog: Catalog
     tracker: Tracker
+    callbacks: CallbackCodec
     clock: Callable[[], float] = time.time
 
 
@@ -395,7 +397,9 @@ class Handlers:
             await self.reply(
                 message,
                 t(lang, "pick_ambiguous", ref=ref),
-                render.choice_keyboard(resolution.candidates, purpose),
+                render.choice_keyboard(
+                    resolution.candidates, lambda c: callbacks.plain(purpose, c.id)
+                ),
             )
             return None
         await self.reply(message, t(lang, "unknown_collection", ref=ref))
@@ -524,15 +528,19 @@ class Handlers:
                 ),
             )
             return
-        status = BatchStatus.model_validate(sub.results)
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         photos = len(await self.s.store.photos(sub.id))
-        parts = render.render_results(lang, sub, status, photos, now=self.s.clock())
+        if status.products:
+            parts = render.render_results(lang, sub, status, photos, now=self.s.clock())
+        else:
+            parts = [render.unreadable_text(lang, sub)]
         want_csv = len(context.args) > 1 and context.args[1].lower() == "csv"
         for index, part in enumerate(parts):
             markup = None
             if index == len(parts) - 1 and not want_csv:
+                data = self.s.callbacks.encode("csv", sub.id, chat_id=chat.id)
                 markup = InlineKeyboardMarkup(
-                    [[InlineKeyboardButton(t(lang, "csv_button"), callback_data=f"csv:{sub.id}")]]
+                    [[InlineKeyboardButton(t(lang, "csv_button"), callback_data=data)]]
                 )
             await self.reply(message, part, markup)
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
@@ -543,7 +551,7 @@ class Handlers:
         chat = update.effective_chat
         if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
             return
-        status = BatchStatus.model_validate(sub.results)
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
         await self.s.tracker.send(
             sub,
@@ -589,38 +597,39 @@ class Handlers:
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         chat = update.effective_chat
-        if query is None or chat is None or not query.data:
+        if query is None or chat is None:
             return
         lang = await self.lang(update)
-        kind, _, rest = query.data.partition(":")
+        found = self.s.callbacks.decode(query.data, chat.id)
+        if found is None:
+            # Not ours, from another chat, forged or from an older version: change nothing.
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
         message = query.message if isinstance(query.message, Message) else None
+        kind, args = found.kind, found.args
         if kind == "pick":
-            sub_id_text, _, collection_id = rest.partition(":")
-            await self._picked(update, lang, int(sub_id_text), collection_id, message)
+            await self._picked(update, lang, found.number(0), args[1], message)
         elif kind == "pp" and message is not None:
-            sub_id_text, _, tail = rest.partition(":")
-            page_text, _, search = tail.partition(":")
+            sub_id, search = found.number(0), args[2]
             items = await self.s.catalog.search(search or None)
             _, markup = render.collections_page(
                 lang,
                 items,
-                int(page_text),
+                found.number(1),
                 search or None,
-                button=f"pick:{sub_id_text}",
-                nav="pp",
-                nav_arg=sub_id_text,
+                button=lambda c: self.s.callbacks.encode("pick", sub_id, c.id, chat_id=chat.id),
+                nav=lambda page, q: self.s.callbacks.encode("pp", sub_id, page, q, chat_id=chat.id),
             )
             await self._edit(message, message.text_html or "", markup)
         elif kind == "cp" and message is not None:
-            _, _, tail = rest.partition(":")
-            page_text, _, search = tail.partition(":")
+            search = args[1]
             items = await self.s.catalog.search(search or None)
-            text, markup = render.collections_page(lang, items, int(page_text), search or None)
+            text, markup = render.collections_page(lang, items, found.number(0), search or None)
             await self._edit(message, text, markup)
         elif kind in ("use", "scan", "fields", "batch") and message is not None:
-            collection = await self.s.catalog.by_id(rest)
+            collection = await self.s.catalog.by_id(args[0])
             if collection is None:
-                await query.answer(t(lang, "unknown_collection", ref=rest))
+                await query.answer(t(lang, "unknown_collection", ref=args[0]))
                 return
             if kind == "use":
                 if not await self.may_change_settings(update):
@@ -635,23 +644,47 @@ class Handlers:
                 request = ScanRequest(collection.id, {})
                 await self._remember_scan(update, lang, request, collection.id, collection.name)
         elif kind == "set" and message is not None:
-            await self._toggle(update, lang, rest, message)
+            await self._toggle(update, lang, args[0], message)
         elif kind == "resub":
-            if await self.s.store.resubmit(int(rest), self.s.clock()):
-                self.s.tracker.wake()
-                if message is not None:
-                    await self._edit(message, t(lang, "resubmitted"), None)
+            await self._resubmit(update, lang, found.number(0), message)
+            return
         elif kind == "csv":
-            await self._send_csv(update, int(rest))
+            await self._send_csv(update, found.number(0))
         await query.answer()
+
+    async def _owns(self, update: Update, sub: Submission) -> bool:
+        """The pressing user may act on this submission: it is in this chat, and they sent
+        the photos or are an admin of the chat."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None or sub.chat_id != chat.id:
+            return False
+        return sub.user_id == user.id or await self.is_admin(update)
+
+    async def _resubmit(
+        self, update: Update, lang: str, sub_id: int, message: Message | None
+    ) -> None:
+        query = update.callback_query
+        assert query is not None
+        sub = await self.s.store.get(sub_id)
+        if sub is None or not await self._owns(update, sub):
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        if not await self.s.store.resubmit(sub.id, self.s.clock()):
+            await query.answer(t(lang, "stale_button"))
+            return
+        self.s.tracker.wake()
+        await query.answer()
+        if message is not None:
+            await self._edit(message, t(lang, "resubmitted"), None)
 
     async def _picked(
         self, update: Update, lang: str, sub_id: int, collection_id: str, message: Message | None
     ) -> None:
         sub = await self.s.store.get(sub_id)
-        chat = update.effective_chat
         collection = await self.s.catalog.by_id(collection_id)
-        if sub is None or chat is None or sub.chat_id != chat.id or collection is None:
+        if sub is None or collection is None or not await self._owns(update, sub):
+            if update.callback_query is not None:
+                await update.callback_query.answer(t(lang, "stale_button"), show_alert=True)
             return
         if sub.state is not State.RECEIVED or not await self.s.store.choose_collection(
             sub.id, collection.id, collection.name, self.s.clock()

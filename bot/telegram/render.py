@@ -6,13 +6,15 @@ import csv
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.intake import FieldProblem
-from bot.resellscan import BatchStatus, Collection, ManualField
+from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
+from bot.resellscan.read import Fields, as_float, label, norm
+from bot.telegram import callbacks
 from bot.telegram.texts import Html, t
 from storage import Problem, State, Submission
 
@@ -43,51 +45,123 @@ def count_text(lang: str, count: int, one: str, many: str) -> str:
 # Results --------------------------------------------------------------------------------------
 
 
-def _first(data: dict[str, Any], *keys: str) -> Any:
+_PRICE_KEYS = (
+    "estimatedPrice",
+    "estimated_price",
+    "price",
+    "priceRange",
+    "price_range",
+    "estimatedValue",
+    "estimated_value",
+    "priceEstimate",
+    "price_estimate",
+    "marketPrice",
+    "market_price",
+)
+_KNOWN_KEYS = {
+    norm(k)
+    for k in (
+        *_PRICE_KEYS,
+        "title",
+        "name",
+        "product_name",
+        "label",
+        "brand",
+        "manufacturer",
+        "category",
+        "categoryName",
+        "category_name",
+        "condition",
+        "state",
+        "confidence",
+        "score",
+        "certainty",
+        "currency",
+        "price_min",
+        "min_price",
+        "price_max",
+        "max_price",
+    )
+}
+MAX_EXTRA_LINES = 6  # other short fields of `result` shown as "key: value"
+MAX_EXTRA_LENGTH = 80
+
+
+def _pick(result: dict[str, Any], reader: Any, *keys: str) -> Any:
+    """The first of `keys` (any casing) that `reader` can read."""
+    f = Fields(result)
     for key in keys:
-        value = data.get(key)
-        if value not in (None, "", {}, []):
+        value = f.get(reader, key)
+        if value not in (None, ""):
             return value
     return None
 
 
+def confidence_percent(value: Any) -> int | None:
+    """Confidence as a whole percentage: 0-1 is a fraction, above 1 a percentage; numbers or
+    numeric strings ("0.85", "85", "85%")."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%").strip()
+    number = as_float(value)
+    if number is None or number < 0:
+        return None
+    if number <= 1:
+        number *= 100
+    return round(min(number, 100.0))
+
+
 def result_fields(result: dict[str, Any]) -> dict[str, Any]:
-    """Known facts from an undocumented `result` object, read tolerantly (§9 #5)."""
-    price = _first(
-        result,
-        "estimatedPrice",
-        "estimated_price",
-        "price",
-        "priceRange",
-        "price_range",
-        "estimatedValue",
-        "estimated_value",
-    )
-    low = high = currency = None
+    """Known facts from an undocumented `result` object, read tolerantly (§9 #5): values may
+    be nested (`brand: {name: …}`, `price: {min, max, currency}`, `estimatedPrice: {value,
+    currency}`), numbers may be strings."""
+    price = _pick(result, lambda v: v, *_PRICE_KEYS)
+    low = high = None
+    currency = None
     if isinstance(price, dict):
-        low = _first(price, "min", "low", "from", "minimum")
-        high = _first(price, "max", "high", "to", "maximum")
-        currency = _first(price, "currency", "currencyCode")
+        low = _pick(price, as_float, "min", "low", "from", "minimum")
+        high = _pick(price, as_float, "max", "high", "to", "maximum")
+        currency = _pick(price, label, "currency", "currencyCode", "currency_code")
         if low is None and high is None:
-            low = high = _first(price, "value", "amount", "avg", "average")
-    elif isinstance(price, int | float):
-        low = high = price
-    low = low if low is not None else _first(result, "price_min", "priceMin", "min_price")
-    high = high if high is not None else _first(result, "price_max", "priceMax", "max_price")
-    currency = currency or _first(result, "currency") or ("EUR" if low or high else None)
-    confidence = _first(result, "confidence", "score", "certainty")
-    if isinstance(confidence, int | float) and confidence <= 1:
-        confidence = round(confidence * 100)
+            low = high = _pick(price, as_float, "value", "amount", "avg", "average", "mid")
+    else:
+        low = high = as_float(price)
+    if low is None:
+        low = _pick(result, as_float, "price_min", "min_price")
+    if high is None:
+        high = _pick(result, as_float, "price_max", "max_price")
+    if low is None and high is not None:
+        low = high
+    if high is None and low is not None:
+        high = low
+    currency = currency or _pick(result, label, "currency") or ("EUR" if low is not None else None)
     return {
-        "title": _first(result, "title", "name", "product_name", "productName", "label"),
-        "brand": _first(result, "brand", "manufacturer"),
-        "category": _first(result, "category", "categoryName", "category_name"),
-        "condition": _first(result, "condition", "state"),
+        "title": _pick(result, label, "title", "name", "product_name", "productName", "label"),
+        "brand": _pick(result, label, "brand", "manufacturer"),
+        "category": _pick(result, label, "category", "categoryName", "category_name"),
+        "condition": _pick(result, label, "condition", "state"),
         "price_min": low,
         "price_max": high,
         "currency": currency,
-        "confidence": confidence,
+        "confidence": confidence_percent(
+            _pick(result, lambda v: v, "confidence", "score", "certainty")
+        ),
     }
+
+
+def extra_fields(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Other short scalar fields of `result` ("key", "value"), so an unrecognised dialect
+    still shows the user what Resell Scan said."""
+    out: list[tuple[str, str]] = []
+    for key, value in result.items():
+        if norm(str(key)) in _KNOWN_KEYS or isinstance(value, bool):
+            continue
+        text = label(value) if not isinstance(value, list) else None
+        if text is None or len(text) > MAX_EXTRA_LENGTH or len(str(key)) > 40:
+            continue
+        out.append((str(key), text))
+        if len(out) >= MAX_EXTRA_LINES:
+            break
+    return out
 
 
 def _money(value: Any) -> str:
@@ -98,29 +172,42 @@ def _money(value: Any) -> str:
     return str(value)
 
 
-def _product_block(lang: str, index: int, product: Any) -> str:
+def _product_block(lang: str, index: int, product: ProductResult) -> str:
     if product.failed:
         return t(lang, "result_failed", index=index, error=product.error_text)
     facts = result_fields(product.result)
     title = facts["title"] or t(lang, "result_title_unknown")
     lines = [f"<b>{index}. {html.escape(str(title))}</b>"]
-    for key, label in (
+    for key, name in (
         ("brand", "result_brand"),
         ("category", "result_category"),
         ("condition", "result_condition"),
     ):
         if facts[key]:
-            lines.append(f"{t(lang, label)}: {html.escape(str(facts[key]))}")
+            lines.append(f"{t(lang, name)}: {html.escape(str(facts[key]))}")
     if facts["price_min"] is not None:
-        low, high = _money(facts["price_min"]), _money(facts["price_max"] or facts["price_min"])
+        low, high = _money(facts["price_min"]), _money(facts["price_max"])
         span = low if low == high else f"{low}–{high}"
         lines.append(
             f"💶 {t(lang, 'result_price')}: <b>{html.escape(span)} "
             f"{html.escape(str(facts['currency'] or ''))}</b>"
         )
     if facts["confidence"] is not None:
-        lines.append(f"{t(lang, 'result_confidence')}: {html.escape(str(facts['confidence']))}%")
+        lines.append(f"{t(lang, 'result_confidence')}: {facts['confidence']}%")
+    for key, value in extra_fields(product.result):
+        lines.append(f"{html.escape(key)}: {html.escape(value)}")
     return "\n".join(lines)
+
+
+def unreadable_text(lang: str, sub: Submission) -> str:
+    """A completion whose products could not be read: say it finished, and where to look."""
+    return t(
+        lang,
+        "results_unreadable",
+        sender=sub.user_name,
+        collection=sub.collection_name or "?",
+        batch=short_batch(sub.batch_id),
+    )
 
 
 def duration_text(lang: str, seconds: float | None) -> str:
@@ -214,7 +301,17 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def results_csv(status: BatchStatus) -> bytes:
-    """Every product with every result field (nested fields as dotted columns)."""
+    """Every product with every result field (nested fields as dotted columns). When no
+    product could be read, the raw answer's fields instead, so nothing Resell Scan said is
+    out of reach."""
+    if not status.products:
+        flat_raw: dict[str, Any] = {}
+        _flatten("", status.raw, flat_raw)
+        raw_buffer = io.StringIO()
+        raw_writer = csv.writer(raw_buffer)
+        raw_writer.writerow(["field", "value"])
+        raw_writer.writerows(sorted(flat_raw.items()))
+        return raw_buffer.getvalue().encode("utf-8-sig")
     rows = []
     extra_columns: list[str] = []
     for index, product in enumerate(status.products, start=1):
@@ -391,8 +488,19 @@ def status_detail(lang: str, sub: Submission, photos: int, now: float) -> str:
     )
 
 
-# Keyboards and callback data ------------------------------------------------------------------
-# callback_data is at most 64 bytes: short prefixes, ids, and a truncated search.
+# Keyboards -----------------------------------------------------------------------------------
+# Callback data comes from bot/telegram/callbacks.py (64 bytes, checked in bytes).
+
+ButtonData = Callable[[Collection], str]
+PageData = Callable[[int, str], str]
+
+
+def _use_button(collection: Collection) -> str:
+    return callbacks.plain("use", collection.id)
+
+
+def _collections_nav(page: int, search: str) -> str:
+    return callbacks.plain("cp", page, search)
 
 
 def collections_page(
@@ -401,31 +509,22 @@ def collections_page(
     page: int,
     search: str | None,
     *,
-    button: str = "use",
-    nav: str = "cp",
-    nav_arg: str = "",
+    button: ButtonData = _use_button,
+    nav: PageData = _collections_nav,
 ) -> tuple[str, InlineKeyboardMarkup | None]:
-    """A page of collections as buttons (`<button>:<id>`) with ◀ ▶ (`<nav>:<arg>:<page>:<q>`)."""
+    """A page of collections as buttons (`button(collection)`) with ◀ ▶ (`nav(page, q)`)."""
     if not items:
         return t(lang, "collections_none", search=search or ""), None
     pages = max(1, -(-len(items) // PAGE_SIZE))
     page = min(max(1, page), pages)
     shown = items[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    rows = [[InlineKeyboardButton(c.name, callback_data=f"{button}:{c.id}")] for c in shown]
-    q = (search or "")[:24]
+    rows = [[InlineKeyboardButton(c.name, callback_data=button(c))] for c in shown]
+    q = search or ""
     arrows = []
     if page > 1:
-        arrows.append(
-            InlineKeyboardButton(
-                t(lang, "page_prev"), callback_data=f"{nav}:{nav_arg}:{page - 1}:{q}"
-            )
-        )
+        arrows.append(InlineKeyboardButton(t(lang, "page_prev"), callback_data=nav(page - 1, q)))
     if page < pages:
-        arrows.append(
-            InlineKeyboardButton(
-                t(lang, "page_next"), callback_data=f"{nav}:{nav_arg}:{page + 1}:{q}"
-            )
-        )
+        arrows.append(InlineKeyboardButton(t(lang, "page_next"), callback_data=nav(page + 1, q)))
     if arrows:
         rows.append(arrows)
     key = "collections_header_search" if search else "collections_header"
@@ -433,9 +532,9 @@ def collections_page(
     return text, InlineKeyboardMarkup(rows)
 
 
-def choice_keyboard(items: Sequence[Collection], prefix: str) -> InlineKeyboardMarkup:
+def choice_keyboard(items: Sequence[Collection], button: ButtonData) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(c.name, callback_data=f"{prefix}:{c.id}")] for c in items]
+        [[InlineKeyboardButton(c.name, callback_data=button(c))] for c in items]
     )
 
 
@@ -446,13 +545,19 @@ def settings_keyboard(lang: str, remove_background: bool, admin_only: bool) -> I
         [
             [
                 InlineKeyboardButton(
-                    t(lang, "settings_bg_button", state=state), callback_data="set:rb"
+                    t(lang, "settings_bg_button", state=state),
+                    callback_data=callbacks.plain("set", "rb"),
                 )
             ],
-            [InlineKeyboardButton(t(lang, "settings_lang_button"), callback_data="set:lang")],
             [
                 InlineKeyboardButton(
-                    t(lang, "settings_admin_button", who=who), callback_data="set:admin"
+                    t(lang, "settings_lang_button"), callback_data=callbacks.plain("set", "lang")
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    t(lang, "settings_admin_button", who=who),
+                    callback_data=callbacks.plain("set", "admin"),
                 )
             ],
         ]

@@ -206,6 +206,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_cancel": "drop waiting photos",
         "cmd_help": "how to use the bot",
         "cmd_start": "start",
+        "results_unreadable": (
+            "📊 The analysis for {sender} in {collection} (batch <code>{batch}</code>) has "
+            "finished, but I could not read its results: Resell Scan answered in a form I do "
+            "not understand. /results {batch} shows whatever I could read, and its CSV holds "
+            "every field Resell Scan sent; the Resell Scan dashboard has the full analysis."
+        ),
+        "request_invalid": (
+            "⚠️ I could not build the request to Resell Scan for these photos (nothing was "
+            "sent). Check the values in your caption and send the photos again."
+        ),
+        "photo_too_big": (
+            "⚠️ Telegram does not let bots download files over 20 MB. Send the picture as a "
+            "photo (not as a file), or a smaller file."
+        ),
+        "field_range": "• <code>{key}</code> is out of range: “{value}”",
+        "heic_unsupported": (
+            "⚠️ “{name}” is a HEIC/HEIF image, which I cannot convert here. Send it as a photo "
+            "(Telegram converts it), or as JPEG or PNG."
+        ),
+        "stale_button": "This button is no longer valid.",
         "error_generic": "⚠️ Something went wrong on my side. Please try again.",
         "collections_unavailable": "⚠️ I cannot load the collections from Resell Scan right now: {message}",
     },
@@ -395,6 +415,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_cancel": "wartende Fotos verwerfen",
         "cmd_help": "Hilfe zum Bot",
         "cmd_start": "Start",
+        "results_unreadable": (
+            "📊 Die Analyse für {sender} in {collection} (Batch <code>{batch}</code>) ist "
+            "fertig, aber ich konnte die Ergebnisse nicht lesen: Resell Scan antwortete in einer "
+            "Form, die ich nicht verstehe. /results {batch} zeigt, was ich lesen konnte, und die "
+            "CSV enthält alle Felder, die Resell Scan geschickt hat; im Resell-Scan-Dashboard "
+            "steht die ganze Analyse."
+        ),
+        "request_invalid": (
+            "⚠️ Ich konnte die Anfrage an Resell Scan für diese Fotos nicht bauen (es wurde "
+            "nichts gesendet). Prüf die Werte in deiner Bildunterschrift und schick die Fotos "
+            "noch einmal."
+        ),
+        "photo_too_big": (
+            "⚠️ Telegram lässt Bots keine Dateien über 20 MB laden. Schick das Bild als Foto "
+            "(nicht als Datei) oder eine kleinere Datei."
+        ),
+        "field_range": "• <code>{key}</code> liegt außerhalb des Bereichs: „{value}“",
+        "heic_unsupported": (
+            "⚠️ „{name}“ ist ein HEIC/HEIF-Bild, das ich hier nicht umwandeln kann. Schick es "
+            "als Foto (Telegram wandelt es um) oder als JPEG oder PNG."
+        ),
+        "stale_button": "Dieser Knopf gilt nicht mehr.",
         "error_generic": "⚠️ Bei mir ist etwas schiefgegangen. Bitte versuch es noch einmal.",
         "collections_unavailable": "⚠️ Ich kann die Sammlungen gerade nicht von Resell Scan laden: {message}",
     },
