@@ -31,6 +31,10 @@ class CaptionError(Exception):
         self.params = params
 
 
+class NotForUs(Exception):
+    """A caption addressed to another bot (`/scan@OtherBot …`): the photo is not for us."""
+
+
 @dataclass(frozen=True)
 class ScanRequest:
     """A parsed caption or /scan command: collection (as typed) and raw field strings."""
@@ -91,8 +95,9 @@ def _pair(token: Token) -> tuple[str, str] | None:
 def parse_caption(text: str | None, bot_username: str | None = None) -> ScanRequest | None:
     """Understand a caption or a /scan command.
 
-    Returns None when there is nothing for us: no caption, a plain note without pairs, or a
-    command addressed to another bot. Raises CaptionError for something we cannot accept."""
+    Returns None when there is no instruction: no caption, or a plain note without pairs.
+    Raises NotForUs for a command addressed to another bot (in a group with several bots the
+    photo belongs to that bot), and CaptionError for something we cannot accept."""
     if text is None or not text.strip():
         return None
     tokens = tokenize(text.strip())
@@ -103,7 +108,7 @@ def parse_caption(text: str | None, bot_username: str | None = None) -> ScanRequ
     if not first.quoted and first.text.startswith("/"):
         command, _, addressee = first.text[1:].partition("@")
         if addressee and bot_username and addressee.lower() != bot_username.lower():
-            return None
+            raise NotForUs(addressee)
         if command.lower() != "scan":
             raise CaptionError("unknown_caption_command", command="/" + command)
         is_command = True

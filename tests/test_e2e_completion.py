@@ -169,7 +169,9 @@ async def test_bad_deliveries_are_refused_and_change_nothing(
             assert chunked.status_code == 413
         after = await bot.store.get(sub.id)
         assert after is not None and after.state is State.SUBMITTED and after.completed_at is None
-        kept = db_rows(settings.database_path, "SELECT event, batch_id, payload FROM webhook_events")
+        kept = db_rows(
+            settings.database_path, "SELECT event, batch_id, payload FROM webhook_events"
+        )
         assert [tuple(row) for row in kept] == [("unreadable", None, "[]")]
 
 

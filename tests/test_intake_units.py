@@ -6,6 +6,7 @@ import pytest
 
 from bot.intake import (
     CaptionError,
+    NotForUs,
     ScanRequest,
     coerce_fields,
     example_caption,
@@ -43,11 +44,18 @@ from bot.resellscan import Collection, ManualField
         ("  \n", None),
         (None, None),
         ("my new shoes", None),
-        ("/scan@OtherBot Sneakers", None),
     ],
 )
 def test_parse_caption(text: str | None, expected: ScanRequest | None) -> None:
     assert parse_caption(text, "ResellBot") == expected
+
+
+def test_caption_for_another_bot_is_not_for_us() -> None:
+    with pytest.raises(NotForUs):
+        parse_caption("/scan@OtherBot Sneakers", "ResellBot")
+    assert parse_caption("/scan@resellbot Sneakers", "ResellBot") == ScanRequest(
+        "Sneakers", {}, True
+    )
 
 
 @pytest.mark.parametrize(
@@ -103,7 +111,7 @@ FIELDS = [
     ManualField(key="quantity", label="Qty", type="integer"),
     ManualField(key="boxIncluded", label="Box", type="boolean"),
     ManualField(
-        key="condition", label="Condition", type="select", options=["new", "like_new", "used"]
+        key="condition", label="Condition", type="select", options=("new", "like_new", "used")
     ),
     ManualField(key="size", label="Size", type="text"),
 ]
@@ -146,6 +154,18 @@ def test_coerce_fields_every_problem() -> None:
     }
     unknown = next(p for p in problems if p.code == "unknown")
     assert unknown.suggestion == "purchasePrice"
+
+
+def test_numbers_must_be_finite_and_sane() -> None:
+    """310 nines parse as float infinity, which JSON cannot carry: a clear field problem
+    before anything is sent, never a request that fails to encode."""
+    for text in ("9" * 310, "9" * 30 + ",5", "10000000000000", "-2000000000000"):
+        values, problems = coerce_fields({"purchasePrice": text}, FIELDS)
+        assert values == {} and [(p.code, p.key) for p in problems] == [
+            ("range", "purchasePrice")
+        ], text
+    values, problems = coerce_fields({"purchasePrice": "999999999999"}, FIELDS)
+    assert values == {"purchasePrice": 999999999999.0} and problems == []
 
 
 def test_field_keys_match_case_insensitively() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from storage import (
-    Counts,
     TRANSITIONS,
     AddResult,
     CaptionInfo,
+    Counts,
     Database,
     Migration,
     NewPhoto,

@@ -42,6 +42,7 @@ from bot.config import Settings
 from bot.intake import (
     CaptionError,
     Catalog,
+    NotForUs,
     ScanRequest,
     example_caption,
     parse_caption,
@@ -204,6 +205,9 @@ class Handlers:
         problem: Problem | None = None
         try:
             request = parse_caption(message.caption, context.bot.username)
+        except NotForUs:
+            log.debug("photo addressed to another bot", extra={"chat_id": chat.id})
+            return
         except CaptionError as exc:
             request = None
             problem = Problem("caption", {"reason": exc.code, "reason_params": exc.params})
@@ -291,6 +295,8 @@ class Handlers:
         text = (message.text or "").replace(f"/{command}", "/scan", 1)
         try:
             request = parse_caption(text, context.bot.username)
+        except NotForUs:
+            return None
         except CaptionError as exc:
             reason = t(lang, f"caption_{exc.code}", **exc.params)
             await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
