@@ -140,6 +140,7 @@ class BotRuntime:
             media=media,
             bot=application.bot,
             health=self.health,
+            http=self.http,
             enqueue_update=enqueue if settings.telegram_webhook_url else None,
             clock=self.clock,
         )

@@ -6,15 +6,18 @@ front of the Resell Scan client.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.resellscan import Collection, ManualField, ResellScanClient
+
+T = TypeVar("T")
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _QUOTES = {'"': '"', "'": "'", "„": "“”", "“": "”", "”": "”", "«": "»", "‚": "‘’", "‘": "’"}
@@ -308,7 +311,8 @@ def resolve_collection(ref: str, collections: Sequence[Collection], limit: int =
 
 class Catalog:
     """Collections and manual fields, cached briefly (they change rarely; every lookup would
-    otherwise cost an API call per photo)."""
+    otherwise cost an API call per photo). Single flight: a burst of photos with a cold cache
+    waits for one fetch per key instead of paging through the collections once per photo."""
 
     def __init__(
         self,
@@ -320,23 +324,47 @@ class Catalog:
         self._client = client
         self._ttl = ttl
         self._clock = clock
-        self._collections: tuple[float, list[Collection]] | None = None
-        self._fields: dict[str, tuple[float, list[ManualField]]] = {}
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    async def _cached(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] <= self._ttl:
+            value: T = hit[1]
+            return value
+        running = self._inflight.get(key)
+        if running is not None:
+            # shield: one waiter being cancelled must not cancel the fetch the others share
+            shared: T = await asyncio.shield(running)
+            return shared
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await fetch()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._cache[key] = (self._clock(), result)
+        future.set_result(result)
+        return result
 
     async def collections(self) -> list[Collection]:
-        now = self._clock()
-        if self._collections is None or now - self._collections[0] > self._ttl:
-            items = [c async for c in self._client.iter_collections()]
-            self._collections = (now, items)
-        return self._collections[1]
+        async def fetch() -> list[Collection]:
+            return [c async for c in self._client.iter_collections()]
+
+        return await self._cached("collections", fetch)
 
     async def fields(self, collection_id: str) -> list[ManualField]:
-        now = self._clock()
-        cached = self._fields.get(collection_id)
-        if cached is None or now - cached[0] > self._ttl:
-            cached = (now, await self._client.get_manual_fields(collection_id))
-            self._fields[collection_id] = cached
-        return cached[1]
+        return await self._cached(
+            f"fields:{collection_id}", lambda: self._client.get_manual_fields(collection_id)
+        )
 
     async def resolve(self, ref: str) -> Resolution:
         return resolve_collection(ref, await self.collections())

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import random
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
+from bot.images import is_heic, to_jpeg, upload_name
 from bot.intake import Catalog, coerce_fields, example_caption
 from bot.media import MediaSigner
 from bot.metrics import Metrics
@@ -85,6 +87,24 @@ def counts_of(status: BatchStatus) -> Counts:
         successful=ok if known else None,
         failed=failed if known else None,
     )
+
+
+_REQUEST_PATH = re.compile(
+    r"\b(?:body\.)?products\[(\d+)\](?:\.images\[(\d+)\])?(?:\.manual_fields\.?)?"
+)
+
+
+def humane(detail: str) -> str:
+    """A server validation message without our request's internal paths: `products[0].
+    images[1]: not an image` becomes `photo 2: not an image`, `products[0].manual_fields.
+    size: required` becomes `size: required`."""
+
+    def replace(match: re.Match[str]) -> str:
+        return f"photo {int(match.group(2)) + 1}" if match.group(2) is not None else ""
+
+    text = _REQUEST_PATH.sub(replace, detail)
+    text = re.sub(r"^\s*[:.]\s*", "", text)
+    return re.sub(r"\s+", " ", text).strip() or detail
 
 
 def photo_problem(exc: TelegramError) -> str:
@@ -378,6 +398,7 @@ class Tracker:
         for photo in photos:
             ext = {"image/png": "png", "image/webp": "webp"}.get(photo.mime_type or "", "jpg")
             name = photo.file_name or f"telegram-{photo.chat_id}-{photo.message_id}.{ext}"
+            name = upload_name(name, is_heic(photo.mime_type, photo.file_name))
             if self.media is not None and self.settings.uses_image_urls:
                 images.append(
                     image_from_url(
@@ -387,12 +408,12 @@ class Tracker:
                     )
                 )
             else:
-                data = await self.download(photo.file_id)
+                data, mime = await self.photo_bytes(photo)
                 images.append(
                     image_from_bytes(
                         data,
                         name,
-                        mime_type=photo.mime_type or "image/jpeg",
+                        mime_type=mime,
                         remove_background=sub.remove_background,
                         base64_field=self.settings.image_base64_field.value,
                     )
@@ -403,6 +424,13 @@ class Tracker:
         """A photo's bytes from Telegram (the file URL carries the bot token: it stays here)."""
         file = await self.bot.get_file(file_id)
         return bytes(await file.download_as_bytearray())
+
+    async def photo_bytes(self, photo: Photo) -> tuple[bytes, str]:
+        """The bytes and type Resell Scan gets for a photo: HEIC/HEIF becomes JPEG."""
+        data = await self.download(photo.file_id)
+        if is_heic(photo.mime_type, photo.file_name):
+            return await asyncio.to_thread(to_jpeg, data), "image/jpeg"
+        return data, photo.mime_type or "image/jpeg"
 
     async def submit(
         self, sub: Submission, products: list[NewProduct], idempotency_key: str
@@ -470,7 +498,7 @@ class Tracker:
         if isinstance(exc, PaymentRequired):
             return Problem("api_tokens")
         if isinstance(exc, ValidationFailed):
-            details = "; ".join(exc.details) or exc.message
+            details = "; ".join(humane(d) for d in exc.details) or humane(exc.message)
             return Problem("api_validation", {"message": details[:500]})
         if isinstance(exc, NotFound):
             return Problem("api_error", {"message": exc.message[:300]})

@@ -10,19 +10,22 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from telegram import Bot, Update
 from telegram.error import TelegramError
 
 from bot.config import Settings
+from bot.images import is_heic
 from bot.media import MediaSigner
 from bot.metrics import Metrics
 from bot.resellscan.read import shape
@@ -37,8 +40,22 @@ TELEGRAM_PATH = "/telegram/updates"
 MEDIA_STATES = frozenset({State.RECEIVED, State.SUBMITTING, State.SUBMITTED})
 
 
+MAX_MEDIA_BYTES = 20 * 1024 * 1024  # Telegram's download limit for bots
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+async def _limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Pass chunks on, stopping (the response is then cut short) past `limit` bytes."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            log.warning("media larger than %d bytes: stopped", limit)
+            return
+        yield chunk
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -95,6 +112,7 @@ def build_web_app(
     media: MediaSigner,
     bot: Bot,
     health: Health,
+    http: httpx.AsyncClient,
     enqueue_update: Callable[[Update], Awaitable[None]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
@@ -158,20 +176,38 @@ def build_web_app(
         return JSONResponse({"ok": True, "result": outcome.kind})
 
     async def media_file(request: Request) -> Response:
+        """A photo for Resell Scan, streamed from Telegram chunk by chunk (a 20 MB file is
+        never held in memory); HEIC is converted to JPEG, which needs the whole file."""
         media_key = media.check(request.path_params["token"], clock())
         found = await store.photo_by_media_key(media_key) if media_key else None
         if found is None or found[1].state not in MEDIA_STATES:
             return Response(b"not found", status_code=404, media_type="text/plain")
         photo, _ = found
+        headers = {"Cache-Control": "private, max-age=300"}
         try:
-            data = await tracker.download(photo.file_id)
+            if is_heic(photo.mime_type, photo.file_name):
+                data, mime = await tracker.photo_bytes(photo)
+                return Response(data, media_type=mime, headers=headers)
+            file = await bot.get_file(photo.file_id)
         except TelegramError as exc:
             log.warning("media download failed: %s", exc)
             return Response(b"unavailable", status_code=502, media_type="text/plain")
-        return Response(
-            data,
+        if not file.file_path:
+            return Response(b"unavailable", status_code=502, media_type="text/plain")
+        # The file URL carries the bot token: it is fetched here and never leaves the process.
+        upstream = await http.send(http.build_request("GET", file.file_path), stream=True)
+        if upstream.status_code != 200:
+            await upstream.aclose()
+            log.warning("media download failed: HTTP %d", upstream.status_code)
+            return Response(b"unavailable", status_code=502, media_type="text/plain")
+        length = upstream.headers.get("content-length")
+        if length is not None:
+            headers["Content-Length"] = length
+        return StreamingResponse(
+            _limited(upstream.aiter_bytes(), MAX_MEDIA_BYTES),
             media_type=photo.mime_type or "image/jpeg",
-            headers={"Cache-Control": "private, max-age=300"},
+            headers=headers,
+            background=BackgroundTask(upstream.aclose),
         )
 
     async def healthz(request: Request) -> Response:

@@ -245,7 +245,7 @@ class BatchStatus:
     started_at: float | None = None
     completed_at: float | None = None
     products: tuple[ProductResult, ...] = ()
-    products_unreadable: bool = False  # a `products` value that is not a list
+    products_unreadable: bool = False  # `products` not a list, or holding non-objects
     raw: Any = None
     report: Report = field(default_factory=Report, compare=False, repr=False)
 
@@ -269,9 +269,14 @@ class BatchStatus:
             f.take(key)
             if isinstance(raw_products, list):
                 for item in raw_products:
+                    if not isinstance(item, dict):  # a product is an object, whatever else
+                        unreadable = True
+                        continue
                     item_report = Report()
                     products.append(ProductResult.read(item, item_report))
                     report.merge(item_report, f"{key}[]")
+                if unreadable:
+                    report.unknown[f"{key}[]"] = "non-object item"
             elif raw_products is not None:
                 unreadable = True
                 report.understood.pop(key, None)

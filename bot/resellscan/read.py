@@ -218,11 +218,18 @@ def unwrap(payload: Any) -> Any:
 
 
 def _looks_like_envelope(payload: Mapping[str, Any], key: str) -> bool:
-    """An envelope carries its content under one key plus metadata only (success, meta…);
-    a batch result that happens to have a `result` key is not an envelope."""
-    meta = {"success", "ok", "status", "meta", "message", "pagination", "links", "requestid"}
+    """An envelope carries its content under one key plus metadata only (success, meta…).
+    `{"status": "completed", "result": {…}}` is a product result, not an envelope: beside
+    `result`/`payload`, a `status` counts as metadata only when it reads like one ("success",
+    "ok", an HTTP code); beside `data` it always does (`{"status": …, "data": {…}}`)."""
+    meta = {"success", "ok", "meta", "message", "pagination", "links", "requestid", "status"}
     others = {norm(str(k)) for k in payload} - {norm(key)}
-    return others <= meta
+    if not others <= meta:
+        return False
+    if "status" in others and norm(key) != "data":
+        status = _lookup(payload, "status")
+        return isinstance(status, int) or str(status).lower() in ("success", "ok")
+    return True
 
 
 # Objects --------------------------------------------------------------------------------------

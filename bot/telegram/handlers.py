@@ -39,6 +39,7 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
+from bot.images import HEIC_EXTENSIONS, heic_supported, is_heic
 from bot.intake import (
     CaptionError,
     Catalog,
@@ -57,7 +58,7 @@ from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
 log = logging.getLogger(__name__)
 
 MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", *HEIC_EXTENSIONS)
 
 
 @dataclass
@@ -194,6 +195,9 @@ class Handlers:
                 return
             if (document.file_size or 0) > MAX_TELEGRAM_DOWNLOAD:
                 await self.reply(message, t(lang, "file_too_large", name=name))
+                return
+            if is_heic(mime, name) and not heic_supported():
+                await self.reply(message, t(lang, "heic_unsupported", name=name))
                 return
             file_id, unique_id, file_size = (
                 document.file_id,
