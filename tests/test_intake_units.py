@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
+from pydantic import SecretStr
 
 from bot.intake import (
     CaptionError,
+    Catalog,
     NotForUs,
     ScanRequest,
     coerce_fields,
@@ -15,7 +20,7 @@ from bot.intake import (
     resolve_collection,
     tokenize,
 )
-from bot.resellscan import Collection, ManualField
+from bot.resellscan import Collection, ManualField, NotFound, ResellScanClient
 
 
 @pytest.mark.parametrize(
@@ -214,3 +219,38 @@ def test_resolve_collection(ref: str, match: str | None, candidates: list[str]) 
     result = resolve_collection(ref, COLLECTIONS)
     assert (result.match.name if result.match else None) == match
     assert [c.name for c in result.candidates] == candidates
+
+
+async def test_catalog_fetches_once_per_key_under_a_burst() -> None:
+    """A burst of photos with a cold cache: one pass through the collections, not one per
+    photo; a failed fetch is not cached and the next caller tries again."""
+    calls: list[str] = []
+    fail = [True]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        await asyncio.sleep(0.01)  # the fetch takes a moment, so the burst overlaps it
+        if request.url.path.endswith("/manual-fields"):
+            if fail[0]:
+                fail[0] = False
+                return httpx.Response(404, json={"message": "nope"})
+            return httpx.Response(200, json=[{"key": "size"}])
+        page = int(request.url.params["page"])
+        items = [
+            {"id": f"c{page}-{i}", "name": f"C {page}.{i}"} for i in range(100 if page < 3 else 5)
+        ]
+        return httpx.Response(200, json=items)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        catalog = Catalog(
+            ResellScanClient(http, api_key=SecretStr("k"), base_url="https://rs.test/api/v1")
+        )
+        found = await asyncio.gather(*(catalog.resolve("C 3.4") for _ in range(50)))
+        assert all(r.match is not None and r.match.id == "c3-4" for r in found)
+        assert calls == ["/api/v1/collections"] * 3, "three pages, fetched once"
+        calls.clear()
+        outcomes = await asyncio.gather(
+            *(catalog.fields("c1-1") for _ in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(o, NotFound) for o in outcomes) and len(calls) == 1
+        assert [f.key for f in await catalog.fields("c1-1")] == ["size"] and len(calls) == 2

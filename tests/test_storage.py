@@ -319,6 +319,36 @@ async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
     assert await store.db.integrity_check() == "ok"
 
 
+async def test_a_failed_commit_rolls_back_and_the_connection_stays_usable(
+    tmp_path: Path,
+) -> None:
+    """A COMMIT can fail (here: a deferred foreign key, checked only at COMMIT; in life: disk
+    full or an I/O error). The single connection must not be left inside the transaction,
+    or every later BEGIN IMMEDIATE fails until a restart."""
+    schema = Migration(
+        1,
+        "a deferred foreign key",
+        [
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER"
+            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        ],
+    )
+    db = await Database.open(tmp_path / "commit.sqlite3", [schema])
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO child (id, parent_id) VALUES (1, 42)")
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO parent (id) VALUES (42)")
+            await tx.execute("INSERT INTO child (id, parent_id) VALUES (2, 42)")
+        async with db.reading() as tx:
+            rows = await tx.all("SELECT id FROM child")
+        assert [row[0] for row in rows] == [2], "the failed transaction left nothing behind"
+    finally:
+        await db.close()
+
+
 # Migrations ---------------------------------------------------------------------------------
 
 

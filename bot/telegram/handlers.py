@@ -668,7 +668,9 @@ class Handlers:
         chat, user = update.effective_chat, update.effective_user
         if chat is None or user is None or sub.chat_id != chat.id:
             return False
-        return sub.user_id == user.id or await self.is_admin(update)
+        if sub.user_id == user.id:
+            return True
+        return chat.type != ChatType.PRIVATE and await self.is_admin(update)
 
     async def _resubmit(
         self, update: Update, lang: str, sub_id: int, message: Message | None
