@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -189,13 +190,44 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
     return report
 
 
+async def _probe(settings: Settings, args: argparse.Namespace) -> bool:
+    from bot.probe import probe
+    from bot.resellscan import ResellScanClient, RetryPolicy
+
+    async with httpx.AsyncClient(timeout=settings.resell_scan_timeout) as http:
+        client = ResellScanClient(
+            http,
+            api_key=settings.resell_scan_api_key,
+            base_url=settings.resell_scan_base_url,
+            retry=RetryPolicy(max_attempts=2, total_timeout=20),
+        )
+        return await probe(
+            client,
+            sys.stdout,
+            photo=args.analyze,
+            collection_ref=args.collection,
+            base64_field=settings.image_base64_field.value,
+            poll_timeout=args.timeout,
+        )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.analyze is not None and (not args.probe or not args.collection):
+        print("error: --analyze needs --probe and --collection NAME", file=sys.stderr)
+        return EXIT_SETTINGS
+    if args.analyze is not None and not args.analyze.is_file():
+        print(f"error: --analyze {args.analyze}: no such file", file=sys.stderr)
+        return EXIT_SETTINGS
     settings = load_settings()
     logging.basicConfig(level=logging.WARNING)
     report = asyncio.run(_check(settings))
     for ok, line in report:
         print(f"{'ok  ' if ok else 'FAIL'} {line}")
     failed = sum(1 for ok, _ in report if not ok)
+    if args.probe:
+        print("\nprobe: what the bot understood of each answer (keys and types only)")
+        if not asyncio.run(_probe(settings, args)):
+            failed += 1
     print("all checks passed" if not failed else f"{failed} check(s) failed")
     return 0 if not failed else 1
 
@@ -268,6 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
         "anything needed is wrong.",
         epilog=settings_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also read one page of collections, one collection, its manual fields and products, "
+        "and print per field whether the bot understood it (keys and types, never values)",
+    )
+    check.add_argument(
+        "--analyze",
+        metavar="PHOTO",
+        type=Path,
+        help="with --probe: run one real createAndAnalyze with this photo (costs one analysis), "
+        "poll it, and probe the status and results answers too",
+    )
+    check.add_argument("--collection", metavar="NAME", help="with --analyze: the collection")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="with --analyze: longest wait for the analysis, seconds (default 300)",
     )
     check.set_defaults(func=cmd_check)
     sandbox = sub.add_parser(

@@ -11,6 +11,7 @@ Telegram's limit.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import tempfile
 from collections.abc import Iterator
@@ -583,3 +584,32 @@ def test_poller_reports_any_finished_or_unreadable_answer(
             loop.run_until_complete(rig.stop())
     print(f"poller: {seen}")
     assert seen["results"] > 0 and seen["unreadable"] > 0
+
+
+# check --probe --------------------------------------------------------------------------------
+
+
+async def test_probe_says_what_it_understood_and_fails_without_ids() -> None:
+    from bot.probe import probe
+
+    answers: dict[str, Any] = {
+        "/collections": {"items": [{"uuid": 17, "title": "Sneakers", "colour": "red"}]},
+        "/collections/17": {"collection": "?"},
+        "/collections/17/manual-fields": [{"label": "Price"}],
+        "/collections/17/products": {"data": [{"id": 5, "images": [{"size": 10}]}]},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answers[request.url.path.removeprefix("/api/v1")])
+
+    out = io.StringIO()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = ResellScanClient(http, api_key=SecretStr("k"), base_url="https://rs.test/api/v1")
+        assert not await probe(client, out)
+    text = out.getvalue()
+    assert "ok   GET /collections\n" in text and "uuid (number)" in text
+    assert "colour (string)" in text.split("ignored:")[1]
+    assert "FAIL GET /collections/{id}\n" in text, "no id in the one-collection answer"
+    assert "FAIL GET /collections/{id}/manual-fields" in text and "1 unreadable" in text
+    assert "no image file names found" in text
+    assert "Sneakers" not in text and "Price" not in text, "keys and types, never values"

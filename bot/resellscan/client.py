@@ -49,6 +49,8 @@ DEFAULT_BASE_URL = "https://app.resell-scan.de/api/v1"
 MAX_LIMIT = 100  # documented maximum page size
 GET_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
+# Where a list endpoint's items may be (besides a bare array), assumed (§9 #6).
+LIST_KEYS = ("data", "items", "results", "collections", "products", "fields")
 CallObserver = Callable[[str, str], None]  # (endpoint, outcome) for metrics
 
 
@@ -219,7 +221,7 @@ class ResellScanClient:
     async def get_manual_fields(self, collection_id: str) -> list[ManualField]:
         path = f"/collections/{_seg(collection_id)}/manual-fields"
         payload = await self._request("GET /collections/{id}/manual-fields", "GET", path)
-        data = _list_in(payload, "fields", "manual_fields", "manualFields", "items")
+        data = list_in(payload, "fields", "manual_fields", "manualFields", "items")
         if data is None:
             raise errors.ProtocolError(f"manual fields: no list in {shape(payload)}")
         fields, skipped = read_list(data, ManualField.read)
@@ -240,7 +242,7 @@ class ResellScanClient:
         payload = await self._request(
             "POST /products", "POST", "/products", json=body, idempotency_key=idempotency_key
         )
-        data = _list_in(payload, "products", "items", "created")
+        data = list_in(payload, "products", "items", "created")
         if data is None:
             raise errors.ProtocolError(f"create products: no list in {shape(payload)}")
         return read_list(data, Product.read)[0]
@@ -289,6 +291,14 @@ class ResellScanClient:
         data = await self._request("GET /products/analyze/{id}/results", "GET", path)
         return BatchStatus.read(data, batch_id=batch_id)
 
+    async def post_json(
+        self, endpoint: str, path: str, body: Any, *, idempotency_key: str | None = None
+    ) -> Any:
+        """A POST's JSON as sent, for `check --probe --analyze`."""
+        return await self._request(
+            endpoint, "POST", path, json=body, idempotency_key=idempotency_key
+        )
+
     async def get_json(
         self, endpoint: str, path: str, params: Mapping[str, Any] | None = None
     ) -> Any:
@@ -305,7 +315,7 @@ class ResellScanClient:
         reader: Callable[[Any, Any], Any],
     ) -> Page[Any]:
         payload = await self._request(endpoint, "GET", path, params=params)
-        items = _list_in(payload, "data", "items", "results", "collections", "products")
+        items = list_in(payload, *LIST_KEYS)
         if items is None:
             raise errors.ProtocolError(f"{endpoint}: no list in {shape(payload)}")
         parsed, skipped = read_list(items, reader)
@@ -456,7 +466,7 @@ def _started(endpoint: str, payload: Any) -> BatchStarted:
     return started
 
 
-def _list_in(payload: Any, *keys: str) -> list[Any] | None:
+def list_in(payload: Any, *keys: str) -> list[Any] | None:
     """The list a response carries: the payload itself, or under one of `keys`, possibly
     inside a `data` envelope (`{"data": {"items": [...]}}`)."""
     for candidate in (payload, unwrap(payload)):

@@ -178,9 +178,9 @@ class BatchStarted:
     def read(cls, data: Any, report: Report | None = None) -> BatchStarted | None:
         f = Fields(unwrap(data), report)
         batch_id = f.get(as_id, "batch_id", "batchId", "id")
-        nested = f.get(as_obj, "batch")
-        if batch_id is None and nested is not None:
-            batch_id = Fields(nested).get(as_id, "id", "batch_id")
+        if batch_id is None:  # {"batch": {"id": …}} (assumed alternative)
+            nested = as_obj(f.take("batch"))
+            batch_id = Fields(nested).get(as_id, "id", "batch_id") if nested else None
         ids = f.get(as_list, "product_ids", "productIds")
         if ids is None:
             products = f.get(as_list, "products") or []
@@ -257,7 +257,7 @@ class BatchStatus:
         if isinstance(data, list):
             data = {"products": data}
         f = Fields(data, report)
-        nested = f.get(as_obj, "batch")
+        nested = as_obj(f.raw("batch")[1])
         if nested is not None:  # {"batch": {...summary...}, "results": [...]}
             merged = {**nested, **{k: v for k, v in f.data.items() if k != "batch"}}
             f = Fields(merged, report)

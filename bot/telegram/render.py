@@ -58,7 +58,7 @@ _PRICE_KEYS = (
     "marketPrice",
     "market_price",
 )
-_KNOWN_KEYS = {
+KNOWN_RESULT_KEYS = {
     norm(k)
     for k in (
         *_PRICE_KEYS,
@@ -153,7 +153,7 @@ def extra_fields(result: dict[str, Any]) -> list[tuple[str, str]]:
     still shows the user what Resell Scan said."""
     out: list[tuple[str, str]] = []
     for key, value in result.items():
-        if norm(str(key)) in _KNOWN_KEYS or isinstance(value, bool):
+        if norm(str(key)) in KNOWN_RESULT_KEYS or isinstance(value, bool):
             continue
         text = label(value) if not isinstance(value, list) else None
         if text is None or len(text) > MAX_EXTRA_LENGTH or len(str(key)) > 40:
