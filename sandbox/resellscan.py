@@ -6,6 +6,42 @@ fields enforced with a validation error, createAndAnalyze answering with a batch
 and results, and `analysis.completed` webhooks signed in `x-webhook-signature` and retried.
 Where the guides are silent the sandbox makes a choice, listed in README "Sandbox".
 
+Dialects. Only the webhook payload and the request bodies are documented, so the real service may
+answer in other shapes than the sandbox's guess. `POST /sandbox/config {"dialect": …}` picks how
+every API answer (lists, objects, POST answers, batch status and results, 4xx bodies, the
+webhook's `data`) is rendered; the state behind them is the same. Handlers build one canonical
+record (the `standard` shape, with ids, timestamps and user data marked by `Ref`, `Stamp` and
+`Raw`) and a `Dialect` renders it:
+
+- `standard`: `{"data": …}` (lists add `pagination`), camelCase REST objects, snake_case batch
+  results and webhook data, UUID strings, ISO 8601 UTC with milliseconds and `Z`.
+- `snake`: bare JSON (lists are bare arrays without paging metadata), snake_case keys, integer
+  ids (collections from 17, products from 501, batches from 9001), epoch seconds (webhook
+  `data.completed_at` in milliseconds), batch-status counts as numeric strings and
+  `"products": null`, manual field `required` as 0/1 and options as `{value, label}`, a failed
+  product's `error` as a plain string, a product still processing with `status`/`result` null,
+  results with `brand: {name, id}`, `price: {min, max, currency}` and `confidence` as a string.
+- `envelope`: `{"success": true, "data": …, "meta": {…}}` (paging in `meta`), camelCase keys
+  everywhere, UPPER CASE statuses, ISO 8601 without zone or fraction (UTC), booleans as
+  `"true"`/`"false"` (manual field `isRequired`), product images as only a CDN `url` ending in
+  the file name, results with `estimatedPrice: {value, currency}` and `confidence` 0-100; errors
+  `{"success": false, "errors": [{field, message}], "message"}`.
+- `webhook_only`: `standard`, except that batch status and results never report completion
+  (only the webhook does) and product images carry `name` instead of `fileName`.
+
+Path ids and body ids (`collectionId`, `productIds`) are accepted as the UUID, the integer alias,
+or its decimal string, whatever the dialect.
+
+Fault switches (`POST /sandbox/faults`, consumed by requests whose path contains `match` and
+whose method is in `methods`): `error_burst` (or `error_rate`) answers `error_status`, BEFORE the
+request is processed when `error_after_processing` is false, or after the handler ran (the
+products and batch exist, the client only sees the error) when it is true; `drop_count` ends the
+connection mid-answer, after processing when `drop_after_processing` is true (the default) or
+before it; `storm_count` answers 429 with `Retry-After: storm_retry_after`; `latency` delays
+every request; `webhook_duplicates`, `webhook_delay` and `webhook_delay_max` (random, so
+deliveries reorder) shape the webhook deliveries. These apply alike in every dialect (the error
+bodies take the dialect's shape).
+
 Control endpoints live under /sandbox/ (request log, faults, config, webhooks, reset).
 """
 
@@ -20,13 +56,16 @@ import hmac
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,6 +78,8 @@ log = logging.getLogger("sandbox.resellscan")
 
 API_PREFIX = "/api/v1"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+CDN = "https://cdn.resell-scan.sandbox"
+DATE_FILTERS = ("created_after", "created_before", "updated_after", "updated_before")
 
 
 @dataclass(frozen=True)
@@ -63,6 +104,7 @@ class Config:
     webhook_max_attempts: int = 8
     webhook_backoff: float = 0.5
     image_timeout: float = 10.0
+    dialect: str = "standard"  # a key of DIALECTS
 
 
 @dataclass
@@ -72,13 +114,14 @@ class Faults:
     error_burst: int = 0
     error_status: int = 503
     error_rate: float = 0.0
-    error_after_processing: bool = False
+    error_after_processing: bool | float = False  # a float: the share of errors that come after
     latency: float = 0.0
     drop_count: int = 0
     drop_after_processing: bool = True
     storm_count: int = 0
     storm_retry_after: str = "1"
     match: str = ""  # only requests whose path contains this
+    pattern: str = ""  # or whose path matches this regular expression (re.search)
     methods: list[str] = field(default_factory=list)
     webhook_duplicates: int = 0  # extra copies of each delivery
     webhook_delay_max: float = 0.0  # random delay per delivery (reordering)
@@ -87,9 +130,31 @@ class Faults:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def matches(self, method: str, path: str) -> bool:
-        return (not self.match or self.match in path) and (
-            not self.methods or method in self.methods
+        return (
+            (not self.match or self.match in path)
+            and (not self.pattern or re.search(self.pattern, path) is not None)
+            and (not self.methods or method in self.methods)
         )
+
+
+@dataclass
+class Product:
+    id: str
+    collection_id: str
+    manual_fields: dict[str, Any]
+    images: list[dict[str, Any]]  # url, fileName (as sent), removeBackground, size, sha256
+    blobs: list[bytes]
+    created: datetime
+    updated: datetime
+    title: str | None = None  # set when an analysis of it succeeds
+
+    def matches(self, needle: str) -> bool:
+        """`search`: a case-insensitive substring of the title, a manual field value or the
+        file name of one of its images."""
+        texts = [self.title or ""]
+        texts += [str(v) for v in self.manual_fields.values()]
+        texts += [str(i.get("fileName") or "") for i in self.images]
+        return any(needle in text.lower() for text in texts)
 
 
 @dataclass
@@ -100,30 +165,365 @@ class Batch:
     product_ids: list[str]
     outcomes: list[dict[str, Any]]
     started: float  # monotonic
-    started_iso: str
+    started_at: datetime  # wall clock
     duration: float
     webhook_state: str = "pending"  # pending, delivered, failed, none
     event_id: str = field(default_factory=lambda: f"evt_{uuid.uuid4()}")
+    applied: set[int] = field(default_factory=set)  # outcomes already applied to the products
 
     def progress_at(self, now: float) -> float:
         if self.duration <= 0:
             return 100.0
         return max(0.0, min(100.0, 100.0 * (now - self.started) / self.duration))
 
+    def product_offset(self, index: int) -> float:
+        """Seconds after the start at which product `index` is done."""
+        return self.duration * (index + 1) / len(self.product_ids)
+
     def product_done(self, index: int, now: float) -> bool:
-        share = (index + 1) / len(self.product_ids)
-        return now - self.started >= self.duration * share
+        return now - self.started >= self.product_offset(index)
 
     def finished(self, now: float) -> bool:
         return now - self.started >= self.duration
 
+    @property
+    def completed_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.duration)
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+def _now() -> datetime:
+    """The wall clock in UTC, to the millisecond (the precision the standard dialect shows)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, "message": message, **extra}, status_code=status)
+def _iso_ms(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_instant(text: str) -> datetime | None:
+    """An ISO 8601 date or time (`Z`, `+02:00`, fraction or not); naive means UTC."""
+    value = text.strip()
+    for candidate in (value, value.replace(" ", "+")):  # a `+` that arrived unencoded
+        try:
+            at = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return None
+
+
+# Canonical records and dialects ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An object id (UUID) in a canonical record; the dialect decides how it looks."""
+
+    uuid: str
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A point in time in a canonical record."""
+
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Raw:
+    """User data (manual field values) that no dialect recases or retypes."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Page:
+    page: int
+    limit: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
+
+
+class Aliases:
+    """Stable integer aliases of collections, products and batches (the `snake` dialect's ids).
+
+    Every lookup accepts the UUID, the integer or its decimal string, in any dialect."""
+
+    FIRST: ClassVar[dict[str, int]] = {"collection": 17, "product": 501, "batch": 9001}
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+        self.uuids: dict[tuple[str, int], str] = {}
+        self.next = dict(self.FIRST)
+
+    def add(self, kind: str, uid: str) -> int:
+        number = self.next[kind]
+        self.next[kind] += 1
+        self.numbers[uid] = number
+        self.uuids[(kind, number)] = uid
+        return number
+
+    def uuid(self, kind: str, raw: Any) -> str:
+        """The UUID `raw` names; anything unknown comes back as text (which then finds nothing)."""
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return self.uuids.get((kind, raw), str(raw))
+        text = str(raw).strip()
+        if text.isascii() and text.isdigit():
+            return self.uuids.get((kind, int(text)), text)
+        return text
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+class Dialect:
+    """`standard`: the sandbox's first guess. Also the base of the others.
+
+    The record hooks (`manual_field` … `webhook_data`) reshape a canonical record where a dialect
+    differs in more than keys and value types (building new dicts, never touching the sandbox's
+    state); `render` then applies the value rules (`key`, `ref`, `stamp`, `status`, `boolean`)
+    all the way down; `one`, `many` and `error` wrap the result into a response body."""
+
+    name = "standard"
+    reports_completion = True  # False: status and results never say a batch finished
+
+    def __init__(self, aliases: Aliases) -> None:
+        self.aliases = aliases
+
+    # Value rules -----------------------------------------------------------------------------
+
+    def key(self, key: str) -> str:
+        return key
+
+    def ref(self, ref: Ref) -> Any:
+        return ref.uuid
+
+    def stamp(self, at: datetime) -> Any:
+        return _iso_ms(at)
+
+    def status(self, status: str) -> Any:
+        return status
+
+    def boolean(self, value: bool) -> Any:
+        return value
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, Raw):
+            return value.value
+        if isinstance(value, Ref):
+            return self.ref(value)
+        if isinstance(value, Stamp):
+            return self.stamp(value.at)
+        if isinstance(value, bool):
+            return self.boolean(value)
+        if isinstance(value, dict):
+            return {
+                self.key(k): self.status(v)
+                if k == "status" and isinstance(v, str)
+                else self.render(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.render(v) for v in value]
+        return value
+
+    # Record hooks ----------------------------------------------------------------------------
+
+    def manual_field(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return rec
+
+    def product(self, rec: dict[str, Any]) -> dict[str, Any]:
+        if "images" not in rec:
+            return rec
+        pid = rec["id"].uuid
+        return {
+            **rec,
+            "images": [self.image(pid, i, image) for i, image in enumerate(rec["images"])],
+        }
+
+    def image(self, product_id: str, index: int, image: dict[str, Any]) -> dict[str, Any]:
+        return image
+
+    def batch_status(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return rec
+
+    def results(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return {**rec, "products": [self.batch_product(p) for p in rec["products"]]}
+
+    def batch_product(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return rec
+
+    def webhook_data(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return self.results(rec)
+
+    # Bodies ----------------------------------------------------------------------------------
+
+    def one(self, data: Any, **top: Any) -> Any:
+        return {**top, "data": self.render(data)}
+
+    def many(self, items: list[Any], page: Page | None) -> Any:
+        body: dict[str, Any] = {"data": self.render(items)}
+        if page is not None:
+            body["pagination"] = {
+                "page": page.page,
+                "limit": page.limit,
+                "total": page.total,
+                "totalPages": page.pages,
+            }
+        return body
+
+    def error(self, status: int, message: str, label: str | None, extra: dict[str, Any]) -> Any:
+        return {"error": label or message, "message": message, **extra}
+
+
+class SnakeDialect(Dialect):
+    """Bare JSON, snake_case, integer ids, epoch seconds, loosely typed values."""
+
+    name = "snake"
+
+    def key(self, key: str) -> str:
+        return _snake(key)
+
+    def ref(self, ref: Ref) -> Any:
+        return self.aliases.numbers.get(ref.uuid, ref.uuid)
+
+    def stamp(self, at: datetime) -> Any:
+        return int(at.timestamp())
+
+    def manual_field(self, rec: dict[str, Any]) -> dict[str, Any]:
+        options = [{"value": o, "label": o.replace("_", " ").capitalize()} for o in rec["options"]]
+        return {**rec, "required": int(rec["required"]), "options": options}
+
+    def batch_status(self, rec: dict[str, Any]) -> dict[str, Any]:
+        counts = ("totalProducts", "successfulProducts", "failedProducts")
+        return {**rec, **{k: str(rec[k]) for k in counts}, "products": None}
+
+    def batch_product(self, rec: dict[str, Any]) -> dict[str, Any]:
+        if rec["status"] == "processing":
+            return {**rec, "status": None, "result": None}
+        error = rec["error"]
+        return {
+            **rec,
+            "result": self._result(rec["result"]),
+            "error": error["message"] if isinstance(error, dict) else error,
+        }
+
+    @staticmethod
+    def _result(result: dict[str, Any]) -> dict[str, Any]:
+        if not result:
+            return result
+        brand = result["brand"]
+        return {
+            "title": result["title"],
+            "brand": {"name": brand, "id": data.BRANDS.index(brand) + 1},
+            "category": result["category"],
+            "condition": result["condition"],
+            "price": dict(result["estimatedPrice"]),
+            "confidence": f"{result['confidence']:.2f}",
+        }
+
+    def webhook_data(self, rec: dict[str, Any]) -> dict[str, Any]:
+        out = self.results(rec)
+        done = out["completed_at"]
+        if isinstance(done, Stamp):
+            out["completed_at"] = int(done.at.timestamp() * 1000)
+        return out
+
+    def one(self, data: Any, **top: Any) -> Any:
+        return self.render(data)
+
+    def many(self, items: list[Any], page: Page | None) -> Any:
+        return self.render(items)
+
+    def error(self, status: int, message: str, label: str | None, extra: dict[str, Any]) -> Any:
+        return {"error": message, "status_code": status, **{_snake(k): v for k, v in extra.items()}}
+
+
+class EnvelopeDialect(Dialect):
+    """`{"success", "data", "meta"}`, camelCase, UPPER CASE statuses, naive ISO times."""
+
+    name = "envelope"
+
+    def key(self, key: str) -> str:
+        return _camel(key)
+
+    def stamp(self, at: datetime) -> Any:
+        return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+    def status(self, status: str) -> Any:
+        return status.upper()
+
+    def boolean(self, value: bool) -> Any:
+        return "true" if value else "false"
+
+    def manual_field(self, rec: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in rec.items() if k != "required"}
+        out["isRequired"] = rec["required"]
+        return out
+
+    def image(self, product_id: str, index: int, image: dict[str, Any]) -> dict[str, Any]:
+        name = image.get("fileName") or f"image-{index + 1}-{image['sha256'][:12]}"
+        return {"url": f"{CDN}/products/{product_id}/{quote(str(name))}"}
+
+    def batch_product(self, rec: dict[str, Any]) -> dict[str, Any]:
+        result = rec["result"]
+        if not result:
+            return rec
+        low, high = result["estimatedPrice"]["min"], result["estimatedPrice"]["max"]
+        shaped = {k: v for k, v in result.items() if k != "estimatedPrice"}
+        shaped["estimatedPrice"] = {
+            "value": (low + high) / 2,
+            "currency": result["estimatedPrice"]["currency"],
+        }
+        shaped["confidence"] = round(result["confidence"] * 100)
+        return {**rec, "result": shaped}
+
+    def one(self, data: Any, **top: Any) -> Any:
+        return {"success": True, "data": self.render(data), "meta": {"requestId": _request_id()}}
+
+    def many(self, items: list[Any], page: Page | None) -> Any:
+        meta: dict[str, Any] = {"requestId": _request_id(), "total": len(items)}
+        if page is not None:
+            meta = {
+                "page": page.page,
+                "limit": page.limit,
+                "total": page.total,
+                "totalPages": page.pages,
+            }
+        return {"success": True, "data": self.render(items), "meta": meta}
+
+    def error(self, status: int, message: str, label: str | None, extra: dict[str, Any]) -> Any:
+        errors = extra.get("errors") or [{"field": extra.get("field"), "message": message}]
+        return {"success": False, "errors": errors, "message": message}
+
+
+class WebhookOnlyDialect(Dialect):
+    """Standard, but only the webhook ever tells that a batch finished."""
+
+    name = "webhook_only"
+    reports_completion = False
+
+    def image(self, product_id: str, index: int, image: dict[str, Any]) -> dict[str, Any]:
+        return {("name" if k == "fileName" else k): v for k, v in image.items()}
+
+
+DIALECTS: dict[str, type[Dialect]] = {
+    d.name: d for d in (Dialect, SnakeDialect, EnvelopeDialect, WebhookOnlyDialect)
+}
+
+
+def _request_id() -> str:
+    return f"req_{uuid.uuid4().hex[:16]}"
 
 
 class ResellScanSandbox:
@@ -135,8 +535,10 @@ class ResellScanSandbox:
         self.by_id = {c.id: c for c in self.collections}
         self.config = Config()
         self.faults = Faults()
-        self.products: dict[str, dict[str, Any]] = {}
+        self.fault_rules: list[Faults] = []
+        self.products: dict[str, Product] = {}
         self.batches: dict[str, Batch] = {}
+        self.aliases = self._seed_aliases()
         self.requests: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
         self.idempotency: dict[tuple[str, str], tuple[str, int, Any]] = {}
@@ -147,6 +549,16 @@ class ResellScanSandbox:
         self._http: httpx.AsyncClient | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+
+    def _seed_aliases(self) -> Aliases:
+        aliases = Aliases()
+        for c in self.collections:
+            aliases.add("collection", c.id)
+        return aliases
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.config.dialect](self.aliases)
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -169,8 +581,10 @@ class ResellScanSandbox:
     def reset(self) -> None:
         self.config = Config()
         self.faults = Faults()
+        self.fault_rules = []
         self.products.clear()
         self.batches.clear()
+        self.aliases = self._seed_aliases()
         self.requests.clear()
         self.deliveries.clear()
         self.idempotency.clear()
@@ -235,15 +649,20 @@ class ResellScanSandbox:
     async def _serve(
         self, request: Request, raw: bytes, handler: Any, resource: str, entry: dict[str, Any]
     ) -> Response:
-        faults = self.faults
+        # The first rule that matches this request applies (one rule unless several were set).
+        faults = next(
+            (r for r in self.fault_rules if r.matches(request.method, entry["path"])),
+            self.faults,
+        )
         if faults.latency:
             await asyncio.sleep(faults.latency)
         matches = faults.matches(request.method, entry["path"])
         if matches and faults.storm_count > 0:
             faults.storm_count -= 1
-            return JSONResponse(
-                {"error": "Too many requests", "message": "Rate limit exceeded"},
-                status_code=429,
+            return self._error(
+                429,
+                "Rate limit exceeded",
+                label="Too many requests",
                 headers={"Retry-After": faults.storm_retry_after},
             )
         fail_now = False
@@ -252,8 +671,11 @@ class ResellScanSandbox:
             fail_now = True
         elif matches and faults.error_rate and faults.rng.random() < faults.error_rate:
             fail_now = True
-        if fail_now and not faults.error_after_processing:
-            return _error(faults.error_status, "Internal error (sandbox fault)")
+        after = faults.error_after_processing
+        if not isinstance(after, bool):
+            after = faults.rng.random() < float(after)
+        if fail_now and not after:
+            return self._error(faults.error_status, "Internal error (sandbox fault)")
         drop_now = matches and faults.drop_count > 0
         if drop_now:
             faults.drop_count -= 1
@@ -264,18 +686,19 @@ class ResellScanSandbox:
         entry["key"] = key_name[:11]
         key = KEYS.get(key_name)
         if key is None:
-            return _error(401, "Missing or invalid API key")
+            return self._error(401, "Missing or invalid API key")
         if key.disabled:
-            return _error(401, "API key is disabled")
+            return self._error(401, "API key is disabled")
         if resource not in key.permissions:
-            return _error(
+            return self._error(
                 403, f"API key lacks the '{resource}' permission", required_permission=resource
             )
         retry_after = self._rate_limited(key_name)
         if retry_after is not None:
-            return JSONResponse(
-                {"error": "Too many requests", "message": "Rate limit exceeded"},
-                status_code=429,
+            return self._error(
+                429,
+                "Rate limit exceeded",
+                label="Too many requests",
                 headers={"Retry-After": str(max(1, int(retry_after + 0.999)))},
             )
         idem = request.headers.get("idempotency-key")
@@ -284,22 +707,26 @@ class ResellScanSandbox:
             cached = self.idempotency.get((key_name, idem))
             if cached is not None:
                 if cached[0] != body_hash:
-                    return _error(422, "Idempotency-Key was used with a different body")
+                    return self._error(422, "Idempotency-Key was used with a different body")
                 entry["replayed"] = True
                 return JSONResponse(cached[2], status_code=cached[1])
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
-            return _error(400, "Body is not valid JSON")
+            return self._error(400, "Body is not valid JSON")
         response: Response = await handler(request, body)
-        if request.method == "POST" and idem and response.status_code < 500:
+        # Like Stripe's keys: a result is saved only when the endpoint did something; a
+        # request refused by validation (4xx) can be retried with the same key.
+        if request.method == "POST" and idem and response.status_code < 400:
             self.idempotency[(key_name, idem)] = (
                 hashlib.sha256(raw).hexdigest(),
                 response.status_code,
                 json.loads(bytes(response.body)),
             )
         if fail_now:
-            return _error(faults.error_status, "Internal error after processing (sandbox fault)")
+            return self._error(
+                faults.error_status, "Internal error after processing (sandbox fault)"
+            )
         if drop_now:
             return _DroppedResponse()
         return response
@@ -315,97 +742,108 @@ class ResellScanSandbox:
         self.rate[key] = hits
         return None
 
+    # Answers in the current dialect ------------------------------------------------------
+
+    def _one(self, record: Any, status: int = 200, **top: Any) -> Response:
+        return JSONResponse(self.dialect.one(record, **top), status_code=status)
+
+    def _many(self, records: list[Any], page: Page | None = None) -> Response:
+        return JSONResponse(self.dialect.many(records, page))
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        *,
+        label: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Response:
+        body = self.dialect.error(status, message, label, extra)
+        return JSONResponse(body, status_code=status, headers=headers)
+
     # API handlers --------------------------------------------------------------------------
 
     async def list_collections(self, request: Request, _body: Any) -> Response:
-        paging = _paging(request)
-        if isinstance(paging, Response):
-            return paging
+        paging = _paging(request.query_params)
+        if isinstance(paging, str):
+            return self._error(400, paging)
         page, limit = paging
         search = request.query_params.get("search", "").strip().lower()
-        items = [c for c in self.collections if search in c.name.lower()]
-        return _paged([self._collection_json(c) for c in items], page, limit)
+        found = [c for c in self.collections if search in c.name.lower()]
+        shown = found[(page - 1) * limit : page * limit]
+        records = [self._collection_record(c) for c in shown]
+        return self._many(records, Page(page, limit, len(found)))
+
+    def _collection(self, raw: Any) -> data.CollectionDef | None:
+        return self.by_id.get(self.aliases.uuid("collection", raw))
 
     async def get_collection(self, request: Request, _body: Any) -> Response:
-        found = self.by_id.get(request.path_params["cid"])
+        found = self._collection(request.path_params["cid"])
         if found is None:
-            return _error(404, "Collection not found")
-        return JSONResponse({"data": self._collection_json(found)})
+            return self._error(404, "Collection not found")
+        return self._one(self._collection_record(found))
 
     async def manual_fields(self, request: Request, _body: Any) -> Response:
-        found = self.by_id.get(request.path_params["cid"])
+        found = self._collection(request.path_params["cid"])
         if found is None:
-            return _error(404, "Collection not found")
-        return JSONResponse({"data": [f.as_json() for f in found.fields]})
+            return self._error(404, "Collection not found")
+        return self._many([self.dialect.manual_field(f.as_json()) for f in found.fields])
 
     async def list_products(self, request: Request, _body: Any) -> Response:
-        cid = request.path_params["cid"]
-        if cid not in self.by_id:
-            return _error(404, "Collection not found")
-        paging = _paging(request)
-        if isinstance(paging, Response):
-            return paging
-        page, limit = paging
+        collection = self._collection(request.path_params["cid"])
+        if collection is None:
+            return self._error(404, "Collection not found")
         q = request.query_params
+        paging = _paging(q)
+        if isinstance(paging, str):
+            return self._error(400, paging)
+        page, limit = paging
         search = q.get("search", "").strip().lower()
-        include_images = q.get("include_images", "false").lower() in ("true", "1", "yes")
+        include_images = q.get("include_images", "false").strip().lower() in ("true", "1", "yes")
         bounds: dict[str, datetime] = {}
-        for name in ("created_after", "created_before", "updated_after", "updated_before"):
+        for name in DATE_FILTERS:
             if name in q:
-                try:
-                    bounds[name] = datetime.fromisoformat(q[name].replace("Z", "+00:00"))
-                except ValueError:
-                    return _error(400, f"{name} must be an ISO 8601 date", field=name)
-        items = []
-        for product in self.products.values():
-            if product["collectionId"] != cid:
-                continue
-            if (
-                search
-                and search not in json.dumps(product["manualFields"]).lower()
-                and (search not in (product.get("title") or "").lower())
-            ):
-                continue
-            created = datetime.fromisoformat(product["createdAt"].replace("Z", "+00:00"))
-            if "created_after" in bounds and created < bounds["created_after"]:
-                continue
-            if "created_before" in bounds and created > bounds["created_before"]:
-                continue
-            if "updated_after" in bounds and created < bounds["updated_after"]:
-                continue
-            if "updated_before" in bounds and created > bounds["updated_before"]:
-                continue
-            shown = {k: v for k, v in product.items() if k != "_images"}
-            if include_images:
-                shown["images"] = product["images"]
-            else:
-                shown.pop("images", None)
-            items.append(shown)
-        return _paged(items, page, limit)
+                bound = _parse_instant(q[name])
+                if bound is None:
+                    return self._error(400, f"{name} must be an ISO 8601 date", field=name)
+                bounds[name] = bound
+        self._settle()
+        found = [
+            p
+            for p in self.products.values()
+            if p.collection_id == collection.id
+            and (not search or p.matches(search))
+            and _in_window(p, bounds)
+        ]
+        shown = found[(page - 1) * limit : page * limit]
+        records = [self.dialect.product(self._product_record(p, include_images)) for p in shown]
+        return self._many(records, Page(page, limit, len(found)))
 
     async def create_products(self, request: Request, body: Any) -> Response:
         checked = await self._check_products(body)
         if isinstance(checked, Response):
             return checked
         _collection, created = checked
-        return JSONResponse({"data": {"products": [self._public(p) for p in created]}}, 201)
+        records = [self.dialect.product(self._product_record(p, True)) for p in created]
+        return self._one({"products": records}, 201)
 
     def _collection_and_list(
         self, body: Any, key: str
     ) -> tuple[data.CollectionDef, list[Any]] | Response:
         """The body's known collection and its non-empty list `key`, or the validation error."""
         if not isinstance(body, dict):
-            return _error(422, "Body must be a JSON object")
-        collection = self.by_id.get(str(body.get("collectionId", "")))
+            return self._error(422, "Body must be a JSON object")
+        collection = self._collection(body.get("collectionId", ""))
         if collection is None:
-            return _error(
+            return self._error(
                 422,
                 "Unknown collectionId",
                 errors=[{"field": "collectionId", "message": "unknown collection"}],
             )
         items = body.get(key)
         if not isinstance(items, list) or not items:
-            return _error(
+            return self._error(
                 422,
                 f"{key} must be a non-empty array",
                 errors=[{"field": key, "message": "required"}],
@@ -417,18 +855,21 @@ class ResellScanSandbox:
         if isinstance(checked, Response):
             return checked
         collection, ids = checked
-        products = []
-        for index, pid in enumerate(ids):
-            product = self.products.get(str(pid))
-            if product is None or product["collectionId"] != collection.id:
-                return _error(
-                    422,
-                    "Unknown product for this collection",
-                    errors=[{"field": f"productIds[{index}]", "message": "unknown"}],
-                )
-            products.append(product)
+        products: list[Product] = []
+        for index, raw in enumerate(ids):
+            product = self.products.get(self.aliases.uuid("product", raw))
+            if product is None or product.collection_id != collection.id:
+                message, problem = "Unknown product for this collection", "unknown"
+            elif any(p.id == product.id for p in products):
+                message, problem = "Product listed twice", "duplicate"
+            else:
+                products.append(product)
+                continue
+            field_name = f"productIds[{index}]"
+            return self._error(422, message, errors=[{"field": field_name, "message": problem}])
         batch = self._start_batch(collection, products)
-        return JSONResponse({"data": {"batchId": batch.id, "productIds": batch.product_ids}}, 201)
+        record = {"batchId": Ref(batch.id), "productIds": [Ref(p) for p in batch.product_ids]}
+        return self._one(record, 201)
 
     async def create_and_analyze(self, request: Request, body: Any) -> Response:
         checked = await self._check_products(body)
@@ -436,31 +877,31 @@ class ResellScanSandbox:
             return checked
         collection, created = checked
         batch = self._start_batch(collection, created)
-        return JSONResponse(
-            {
-                "success": True,
-                "data": {
-                    "batchId": batch.id,
-                    "status": "processing",
-                    "productIds": batch.product_ids,
-                    "totalProducts": len(created),
-                },
-            },
-            status_code=201,
-        )
+        record = {
+            "batchId": Ref(batch.id),
+            "status": "processing",
+            "productIds": [Ref(p) for p in batch.product_ids],
+            "totalProducts": len(created),
+        }
+        return self._one(record, 201, success=True)
+
+    def _batch(self, raw: Any) -> Batch | None:
+        return self.batches.get(self.aliases.uuid("batch", raw))
 
     async def batch_status(self, request: Request, _body: Any) -> Response:
-        batch = self.batches.get(request.path_params["bid"])
+        batch = self._batch(request.path_params["bid"])
         if batch is None:
-            return _error(404, "Batch not found")
-        summary = self._batch_summary(batch)
-        return JSONResponse({"data": {_camel(k): v for k, v in summary.items()}})
+            return self._error(404, "Batch not found")
+        d = self.dialect
+        summary = self._batch_summary(batch, reveal=d.reports_completion)
+        return self._one(d.batch_status({_camel(k): v for k, v in summary.items()}))
 
     async def batch_results(self, request: Request, _body: Any) -> Response:
-        batch = self.batches.get(request.path_params["bid"])
+        batch = self._batch(request.path_params["bid"])
         if batch is None:
-            return _error(404, "Batch not found")
-        return JSONResponse({"data": self._batch_payload(batch)})
+            return self._error(404, "Batch not found")
+        d = self.dialect
+        return self._one(d.results(self._batch_payload(batch, reveal=d.reports_completion)))
 
     async def docs(self, request: Request) -> Response:
         return JSONResponse({"info": "Resell Scan sandbox; see the project README"})
@@ -469,7 +910,7 @@ class ResellScanSandbox:
 
     async def _check_products(
         self, body: Any
-    ) -> tuple[data.CollectionDef, list[dict[str, Any]]] | Response:
+    ) -> tuple[data.CollectionDef, list[Product]] | Response:
         checked = self._collection_and_list(body, "products")
         if isinstance(checked, Response):
             return checked
@@ -498,7 +939,7 @@ class ResellScanSandbox:
                 fields = {}
             problems += _check_fields(collection, fields, where)
         if problems:
-            return _error(422, "Validation failed", errors=problems)
+            return self._error(422, "Validation failed", errors=problems)
         fetched: list[list[bytes]] = []
         for index, product in enumerate(products):
             blobs = []
@@ -510,7 +951,7 @@ class ResellScanSandbox:
                     blobs.append(got)
             fetched.append(blobs)
         if problems:
-            return _error(422, "Image could not be loaded", errors=problems)
+            return self._error(422, "Image could not be loaded", errors=problems)
         created = []
         for product, blobs in zip(products, fetched, strict=True):
             created.append(self._store_product(collection, product, blobs))
@@ -556,9 +997,8 @@ class ResellScanSandbox:
 
     def _store_product(
         self, collection: data.CollectionDef, product: dict[str, Any], blobs: list[bytes]
-    ) -> dict[str, Any]:
+    ) -> Product:
         pid = str(uuid.uuid4())
-        now = _now_iso()
         images = []
         for image, blob in zip(product["images"], blobs, strict=True):
             url = image.get("url", "")
@@ -573,90 +1013,135 @@ class ResellScanSandbox:
                     "sha256": hashlib.sha256(blob).hexdigest(),
                 }
             )
-        record = {
-            "id": pid,
-            "collectionId": collection.id,
-            "manualFields": product.get("manual_fields", {}),
-            "images": images,
-            "title": None,
-            "createdAt": now,
-            "updatedAt": now,
-            "_images": blobs,
-        }
+        now = _now()
+        record = Product(
+            id=pid,
+            collection_id=collection.id,
+            manual_fields=product.get("manual_fields", {}),
+            images=images,
+            blobs=blobs,
+            created=now,
+            updated=now,
+        )
         self.products[pid] = record
+        self.aliases.add("product", pid)
         return record
 
-    @staticmethod
-    def _public(product: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in product.items() if not k.startswith("_")}
-
-    def _start_batch(self, collection: data.CollectionDef, products: list[dict[str, Any]]) -> Batch:
+    def _start_batch(self, collection: data.CollectionDef, products: list[Product]) -> Batch:
         outcomes = [
-            data.analyse(p["_images"], collection.name, self.config.failure_rate) for p in products
+            data.analyse(p.blobs, collection.name, self.config.failure_rate) for p in products
         ]
         batch = Batch(
             id=str(uuid.uuid4()),
             collection_id=collection.id,
             collection_name=collection.name,
-            product_ids=[p["id"] for p in products],
+            product_ids=[p.id for p in products],
             outcomes=outcomes,
             started=self.clock(),
-            started_iso=_now_iso(),
+            started_at=_now(),
             duration=self.config.analysis_seconds,
             webhook_state="pending" if self.webhook_url else "none",
         )
         self.batches[batch.id] = batch
+        self.aliases.add("batch", batch.id)
         self._wake.set()
         return batch
 
-    def _collection_json(self, c: data.CollectionDef) -> dict[str, Any]:
-        count = sum(1 for p in self.products.values() if p["collectionId"] == c.id)
-        return c.as_json(count)
-
-    # Batches and webhooks ------------------------------------------------------------------
-
-    def _batch_summary(self, batch: Batch) -> dict[str, Any]:
+    def _settle(self) -> None:
+        """Apply finished analyses to their products: `updatedAt` becomes the moment the
+        product's analysis finished, and a successful one gives the product its title."""
         now = self.clock()
-        done = [i for i in range(len(batch.product_ids)) if batch.product_done(i, now)]
-        failed = sum(1 for i in done if batch.outcomes[i]["status"] == "failed")
-        finished = batch.finished(now)
+        for batch in self.batches.values():
+            for index, pid in enumerate(batch.product_ids):
+                if index in batch.applied or not batch.product_done(index, now):
+                    continue
+                batch.applied.add(index)
+                product = self.products.get(pid)
+                if product is None:
+                    continue
+                done_at = batch.started_at + timedelta(seconds=batch.product_offset(index))
+                done_at = done_at.replace(microsecond=done_at.microsecond // 1000 * 1000)
+                product.updated = max(product.updated, done_at)
+                outcome = batch.outcomes[index]
+                if outcome["status"] == "completed":
+                    product.title = outcome["result"].get("title") or product.title
+
+    # Canonical records (the standard shape, with Ref/Stamp/Raw for the dialect) -------------
+
+    def _collection_record(self, c: data.CollectionDef) -> dict[str, Any]:
+        count = sum(1 for p in self.products.values() if p.collection_id == c.id)
+        record = c.as_json(count)
+        created = datetime.fromisoformat(c.created_at)
+        return {**record, "id": Ref(c.id), "createdAt": Stamp(created), "updatedAt": Stamp(created)}
+
+    @staticmethod
+    def _product_record(p: Product, with_images: bool) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": Ref(p.id),
+            "collectionId": Ref(p.collection_id),
+            "manualFields": Raw(dict(p.manual_fields)),
+            "images": [dict(image) for image in p.images],
+            "title": p.title,
+            "createdAt": Stamp(p.created),
+            "updatedAt": Stamp(p.updated),
+        }
+        if not with_images:
+            del record["images"]
+        return record
+
+    def _view(self, batch: Batch, reveal: bool) -> tuple[list[bool], bool, float]:
+        """Which products are done, whether the batch is, and its progress. Unrevealed (the
+        `webhook_only` dialect): nothing is ever done."""
+        now = self.clock()
+        if not reveal:
+            return [False] * len(batch.product_ids), False, min(99.0, batch.progress_at(now))
+        done = [batch.product_done(i, now) for i in range(len(batch.product_ids))]
+        return done, batch.finished(now), batch.progress_at(now)
+
+    def _batch_summary(self, batch: Batch, reveal: bool = True) -> dict[str, Any]:
+        done, finished, progress = self._view(batch, reveal)
+        ok = sum(1 for i, d in enumerate(done) if d and batch.outcomes[i]["status"] != "failed")
+        failed = sum(done) - ok
         total = len(batch.product_ids)
         return {
-            "batch_id": batch.id,
-            "collection_id": batch.collection_id,
+            "batch_id": Ref(batch.id),
+            "collection_id": Ref(batch.collection_id),
             "status": "completed"
             if finished
-            else ("processing" if done or now > batch.started else "pending"),
+            else ("processing" if any(done) or self.clock() > batch.started else "pending"),
             "total_products": total,
-            "successful_products": len(done) - failed,
+            "successful_products": ok,
             "failed_products": failed,
-            "success_rate": round(100 * (len(done) - failed) / total, 1) if finished else None,
-            "progress": round(batch.progress_at(now), 1),
-            "started_at": batch.started_iso,
-            "completed_at": _now_iso() if finished else None,
+            "success_rate": round(100 * ok / total, 1) if finished else None,
+            "progress": round(progress, 1),
+            "started_at": Stamp(batch.started_at),
+            "completed_at": Stamp(batch.completed_at) if finished else None,
         }
 
-    def _batch_payload(self, batch: Batch) -> dict[str, Any]:
-        now = self.clock()
-        summary = self._batch_summary(batch)
+    def _batch_payload(self, batch: Batch, reveal: bool = True) -> dict[str, Any]:
+        """The webhook's `data` (and the standard results): the summary plus every product."""
+        summary = self._batch_summary(batch, reveal)
+        done, _finished, progress = self._view(batch, reveal)
         products = []
         for index, pid in enumerate(batch.product_ids):
             outcome = batch.outcomes[index]
-            finished = batch.product_done(index, now)
+            stored = self.products.get(pid)
             products.append(
                 {
-                    "product_id": pid,
-                    "product_data": {"manual_fields": self.products[pid]["manualFields"]}
-                    if pid in self.products
+                    "product_id": Ref(pid),
+                    "product_data": {"manual_fields": Raw(dict(stored.manual_fields))}
+                    if stored
                     else {},
-                    "status": outcome["status"] if finished else "processing",
-                    "progress": 100 if finished else round(batch.progress_at(now), 1),
-                    "result": outcome["result"] if finished else {},
-                    "error": outcome["error"] if finished else None,
+                    "status": outcome["status"] if done[index] else "processing",
+                    "progress": 100 if done[index] else round(progress, 1),
+                    "result": outcome["result"] if done[index] else {},
+                    "error": outcome["error"] if done[index] else None,
                 }
             )
         summary["products"] = products
         return summary
+
+    # Batches and webhooks ------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -683,11 +1168,14 @@ class ResellScanSandbox:
         task.add_done_callback(self._tasks.discard)
 
     def event_body(self, batch: Batch) -> bytes:
+        """The `analysis.completed` event: `id` and `event` as documented, `created_at` and
+        `data` in the current dialect."""
+        d = self.dialect
         payload = {
             "id": batch.event_id,
             "event": "analysis.completed",
-            "created_at": _now_iso(),
-            "data": self._batch_payload(batch),
+            "created_at": d.render(Stamp(_now())),
+            "data": d.render(d.webhook_data(self._batch_payload(batch))),
         }
         return json.dumps(payload).encode()
 
@@ -749,21 +1237,33 @@ class ResellScanSandbox:
         return JSONResponse({"ok": True})
 
     async def ctl_faults(self, request: Request) -> Response:
+        """One rule (the body), or several: `{"rules": [{...}, {...}]}`, each with its own
+        `match`/`methods`; a request gets the first rule that matches it. Webhook options are
+        read from the first rule."""
         body = await _json(request)
-        faults = Faults()
-        for key, value in body.items():
-            if not hasattr(faults, key) or key == "rng":
-                return _error(400, f"unknown fault {key!r}")
-            setattr(faults, key, value)
-        faults.rng = random.Random(faults.seed)
-        self.faults = faults
+        rules_spec = body.get("rules")
+        specs: list[Any] = rules_spec if isinstance(rules_spec, list) else [body]
+        rules = []
+        for spec in specs:
+            faults = Faults()
+            for key, value in spec.items():
+                if not hasattr(faults, key) or key == "rng":
+                    return _control_error(f"unknown fault {key!r}")
+                setattr(faults, key, value)
+            faults.rng = random.Random(faults.seed)
+            rules.append(faults)
+        self.faults = rules[0] if rules else Faults()
+        self.fault_rules = rules
         return JSONResponse({"ok": True})
 
     async def ctl_config(self, request: Request) -> Response:
         body = await _json(request)
         for key, value in body.items():
             if not hasattr(self.config, key):
-                return _error(400, f"unknown setting {key!r}")
+                return _control_error(f"unknown setting {key!r}")
+            if key == "dialect" and value not in DIALECTS:
+                return _control_error(f"dialect must be one of {', '.join(DIALECTS)}")
+        for key, value in body.items():
             setattr(self.config, key, value)
         return JSONResponse({"ok": True, "config": self.config.__dict__})
 
@@ -771,7 +1271,7 @@ class ResellScanSandbox:
         body = await _json(request)
         url, secret = str(body.get("url", "")), str(body.get("secret", ""))
         if url and not secret.startswith("whsec_"):
-            return _error(400, "secret must start with whsec_")
+            return _control_error("secret must start with whsec_")
         self.webhook_url, self.webhook_secret = url, secret
         return JSONResponse({"ok": True})
 
@@ -779,19 +1279,24 @@ class ResellScanSandbox:
         return JSONResponse({"deliveries": self.deliveries})
 
     async def ctl_batches(self, request: Request) -> Response:
+        """Every batch as it really is (whatever the dialect), in the standard shape, with its
+        integer alias and webhook state."""
+        standard = Dialect(self.aliases)
         out = []
         for batch in self.batches.values():
-            summary = self._batch_summary(batch)
+            summary = standard.render(self._batch_summary(batch))
+            summary["alias"] = self.aliases.numbers.get(batch.id)
             summary["webhook_state"] = batch.webhook_state
             summary["event_id"] = batch.event_id
+            summary["product_ids"] = list(batch.product_ids)
             out.append(summary)
         return JSONResponse({"batches": out})
 
     async def ctl_complete(self, request: Request) -> Response:
         """Finish a batch now (tests that should not wait for the analysis time)."""
-        batch = self.batches.get(request.path_params["bid"])
+        batch = self._batch(request.path_params["bid"])
         if batch is None:
-            return _error(404, "Batch not found")
+            return _control_error("Batch not found", 404)
         batch.duration = max(0.0, self.clock() - batch.started)
         self._wake.set()
         return JSONResponse({"ok": True})
@@ -839,36 +1344,31 @@ def _check_fields(
     return problems
 
 
-def _paging(request: Request) -> tuple[int, int] | Response:
+def _paging(query: QueryParams) -> tuple[int, int] | str:
+    """`page` (from 1) and `limit` (at most 100), or what is wrong with them."""
     try:
-        page = int(request.query_params.get("page", "1"))
-        limit = int(request.query_params.get("limit", "20"))
+        page = int(query.get("page", "1"))
+        limit = int(query.get("limit", "20"))
     except ValueError:
-        return _error(400, "page and limit must be integers")
+        return "page and limit must be integers"
     if page < 1 or limit < 1:
-        return _error(400, "page and limit must be at least 1")
+        return "page and limit must be at least 1"
     return page, min(limit, 100)
 
 
-def _paged(items: list[dict[str, Any]], page: int, limit: int) -> Response:
-    start = (page - 1) * limit
-    total = len(items)
-    return JSONResponse(
-        {
-            "data": items[start : start + limit],
-            "pagination": {
-                "page": page,
-                "limit": limit,
-                "total": total,
-                "totalPages": max(1, -(-total // limit)),
-            },
-        }
-    )
+def _in_window(product: Product, bounds: dict[str, datetime]) -> bool:
+    """The date filters, inclusive; a bound without a fraction of a second covers its second."""
+    for name, bound in bounds.items():
+        at = product.created if name.startswith("created") else product.updated
+        if bound.microsecond == 0:
+            at = at.replace(microsecond=0)
+        if (name.endswith("_after") and at < bound) or (name.endswith("_before") and at > bound):
+            return False
+    return True
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part.title() for part in rest)
+def _control_error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message, "message": message}, status_code=status)
 
 
 def _summarise(raw: bytes) -> Any:
