@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot import __version__
@@ -28,16 +27,15 @@ from bot.metrics import Metrics
 from bot.resellscan import ResellScanClient, RetryPolicy
 from bot.telegram.callbacks import CallbackCodec, derive_callback_key
 from bot.telegram.handlers import Handlers, Services, register_commands
+from bot.telegram.inbox import ALLOWED_UPDATES, UpdateInbox
 from bot.tracker import Tracker
 from bot.web import TELEGRAM_PATH, EmbeddedServer, Health, build_web_app
-from storage import Database, Store
+from storage import Database, Inbox, Store
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 PRUNE_EVERY = 6 * 3600.0
 KEEP_EVENTS = 7 * 86400.0
-KEEP_UPDATES = 2 * 86400.0
 
 
 class BotRuntime:
@@ -53,6 +51,7 @@ class BotRuntime:
         self.http: httpx.AsyncClient | None = None
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.tracker: Tracker | None = None
+        self.inbox: UpdateInbox | None = None
         self.server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -89,11 +88,10 @@ class BotRuntime:
             .base_url(settings.bot_api_url)
             .base_file_url(settings.bot_file_url)
             .rate_limiter(AIORateLimiter(max_retries=3))
-            .concurrent_updates(64)  # many photos at once make big group commits
             .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
+            # No PTB Updater: it confirms updates before they are stored (bot/telegram/inbox.py).
+            .updater(None)
         )
-        if settings.telegram_webhook_url:
-            builder = builder.updater(None)
         application = builder.build()
         self.application = application
         await application.initialize()
@@ -129,9 +127,12 @@ class BotRuntime:
         except Exception as exc:  # a nicety; never a reason not to start
             log.warning("setMyCommands failed: %s", exc)
 
-        async def enqueue(update: Update) -> None:
-            await application.update_queue.put(update)
-
+        self.inbox = UpdateInbox(
+            application,
+            Inbox(self.db),
+            poll_timeout=settings.telegram_poll_timeout,
+            clock=self.clock,
+        )
         web = build_web_app(
             settings=settings,
             store=self.store,
@@ -141,7 +142,7 @@ class BotRuntime:
             bot=application.bot,
             health=self.health,
             http=self.http,
-            enqueue_update=enqueue if settings.telegram_webhook_url else None,
+            inbox=self.inbox if settings.telegram_webhook_url else None,
             clock=self.clock,
         )
         config = uvicorn.Config(
@@ -164,6 +165,7 @@ class BotRuntime:
         log.info("HTTP side on %s:%d", settings.http_host, self.port)
         await application.start()
         await self.tracker.start()
+        await self.inbox.resume()
         if settings.telegram_webhook_url:
             await application.bot.set_webhook(
                 settings.telegram_webhook_url.rstrip("/") + TELEGRAM_PATH,
@@ -172,23 +174,22 @@ class BotRuntime:
             )
             log.info("receiving Telegram updates by webhook")
         else:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                timeout=settings.telegram_poll_timeout,
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            self.inbox.start_polling()
             log.info("receiving Telegram updates by long polling")
         self._housekeeping = asyncio.create_task(self._prune_loop(), name="prune")
 
     async def _prune_loop(self) -> None:
         assert self.store is not None
+        assert self.inbox is not None
         while True:
             now = self.clock()
             try:
                 pruned = await self.store.prune(
                     events_before=now - KEEP_EVENTS,
                     unknown_before=now - self.settings.webhook_unknown_retention_seconds,
-                    updates_before=now - KEEP_UPDATES,
+                )
+                pruned["updates"] = await self.inbox.inbox.prune(
+                    done_before=now - self.settings.inbox_retention_seconds
                 )
                 self.metrics.pruned_events.inc(pruned["unknown_events"])
                 if any(pruned.values()):
@@ -205,8 +206,8 @@ class BotRuntime:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        if app is not None and app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if self.inbox is not None:
+            await self.inbox.stop()
         if app is not None and app.running:
             await app.stop()
         if self.tracker is not None:

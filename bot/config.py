@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     telegram_poll_timeout: int = Field(
         30, ge=0, le=50, description="long-polling timeout for getUpdates, seconds"
     )
+    inbox_retention_seconds: float = Field(
+        2 * 86400.0,
+        gt=0,
+        description="keep handled Telegram updates this long to recognise redeliveries, seconds",
+    )
 
     # Resell Scan
     resell_scan_api_key: SecretStr = Field(description="Resell Scan API key (bearer)")
@@ -126,6 +131,31 @@ class Settings(BaseSettings):
     )
     webhook_poll_factor: float = Field(
         4.0, ge=1.0, description="poll gaps are this much longer when webhooks are configured"
+    )
+    reconcile_settle_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="after an unclear createAndAnalyze answer, wait this long before looking "
+        "the photos up among the collection's products",
+    )
+    reconcile_margin_seconds: float = Field(
+        300.0, ge=0, description="look for products created this long before the request"
+    )
+    reconcile_webhook_wait_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="when the photos were found and webhooks are configured, wait this long "
+        "for the analysis' webhook before analysing the products again",
+    )
+    reconcile_analyze: bool = Field(
+        True,
+        description="analyse found products with POST /products/analyze (may analyse them "
+        "twice); false: ask the user instead",
+    )
+    rate_limit_deadline_seconds: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="a submission Resell Scan keeps refusing with 429 waits this long",
     )
     image_delivery: ImageDelivery = Field(ImageDelivery.AUTO, description="auto, url or base64")
     image_base64_field: Base64Field = Field(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +58,3 @@ def to_jpeg(data: bytes) -> bytes:
         out = io.BytesIO()
         rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
     return out.getvalue()
-
-
-def upload_name(file_name: str, converted: bool) -> str:
-    """The file name sent with an image: a converted image gets the `.jpg` extension."""
-    if not converted:
-        return file_name
-    stem, _ = os.path.splitext(file_name)
-    return f"{stem}.jpg"

@@ -248,6 +248,12 @@ async def _analyze(
             break
         await asyncio.sleep(poll_every)
     status = BatchStatus.read(status_raw)
+    notes = []
+    if not status.finished:
+        notes.append(
+            "if the status never says finished, completion comes only by webhook: set it up "
+            "(README, Real setup, step 7)"
+        )
     findings.append(
         Finding(
             "GET /products/analyze/{id}",
@@ -256,6 +262,7 @@ async def _analyze(
             status.readable,
             ("finished" if status.finished else f"not finished after {poll_timeout:.0f} s")
             + f" (status read as {status.status!r})",
+            notes=notes,
         )
     )
     print_finding(findings[-1], out)

@@ -35,8 +35,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import reconcile
 from bot.config import Settings
-from bot.images import is_heic, to_jpeg, upload_name
+from bot.images import is_heic, to_jpeg
 from bot.intake import Catalog, coerce_fields, example_caption
 from bot.media import MediaSigner
 from bot.metrics import Metrics
@@ -56,6 +57,7 @@ from bot.resellscan import (
     RateLimited,
     ResellScanClient,
     ResellScanError,
+    ServerError,
     TransportError,
     ValidationFailed,
     image_from_bytes,
@@ -73,6 +75,9 @@ log = logging.getLogger(__name__)
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 MAX_NOTIFY_BACKOFF = 300.0
+# How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
+# before the user is asked; a refusal (403, 401) asks at once.
+LOOKUP_BUDGET_SECONDS = 900.0
 # Status answers in a row that cannot be read before the chat is told (never the deadline).
 MAX_UNREADABLE = 3
 
@@ -105,6 +110,27 @@ def humane(detail: str) -> str:
     text = _REQUEST_PATH.sub(replace, detail)
     text = re.sub(r"^\s*[:.]\s*", "", text)
     return re.sub(r"\s+", " ", text).strip() or detail
+
+
+def ambiguity(exc: ResellScanError) -> dict[str, Any]:
+    """What happened to a request whose answer was lost, for the user (truthfully)."""
+    cause = exc.cause if isinstance(exc, AmbiguousWrite) and exc.cause is not None else exc
+    if isinstance(cause, APIError):
+        return {"cause": "server_error", "status": cause.status}
+    if isinstance(cause, ProtocolError):
+        return {"cause": "unreadable"}
+    if "timed out" in str(cause).lower():
+        return {"cause": "timeout"}
+    return {"cause": "dropped"}
+
+
+def lookup_problem(exc: ResellScanError) -> dict[str, Any]:
+    """Why looking our photos up failed, for the user."""
+    if isinstance(exc, PermissionDenied):
+        return {"code": "permission", "resource": exc.resource}
+    if isinstance(exc, AuthError):
+        return {"code": "auth"}
+    return {"code": "unreachable", "error": type(exc).__name__}
 
 
 def photo_problem(exc: TelegramError) -> str:
@@ -219,7 +245,8 @@ class Tracker:
     # Lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> dict[str, int]:
-        counts = await self.store.recover(self.clock())
+        now = self.clock()
+        counts = await self.store.recover(now, now + self.settings.reconcile_settle_seconds)
         if any(counts.values()):
             log.info("resuming open submissions: %s", counts)
         self._stopping = False
@@ -295,6 +322,8 @@ class Tracker:
             await self.process(sub)
         elif sub.state is State.SUBMITTED:
             await self.poll(sub)
+        elif sub.state is State.RECONCILING:
+            await self.reconcile(sub)
         elif sub.state in MESSAGE_STATES:
             await self.notify(sub.id)
         else:  # submitting is only due after a crash, and recover() already moved it
@@ -305,6 +334,10 @@ class Tracker:
     async def process(self, sub: Submission) -> None:
         now = self.clock()
         ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        if sub.collecting:
+            # A /batch at its deadline: close it before reading its photos, so a photo that
+            # comes now starts the next batch instead of joining one that is being sent.
+            await self.store.stop_collecting(sub.id, now)
         photos = await self.store.photos(sub.id)
         if not sub.collection_id:
             ref = sub.collection_ref
@@ -365,8 +398,10 @@ class Tracker:
             return await self.notify(sub.id)
         try:
             window = self.request_window(sub)
+            names = reconcile.file_names(sub, groups)
             products = [
-                NewProduct(await self._images(sub, group, window), values) for group in groups
+                NewProduct(await self._images(sub, group, group_names, window), values)
+                for group, group_names in zip(groups, names, strict=True)
             ]
         except TelegramError as exc:
             if isinstance(exc, BadRequest) or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
@@ -391,14 +426,13 @@ class Tracker:
         return request_window(sub.created_at, self.clock(), self.settings.media_url_ttl_seconds)
 
     async def _images(
-        self, sub: Submission, photos: list[Photo], window: int
+        self, sub: Submission, photos: list[Photo], names: list[str], window: int
     ) -> list[dict[str, Any]]:
+        """The image entries of one product. Each `fileName` is unique to the submission
+        (reconcile.upload_file_name), so an ambiguous upload can be looked up later."""
         images = []
         expires = int(sub.created_at + self.settings.media_url_ttl_seconds * window)
-        for photo in photos:
-            ext = {"image/png": "png", "image/webp": "webp"}.get(photo.mime_type or "", "jpg")
-            name = photo.file_name or f"telegram-{photo.chat_id}-{photo.message_id}.{ext}"
-            name = upload_name(name, is_heic(photo.mime_type, photo.file_name))
+        for photo, name in zip(photos, names, strict=True):
             if self.media is not None and self.settings.uses_image_urls:
                 images.append(
                     image_from_url(
@@ -446,14 +480,26 @@ class Tracker:
                 products,
                 idempotency_key=idempotency_key,
             )
-        except (ConnectionFailed, RateLimited) as exc:
+        except RateLimited as exc:
+            # A refusal, not an outage: wait as Resell Scan says, within a long deadline.
+            since = sub.rate_limited_since or now
+            if self.clock() - since > self.settings.rate_limit_deadline_seconds:
+                hours = max(1, round(self.settings.rate_limit_deadline_seconds / 3600))
+                await self.store.fail(sub.id, Problem("api_rate_limited", {"hours": hours}), now)
+                return await self.notify(sub.id)
+            wait = exc.retry_after or self._backoff(sub.attempts)
+            await self.store.submit_retry(
+                sub.id, str(exc)[:300], self.clock() + wait, self.clock(), rate_limited=True
+            )
+            log.warning("rate limited, queued for %.0fs", wait, extra=ctx)
+            return None
+        except ConnectionFailed as exc:
             # Provably not processed: safe to try again later, within a bound.
             if sub.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
                 problem = Problem("api_unreachable", {"attempts": sub.attempts + 1})
                 await self.store.fail(sub.id, problem, self.clock())
                 return await self.notify(sub.id)
-            wait = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else None
-            retry_at = self.clock() + (wait or self._backoff(sub.attempts))
+            retry_at = self.clock() + self._backoff(sub.attempts)
             await self.store.submit_retry(sub.id, str(exc)[:300], retry_at, self.clock())
             log.warning("submit deferred: %s", exc, extra=ctx)
             return None
@@ -462,10 +508,18 @@ class Tracker:
             await self.store.reject(sub.id, Problem("request_invalid"), self.clock())
             return await self.notify(sub.id)
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
-            # It may have been processed: never resend silently (no documented idempotency).
-            await self.store.mark_uncertain(sub.id, str(exc)[:300], self.clock())
-            log.warning("submission uncertain: %s", exc, extra=ctx)
-            return await self.notify(sub.id)
+            # It may have been processed: never resend blindly (no documented idempotency);
+            # look our file names up after a settle delay instead (reconcile()).
+            cause = ambiguity(exc)
+            await self.store.mark_reconciling(
+                sub.id,
+                str(exc)[:300],
+                self.clock() + self.settings.reconcile_settle_seconds,
+                self.clock(),
+                cause=Problem("ambiguous", cause),
+            )
+            log.warning("answer lost (%s): reconciling", cause["cause"], extra=ctx)
+            return None
         except APIError as exc:
             await self.store.reject(sub.id, self._api_problem(exc), self.clock())
             log.info("submission rejected by Resell Scan: %s", exc, extra=ctx)
@@ -475,19 +529,130 @@ class Tracker:
             sub.id, started.batch_id, self.clock() + poll_delay(0, self.settings), self.clock()
         )
         log.info("submitted", extra=ctx)
-        fresh = await self.store.get(sub.id)
+        await self._tracking(sub.id, len(products), completed)
+        return None
+
+    async def _tracking(self, sub_id: int, products: int, completed: bool) -> None:
+        """A batch is known: say it is being analysed (or answer at once if it is done)."""
+        ctx = {"submission_id": sub_id}
+        fresh = await self.store.get(sub_id)
         if fresh is not None and fresh.progress_message_id is None:
             try:
                 message = await self.send(
                     fresh,
-                    Outgoing(render.analysing_text(fresh.language, fresh, len(products), None)),
+                    Outgoing(render.analysing_text(fresh.language, fresh, products, None)),
                 )
-                await self.store.set_progress_message(sub.id, message.message_id)
+                await self.store.set_progress_message(sub_id, message.message_id)
             except TelegramError as exc:
                 log.warning("analysing message not sent: %s", exc, extra=ctx)
         if completed:
-            await self.notify(sub.id)
+            await self.notify(sub_id)
+
+    # Reconciling: an answer was lost --------------------------------------------------------
+
+    async def reconcile(self, sub: Submission) -> None:
+        """Find out whether the lost createAndAnalyze took effect (see bot/reconcile.py)."""
+        now = self.clock()
+        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        assert sub.collection_id is not None
+        if sub.product_ids:  # found earlier; the webhook we waited for did not come
+            return await self._analyze_found(sub)
+        groups = products_of(await self.store.photos(sub.id))
+        settings = self.settings
+        try:
+            found = await reconcile.find_products(
+                self.client,
+                sub.collection_id,
+                reconcile.file_names(sub, groups),
+                reconcile.file_name_prefix(sub),
+                (sub.requested_at or sub.created_at) - settings.reconcile_margin_seconds,
+            )
+        except ResellScanError as exc:
+            since = sub.requested_at or sub.created_at
+            transient = isinstance(exc, TransportError | RateLimited | ServerError)
+            if transient and now - since < LOOKUP_BUDGET_SECONDS:
+                log.info("reconcile lookup failed (%s); trying again", exc, extra=ctx)
+                wait = exc.retry_after if isinstance(exc, RateLimited) else None
+                await self.store.defer(sub.id, now + (wait or self._backoff(2)), str(exc)[:300])
+                return None
+            log.warning("reconcile lookup failed: %s", exc, extra=ctx)
+            return await self._ask(sub, lookup=lookup_problem(exc))
+        if not found.product_ids:
+            if sub.reconcile_checks < 1:  # Resell Scan may still be creating them
+                await self.store.reconcile_again(
+                    sub.id, now + settings.reconcile_settle_seconds, now
+                )
+                return None
+            if sub.attempts >= MAX_SUBMIT_ATTEMPTS:
+                problem = Problem("api_unreachable", {"attempts": sub.attempts})
+                await self.store.fail(sub.id, problem, now)
+                return await self.notify(sub.id)
+            log.info("not created: sending again (same key)", extra=ctx)
+            await self.store.reconcile_resend(sub.id, now)
+            self.wake()
+            return None
+        log.info(
+            "found %d of %d products: the upload took effect",
+            len(found.product_ids),
+            found.products_expected,
+            extra=ctx,
+        )
+        wait = settings.reconcile_webhook_wait_seconds if settings.webhooks_enabled else 0.0
+        outcome = await self.store.reconcile_found(
+            sub.id, found.product_ids, now + wait if wait > 0 else None, now
+        )
+        if outcome is not None:  # its completion webhook had come already
+            return await self.notify(sub.id)
+        if wait <= 0:
+            fresh = await self.store.get(sub.id)
+            if fresh is not None and fresh.state is State.RECONCILING:
+                return await self._analyze_found(fresh)
         return None
+
+    async def _analyze_found(self, sub: Submission) -> None:
+        """The products exist, but no batch id reached us: analyse exactly those products
+        (POST /products/analyze), never create them again. This may analyse them a second
+        time when the first analysis was in fact running (README: RECONCILE_ANALYZE)."""
+        now = self.clock()
+        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        assert sub.collection_id is not None
+        if not self.settings.reconcile_analyze:
+            return await self._ask(sub, found=len(sub.product_ids))
+        try:
+            started = await self.client.analyze_products(
+                sub.collection_id,
+                sub.product_ids,
+                idempotency_key=f"{sub.idempotency_key}.analyze",
+            )
+        except (ConnectionFailed, RateLimited) as exc:
+            wait = exc.retry_after if isinstance(exc, RateLimited) else None
+            await self.store.defer(sub.id, now + (wait or self._backoff(1)), str(exc)[:300])
+            return None
+        except (AmbiguousWrite, ProtocolError, TransportError) as exc:
+            # Asking again with the same key costs at most a second analysis, never products.
+            if sub.reconcile_checks >= MAX_SUBMIT_ATTEMPTS:
+                return await self._ask(sub, found=len(sub.product_ids), lookup=None)
+            await self.store.reconcile_again(sub.id, now + self._backoff(sub.reconcile_checks), now)
+            log.warning("analyze answer lost: %s", exc, extra=ctx)
+            return None
+        except ResellScanError as exc:
+            return await self._ask(sub, found=len(sub.product_ids), lookup=lookup_problem(exc))
+        completed = await self.store.attach_batch(
+            sub.id, started.batch_id, now + poll_delay(0, self.settings), now
+        )
+        log.info("analysing the found products", extra={**ctx, "batch_id": started.batch_id})
+        await self._tracking(sub.id, len(sub.product_ids), completed)
+        return None
+
+    async def _ask(
+        self, sub: Submission, *, lookup: dict[str, Any] | None = None, found: int = 0
+    ) -> None:
+        """The bot cannot find out: the user decides, told what was and was not found."""
+        params: dict[str, Any] = dict(sub.problem.params) if sub.problem else {}
+        params.setdefault("cause", "interrupted")
+        params.update(found=found, lookup=lookup or {})
+        await self.store.ask_user(sub.id, Problem("uncertain_ask", params), self.clock())
+        await self.notify(sub.id)
 
     @staticmethod
     def _api_problem(exc: APIError) -> Problem:
@@ -757,15 +922,16 @@ class Tracker:
                 )
             return parts
         if sub.state is State.UNCERTAIN:
-            button = InlineKeyboardButton(
-                t(lang, "resubmit_button"),
-                callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
-            )
-            return [
-                Outgoing(
-                    t(lang, "uncertain", sender=sub.user_name), InlineKeyboardMarkup([[button]])
+            markup = None
+            if not (sub.problem and sub.problem.params.get("found")):
+                # Sending again cannot duplicate what was not found; found products are not
+                # re-created (the user starts their analysis in the dashboard).
+                button = InlineKeyboardButton(
+                    t(lang, "resubmit_button"),
+                    callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
                 )
-            ]
+                markup = InlineKeyboardMarkup([[button]])
+            return [Outgoing(render.uncertain_text(lang, sub), markup)]
         if sub.state is State.EXPIRED:
             minutes = int(self.settings.poll_deadline_seconds // 60) or 1
             return [

@@ -10,7 +10,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from telegram import Bot, Update
+from telegram import Bot
 from telegram.error import TelegramError
 
 from bot.config import Settings
@@ -30,6 +30,7 @@ from bot.media import MediaSigner
 from bot.metrics import Metrics
 from bot.resellscan.read import shape
 from bot.resellscan.webhooks import EVENT_COMPLETED, PayloadError, SignatureError, verify
+from bot.telegram.inbox import UpdateInbox
 from bot.tracker import Tracker, counts_of
 from storage import Counts, State, Store
 
@@ -113,7 +114,7 @@ def build_web_app(
     bot: Bot,
     health: Health,
     http: httpx.AsyncClient,
-    enqueue_update: Callable[[Update], Awaitable[None]] | None = None,
+    inbox: UpdateInbox | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     secrets = list(settings.resell_scan_webhook_secrets)
@@ -158,6 +159,7 @@ def build_web_app(
                 results=event.data if event is not None else verified.payload,
                 counts=counts_of(batch) if batch is not None else Counts(),
                 now=clock(),
+                product_ids=batch.product_ids() if batch is not None else (),
             )
         except Exception:
             log.exception("webhook %s could not be stored", event_id)
@@ -171,7 +173,7 @@ def build_web_app(
             log.warning("webhook %s for unknown batch (kept)", event_id, extra=extra)
         else:
             log.info("webhook %s: %s (%s)", event_id, outcome.kind, verified.variant, extra=extra)
-        if outcome.kind == "applied":
+        if outcome.kind in ("applied", "attached"):
             tracker.wake()
         return JSONResponse({"ok": True, "result": outcome.kind})
 
@@ -237,20 +239,27 @@ def build_web_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def telegram_webhook(request: Request) -> Response:
+        """Telegram's webhook POST: the update is committed to the inbox before the 200 (a
+        200 tells Telegram it is delivered; it will never send it again)."""
         expected = settings.telegram_webhook_secret.get_secret_value().encode()
         given = request.headers.get("x-telegram-bot-api-secret-token", "").encode(
             "utf-8", "replace"
         )
-        if enqueue_update is None or not hmac.compare_digest(given, expected):
+        if inbox is None or not hmac.compare_digest(given, expected):
             return Response(status_code=403)
         try:
-            raw = await read_limited(request, settings.webhook_max_body_bytes)
-            update = Update.de_json(json.loads(raw), bot)
+            payload = json.loads(await read_limited(request, settings.webhook_max_body_bytes))
         except BodyTooLarge:
             return Response(status_code=413)
-        except (ValueError, TypeError, KeyError):
+        except ValueError:
             return Response(status_code=400)
-        await enqueue_update(update)
+        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+            return Response(status_code=400)
+        try:
+            await inbox.store([payload])
+        except Exception:
+            log.exception("update %s could not be stored", payload.get("update_id"))
+            return Response(status_code=503)  # Telegram retries it
         return Response(status_code=200)
 
     routes = [
@@ -259,6 +268,6 @@ def build_web_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    if enqueue_update is not None:
+    if inbox is not None:
         routes.append(Route(TELEGRAM_PATH, telegram_webhook, methods=["POST"]))
     return Starlette(routes=routes)

@@ -4,6 +4,7 @@
 """
 
 from storage.db import Database, Migration, StorageError
+from storage.inbox import Inbox, InboxUpdate, NewUpdate
 from storage.models import (
     MESSAGE_STATES,
     OPEN_STATES,
@@ -26,8 +27,11 @@ __all__ = [
     "ChatSettings",
     "Counts",
     "Database",
+    "Inbox",
+    "InboxUpdate",
     "Migration",
     "NewPhoto",
+    "NewUpdate",
     "Photo",
     "Problem",
     "State",

@@ -39,6 +39,9 @@ class Migration:
     version: int
     description: str
     statements: Sequence[str]
+    # A table rebuild (new table, copy, drop, rename): foreign key enforcement must be off,
+    # and since that pragma is a no-op inside a transaction, it is switched outside of it.
+    rebuild: bool = False
 
 
 class Database:
@@ -118,10 +121,7 @@ class Database:
             if migration.version <= current:
                 continue
             try:
-                async with self.transaction() as tx:
-                    for statement in migration.statements:
-                        await tx.execute(statement)
-                    await tx.execute(f"PRAGMA user_version = {int(migration.version)}")
+                await self._apply(migration)
             except sqlite3.Error as exc:
                 raise StorageError(
                     f"migration {migration.version} ({migration.description}) failed: {exc}"
@@ -131,6 +131,29 @@ class Database:
             )
             current = migration.version
         return current
+
+    async def _apply(self, migration: Migration) -> None:
+        """One migration and its user_version bump in one transaction. A rebuild follows
+        SQLite's procedure (sqlite.org/lang_altertable.html#otheralter): foreign keys off
+        outside the transaction, the statements, `PRAGMA foreign_key_check` (any violation
+        rolls everything back), commit, foreign keys on again."""
+        if migration.rebuild:
+            await self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            async with self.transaction() as tx:
+                for statement in migration.statements:
+                    await tx.execute(statement)
+                if migration.rebuild:
+                    broken = await tx.all("PRAGMA foreign_key_check")
+                    if broken:
+                        raise sqlite3.IntegrityError(
+                            f"foreign key check failed after rebuild: {len(broken)} row(s),"
+                            f" first in table {broken[0][0]}"
+                        )
+                await tx.execute(f"PRAGMA user_version = {int(migration.version)}")
+        finally:
+            if migration.rebuild:
+                await self._conn.execute("PRAGMA foreign_keys = ON")
 
     async def integrity_check(self) -> str:
         async with self.reading() as tx:

@@ -1,21 +1,25 @@
-"""Schema versions, applied in order by Database.migrate (PRAGMA user_version)."""
+"""Schema versions, applied in order by Database.migrate (PRAGMA user_version).
+
+Every migration is literal SQL, frozen once released: a migration computed from live code (the
+state enum, say) would silently change an old schema when the code changes. A change SQLite's
+ALTER TABLE cannot make (a CHECK constraint, a column's type) is a `rebuild` migration, applied
+with SQLite's table-rebuild procedure (see `Database.migrate`).
+"""
 
 from __future__ import annotations
 
 from storage.db import Migration
 
-STATES = (
-    "received",
-    "submitting",
-    "submitted",
-    "completed",
-    "notified",
-    "rejected",
-    "failed",
-    "expired",
-    "uncertain",
+# The columns of `submissions` as of version 4, in order (copied by the version 5 rebuild).
+_SUBMISSION_COLUMNS_V4 = (
+    "id, chat_id, thread_id, message_id, user_id, user_name, media_group_id, collection_ref,"
+    " collection_id, collection_name, manual_fields, caption_seen, remove_background, language,"
+    " idempotency_key, state, batch_id, attempts, next_action_at, gather_deadline, problem,"
+    " last_error, created_at, updated_at, submitted_at, raw_status, total_products,"
+    " successful_products, failed_products, progress, results, progress_message_id,"
+    " progress_shown, progress_edited_at, poll_count, completed_at, completed_by,"
+    " notify_claimed_at, notified_at, notify_attempts, parts_sent, collecting, unreadable_count"
 )
-_STATE_CHECK = ", ".join(f"'{s}'" for s in STATES)
 
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -34,7 +38,7 @@ MIGRATIONS: list[Migration] = [
                 updated_at REAL NOT NULL
             )
             """,
-            f"""
+            """
             CREATE TABLE submissions (
                 id INTEGER PRIMARY KEY,
                 chat_id INTEGER NOT NULL,
@@ -46,12 +50,13 @@ MIGRATIONS: list[Migration] = [
                 collection_ref TEXT,
                 collection_id TEXT,
                 collection_name TEXT,
-                manual_fields TEXT NOT NULL DEFAULT '{{}}',
+                manual_fields TEXT NOT NULL DEFAULT '{}',
                 caption_seen INTEGER NOT NULL DEFAULT 0,
                 remove_background INTEGER NOT NULL DEFAULT 0,
                 language TEXT NOT NULL DEFAULT 'en',
                 idempotency_key TEXT NOT NULL UNIQUE,
-                state TEXT NOT NULL CHECK (state IN ({_STATE_CHECK})),
+                state TEXT NOT NULL CHECK (state IN ('received', 'submitting', 'submitted',
+                    'completed', 'notified', 'rejected', 'failed', 'expired', 'uncertain')),
                 batch_id TEXT UNIQUE,
                 attempts INTEGER NOT NULL DEFAULT 0,
                 next_action_at REAL,
@@ -157,5 +162,95 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE webhook_events ADD COLUMN summary TEXT",
             "ALTER TABLE submissions ADD COLUMN unreadable_count INTEGER NOT NULL DEFAULT 0",
         ],
+    ),
+    Migration(
+        5,
+        "state 'reconciling'; request time, product ids and lookups of ambiguous uploads;"
+        " the durable Telegram update inbox",
+        [
+            """
+            CREATE TABLE submissions_new (
+                id INTEGER PRIMARY KEY,
+                chat_id INTEGER NOT NULL,
+                thread_id INTEGER,
+                message_id INTEGER NOT NULL,
+                user_id INTEGER NOT NULL,
+                user_name TEXT NOT NULL,
+                media_group_id TEXT,
+                collection_ref TEXT,
+                collection_id TEXT,
+                collection_name TEXT,
+                manual_fields TEXT NOT NULL DEFAULT '{}',
+                caption_seen INTEGER NOT NULL DEFAULT 0,
+                remove_background INTEGER NOT NULL DEFAULT 0,
+                language TEXT NOT NULL DEFAULT 'en',
+                idempotency_key TEXT NOT NULL UNIQUE,
+                state TEXT NOT NULL CHECK (state IN ('received', 'submitting', 'submitted',
+                    'completed', 'notified', 'rejected', 'failed', 'expired', 'uncertain',
+                    'reconciling')),
+                batch_id TEXT UNIQUE,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_action_at REAL,
+                gather_deadline REAL,
+                problem TEXT,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                submitted_at REAL,
+                raw_status TEXT,
+                total_products INTEGER,
+                successful_products INTEGER,
+                failed_products INTEGER,
+                progress REAL,
+                results TEXT,
+                progress_message_id INTEGER,
+                progress_shown REAL,
+                progress_edited_at REAL,
+                poll_count INTEGER NOT NULL DEFAULT 0,
+                completed_at REAL,
+                completed_by TEXT,
+                notify_claimed_at REAL,
+                notified_at REAL,
+                notify_attempts INTEGER NOT NULL DEFAULT 0,
+                parts_sent INTEGER NOT NULL DEFAULT 0,
+                collecting INTEGER NOT NULL DEFAULT 0,
+                unreadable_count INTEGER NOT NULL DEFAULT 0,
+                requested_at REAL,
+                reconcile_checks INTEGER NOT NULL DEFAULT 0,
+                reconcile_until REAL,
+                product_ids TEXT,
+                rate_limited_since REAL,
+                batch_closed_at REAL
+            )
+            """,
+            f"INSERT INTO submissions_new ({_SUBMISSION_COLUMNS_V4})"  # noqa: S608 (literal)
+            f" SELECT {_SUBMISSION_COLUMNS_V4} FROM submissions",
+            "DROP TABLE submissions",
+            "ALTER TABLE submissions_new RENAME TO submissions",
+            "CREATE UNIQUE INDEX submissions_album ON submissions (chat_id, media_group_id)"
+            " WHERE media_group_id IS NOT NULL",
+            "CREATE INDEX submissions_due ON submissions (next_action_at)"
+            " WHERE next_action_at IS NOT NULL",
+            "CREATE INDEX submissions_chat ON submissions (chat_id, state)",
+            "CREATE INDEX submissions_collecting ON submissions (chat_id, user_id)"
+            " WHERE collecting = 1",
+            "CREATE INDEX submissions_reconciling ON submissions (state)"
+            " WHERE state = 'reconciling'",
+            """
+            CREATE TABLE inbox (
+                id INTEGER PRIMARY KEY,
+                update_id INTEGER NOT NULL UNIQUE,
+                chat_id INTEGER,
+                payload TEXT NOT NULL,
+                received_at REAL NOT NULL,
+                done_at REAL
+            )
+            """,
+            "CREATE INDEX inbox_pending ON inbox (id) WHERE done_at IS NULL",
+            "CREATE INDEX inbox_done ON inbox (done_at) WHERE done_at IS NOT NULL",
+            "DROP TABLE telegram_updates",
+            "ALTER TABLE webhook_events ADD COLUMN product_ids TEXT",
+        ],
+        rebuild=True,
     ),
 ]

@@ -19,9 +19,12 @@ class State(enum.StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     UNCERTAIN = "uncertain"
+    RECONCILING = "reconciling"  # the answer to createAndAnalyze was lost: finding out
 
 
-OPEN_STATES = frozenset({State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED})
+OPEN_STATES = frozenset(
+    {State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.RECONCILING}
+)
 # States whose arrival owes the chat a message (sent once through the notification claim).
 MESSAGE_STATES = frozenset(
     {State.COMPLETED, State.REJECTED, State.FAILED, State.EXPIRED, State.UNCERTAIN}
@@ -134,6 +137,12 @@ class Submission:
     parts_sent: int
     collecting: bool = False
     unreadable_count: int = 0  # consecutive status answers that could not be read
+    requested_at: float | None = None  # when createAndAnalyze was last sent
+    reconcile_checks: int = 0  # lookups of our file names after an ambiguous answer
+    reconcile_until: float | None = None  # wait for a webhook this long, then analyse
+    product_ids: list[str] = field(default_factory=list)  # found by reconciling
+    rate_limited_since: float | None = None  # refused with 429 since then, still waiting
+    batch_closed_at: float | None = None  # a /batch stopped collecting (on /done or deadline)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:
@@ -145,6 +154,7 @@ class Submission:
         data["caption_seen"] = bool(data["caption_seen"])
         data["remove_background"] = bool(data["remove_background"])
         data["collecting"] = bool(data.get("collecting", 0))
+        data["product_ids"] = json.loads(data.get("product_ids") or "[]")
         return cls(**data)
 
     @property

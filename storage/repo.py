@@ -12,6 +12,7 @@ import asyncio
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +31,20 @@ from storage.models import (
 
 R, SI, SD, C, N = State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.NOTIFIED
 RJ, F, E, U = State.REJECTED, State.FAILED, State.EXPIRED, State.UNCERTAIN
+RC = State.RECONCILING
 
 # name: (states it may start from, state it ends in). The whole state machine in one table.
 TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
     "begin_submit": (frozenset({R}), SI),
     "submit_retry": (frozenset({SI}), R),
     "mark_submitted": (frozenset({SI}), SD),
-    "mark_uncertain": (frozenset({SI}), U),
+    "reconcile": (frozenset({SI}), RC),  # the answer was lost: look our photos up
+    "reconcile_resend": (frozenset({RC}), R),  # not there: the request never took effect
+    "attach": (frozenset({RC}), SD),  # there: its batch is known (webhook) or started anew
+    "ask": (frozenset({RC}), U),  # the API cannot tell: the user decides, with the facts
     "reject": (frozenset({R, SI}), RJ),
     "complete": (frozenset({SD}), C),
-    "fail": (frozenset({R, SI, SD}), F),
+    "fail": (frozenset({R, SI, SD, RC}), F),
     "expire": (frozenset({SD}), E),
     "resubmit": (frozenset({U}), R),
     "mark_notified": (frozenset({C}), N),
@@ -47,6 +52,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
 
 
 PHOTO_BATCH = 64  # photos per group-commit transaction
+LATE_BATCH_SECONDS = 20.0  # a photo this soon after a /batch closed starts the next one
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class AddResult:
     created: bool  # this photo opened a new submission
     duplicate: bool  # this exact message was stored before (redelivered update)
     late: bool  # an album member that arrived after its album was submitted
+    late_batch: bool = False  # came just after the user's /batch closed: opened the next one
 
 
 @dataclass(frozen=True)
@@ -191,17 +198,6 @@ class Store:
             row["collection_ref"], json.loads(row["manual_fields"]), row["expires_at"]
         )
 
-    # Telegram update ids -------------------------------------------------------------------
-
-    async def first_sight_of_update(self, update_id: int, now: float) -> bool:
-        """Record an update id; False when it was seen before (Telegram redelivered it)."""
-        async with self.db.transaction() as tx:
-            n = await tx.execute(
-                "INSERT INTO telegram_updates VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (update_id, now),
-            )
-        return n > 0
-
     # Intake --------------------------------------------------------------------------------
 
     async def add_photo(
@@ -279,12 +275,16 @@ class Store:
                 "SELECT * FROM submissions WHERE chat_id = ? AND media_group_id = ?",
                 (photo.chat_id, photo.media_group_id),
             )
+        late_batch = False
         if row is None and caption is None and problem is None:
             row = await tx.one(
                 "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
                 " AND state = ?",
                 (photo.chat_id, photo.user_id, R.value),
             )
+            if row is None:
+                row = await self._next_batch(tx, photo, now)
+                late_batch = row is not None
         created = row is None
         late = False
         if row is None:
@@ -374,7 +374,36 @@ class Store:
                 await self._move(
                     tx, sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
                 )
-        return AddResult(sub_id, created=created, duplicate=False, late=late)
+        return AddResult(sub_id, created=created, duplicate=False, late=late, late_batch=late_batch)
+
+    async def _next_batch(self, tx: Tx, photo: NewPhoto, now: float) -> Any:
+        """A photo just after this user's /batch stopped collecting (on /done or at its
+        deadline; phones upload late): it starts the next batch in the same collection with
+        the same fields, instead of being sent somewhere else or lost."""
+        closed = await tx.one(
+            "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ?"
+            " AND batch_closed_at > ? ORDER BY batch_closed_at DESC LIMIT 1",
+            (photo.chat_id, photo.user_id, now - LATE_BATCH_SECONDS),
+        )
+        if closed is None:  # (album members joined their album above)
+            return None
+        duration = max(60.0, float(closed["gather_deadline"] or now) - float(closed["created_at"]))
+        sub_id = await self._insert_batch(
+            tx,
+            chat_id=photo.chat_id,
+            thread_id=photo.thread_id,
+            message_id=photo.message_id,
+            user_id=photo.user_id,
+            user_name=photo.user_name,
+            collection_id=closed["collection_id"],
+            collection_name=closed["collection_name"],
+            manual_fields=json.loads(closed["manual_fields"] or "{}"),
+            language=closed["language"],
+            remove_background=bool(closed["remove_background"]),
+            deadline=now + duration,
+            now=now,
+        )
+        return await tx.one("SELECT * FROM submissions WHERE id = ?", (sub_id,))
 
     async def open_batch(
         self,
@@ -396,38 +425,82 @@ class Store:
         album or single photo is one product). An earlier open batch is closed and sent."""
         async with self.db.transaction() as tx:
             await tx.execute(
-                "UPDATE submissions SET collecting = 0, next_action_at = ? WHERE chat_id = ?"
-                " AND user_id = ? AND collecting = 1 AND state = ?",
-                (now, chat_id, user_id, R.value),
+                "UPDATE submissions SET collecting = 0, batch_closed_at = ?, next_action_at = ?"
+                " WHERE chat_id = ? AND user_id = ? AND collecting = 1 AND state = ?",
+                (now, now, chat_id, user_id, R.value),
             )
-            sub_id = await tx.insert(
-                "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
-                " collection_ref, collection_id, collection_name, manual_fields, caption_seen,"
-                " remove_background, language, idempotency_key, state, next_action_at,"
-                " gather_deadline, created_at, updated_at, collecting)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (
-                    chat_id,
-                    thread_id,
-                    message_id,
-                    user_id,
-                    user_name,
-                    collection_id,
-                    collection_id,
-                    collection_name,
-                    json.dumps(manual_fields),
-                    int(remove_background),
-                    language,
-                    str(uuid.uuid4()),
-                    R.value,
-                    deadline,
-                    deadline,
-                    now,
-                    now,
-                ),
+            return await self._insert_batch(
+                tx,
+                chat_id=chat_id,
+                thread_id=thread_id,
+                message_id=message_id,
+                user_id=user_id,
+                user_name=user_name,
+                collection_id=collection_id,
+                collection_name=collection_name,
+                manual_fields=manual_fields,
+                language=language,
+                remove_background=remove_background,
+                deadline=deadline,
+                now=now,
             )
+
+    @staticmethod
+    async def _insert_batch(
+        tx: Tx,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        message_id: int,
+        user_id: int,
+        user_name: str,
+        collection_id: str,
+        collection_name: str,
+        manual_fields: dict[str, Any],
+        language: str,
+        remove_background: bool,
+        deadline: float,
+        now: float,
+    ) -> int:
+        sub_id = await tx.insert(
+            "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
+            " collection_ref, collection_id, collection_name, manual_fields, caption_seen,"
+            " remove_background, language, idempotency_key, state, next_action_at,"
+            " gather_deadline, created_at, updated_at, collecting)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                chat_id,
+                thread_id,
+                message_id,
+                user_id,
+                user_name,
+                collection_id,
+                collection_id,
+                collection_name,
+                json.dumps(manual_fields),
+                int(remove_background),
+                language,
+                str(uuid.uuid4()),
+                R.value,
+                deadline,
+                deadline,
+                now,
+                now,
+            ),
+        )
         assert sub_id is not None
         return sub_id
+
+    async def stop_collecting(self, sub_id: int, now: float) -> bool:
+        """A /batch reached its deadline: no photo joins it any more (one that comes now
+        starts the next batch), before its photos are read for sending."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET collecting = 0, batch_closed_at = ? WHERE id = ?"
+                " AND collecting = 1",
+                (now, sub_id),
+            )
+        return n == 1
 
     async def close_batch(self, chat_id: int, user_id: int, now: float) -> Submission | None:
         """/done: the open batch becomes due now. None when there is none (or it is empty)."""
@@ -450,9 +523,9 @@ class Store:
                 )
                 return None
             await tx.execute(
-                "UPDATE submissions SET collecting = 0, next_action_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (now, now, row["id"]),
+                "UPDATE submissions SET collecting = 0, batch_closed_at = ?, next_action_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                (now, now, now, row["id"]),
             )
         return Submission.from_row(row)
 
@@ -506,6 +579,21 @@ class Store:
         )
         return n == 1
 
+    @staticmethod
+    async def _move_all(tx: Tx, name: str, now: float, **values: Any) -> int:
+        """The transition `name` for every submission in one of its source states."""
+        sources, target = TRANSITIONS[name]
+        sets = "".join(
+            f", {k} = {v}" if isinstance(v, _raw) else f", {k} = ?" for k, v in values.items()
+        )
+        bound = [v for v in values.values() if not isinstance(v, _raw)]
+        marks = ", ".join("?" for _ in sources)
+        return await tx.execute(
+            f"UPDATE submissions SET state = ?, updated_at = ?{sets}"  # noqa: S608 (column names are ours)
+            f" WHERE state IN ({marks})",
+            (target.value, now, *bound, *(s.value for s in sources)),
+        )
+
     async def transition(self, sub_id: int, name: str, now: float, **values: Any) -> bool:
         async with self.db.transaction() as tx:
             return await self._move(tx, sub_id, name, now, **values)
@@ -520,17 +608,114 @@ class Store:
                 attempts=_raw("attempts + 1"),
                 next_action_at=None,
                 collecting=0,
+                requested_at=now,  # stored before the POST: reconciling looks from here
             )
 
-    async def submit_retry(self, sub_id: int, error: str, retry_at: float, now: float) -> bool:
-        """The request provably never reached Resell Scan: back to received, due later."""
+    async def submit_retry(
+        self, sub_id: int, error: str, retry_at: float, now: float, *, rate_limited: bool = False
+    ) -> bool:
+        """The request provably never reached Resell Scan: back to received, due later. A
+        429 is a refusal, not a failure: it does not count as an attempt, and the time the
+        refusals began is kept (the submission waits within a long deadline)."""
+        if rate_limited:
+            return await self.transition(
+                sub_id,
+                "submit_retry",
+                now,
+                last_error=error,
+                next_action_at=retry_at,
+                attempts=_raw("MAX(0, attempts - 1)"),
+                rate_limited_since=_raw(f"COALESCE(rate_limited_since, {float(now)!r})"),
+            )
         return await self.transition(
-            sub_id, "submit_retry", now, last_error=error, next_action_at=retry_at
+            sub_id,
+            "submit_retry",
+            now,
+            last_error=error,
+            next_action_at=retry_at,
+            rate_limited_since=None,
         )
 
-    async def mark_uncertain(self, sub_id: int, error: str, now: float) -> bool:
+    async def mark_reconciling(
+        self, sub_id: int, error: str, check_at: float, now: float, *, cause: Problem
+    ) -> bool:
+        """createAndAnalyze may or may not have taken effect: look our photos up at
+        `check_at` (after a settle delay) instead of asking the user. `cause` says what
+        happened to the request, in case the user must be told after all."""
         return await self.transition(
-            sub_id, "mark_uncertain", now, last_error=error, next_action_at=now
+            sub_id,
+            "reconcile",
+            now,
+            last_error=error,
+            problem=cause.dumps(),
+            next_action_at=check_at,
+            reconcile_checks=0,
+            reconcile_until=None,
+            product_ids=None,
+        )
+
+    async def reconcile_again(self, sub_id: int, check_at: float, now: float) -> bool:
+        """Not found yet: one more look at `check_at`."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET reconcile_checks = reconcile_checks + 1,"
+                " next_action_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (check_at, now, sub_id, RC.value),
+            )
+        return n == 1
+
+    async def reconcile_resend(self, sub_id: int, now: float) -> bool:
+        """Not there after the settle delay and a re-check: the request never took effect."""
+        return await self.transition(
+            sub_id, "reconcile_resend", now, next_action_at=now, product_ids=None
+        )
+
+    async def reconcile_found(
+        self, sub_id: int, product_ids: list[str], wait_until: float | None, now: float
+    ) -> WebhookOutcome | None:
+        """Our photos exist as these products: the analysis was started with them. Remember
+        them; if a completion webhook for them already came (for a batch we did not know),
+        attach it now. Otherwise wait for one until `wait_until` (None: do not wait)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET product_ids = ?, reconcile_until = ?, next_action_at = ?,"
+                " updated_at = ? WHERE id = ? AND state = ?",
+                (json.dumps(product_ids), wait_until, wait_until or now, now, sub_id, RC.value),
+            )
+            if n != 1:
+                return None
+            rows = await tx.all(
+                "SELECT event_id, batch_id, product_ids, results, summary FROM webhook_events"
+                " WHERE applied = 0 AND product_ids IS NOT NULL ORDER BY received_at"
+            )
+            for row in rows:
+                if set(json.loads(row["product_ids"])) & set(product_ids) and row["batch_id"]:
+                    return await self._attach_event(tx, sub_id, row, now)
+        return None
+
+    async def _attach_event(self, tx: Tx, sub_id: int, event: Any, now: float) -> WebhookOutcome:
+        """A completion for our products under a batch id we never got: adopt the batch id
+        and apply the completion, in the caller's transaction."""
+        await self._move(tx, sub_id, "attach", now, batch_id=event["batch_id"], submitted_at=now)
+        await tx.execute(
+            "UPDATE webhook_events SET applied = 1 WHERE event_id = ?", (event["event_id"],)
+        )
+        won = await self._complete(
+            tx, sub_id, Counts.loads(event["summary"]), event["results"], "webhook", now
+        )
+        return WebhookOutcome("attached" if won else "already_done", sub_id)
+
+    async def attach_batch(
+        self, sub_id: int, batch_id: str, next_poll_at: float, now: float
+    ) -> bool:
+        """The products found by reconciling are being analysed as `batch_id` (started with
+        POST /products/analyze): track it like any other batch."""
+        return await self._submitted(sub_id, "attach", batch_id, next_poll_at, now)
+
+    async def ask_user(self, sub_id: int, problem: Problem, now: float) -> bool:
+        """The lookup itself failed: the user decides, told what was and was not found."""
+        return await self.transition(
+            sub_id, "ask", now, problem=problem.dumps(), next_action_at=now
         )
 
     async def reject(self, sub_id: int, problem: Problem, now: float) -> bool:
@@ -565,16 +750,22 @@ class Store:
     ) -> bool:
         """Store the batch id. If a webhook for this batch arrived first, apply it now.
         Returns True when that made the submission completed at once."""
+        return await self._submitted(sub_id, "mark_submitted", batch_id, next_poll_at, now)
+
+    async def _submitted(
+        self, sub_id: int, transition: str, batch_id: str, next_poll_at: float, now: float
+    ) -> bool:
         async with self.db.transaction() as tx:
             moved = await self._move(
                 tx,
                 sub_id,
-                "mark_submitted",
+                transition,
                 now,
                 batch_id=batch_id,
                 submitted_at=now,
                 next_action_at=next_poll_at,
                 last_error=None,
+                rate_limited_since=None,
             )
             if not moved:
                 return False
@@ -687,6 +878,7 @@ class Store:
         results: Any,
         counts: Counts,
         now: float,
+        product_ids: Sequence[str] = (),
     ) -> WebhookOutcome:
         """Store the event (its raw body, whatever its shape) and apply its completion in one
         transaction.
@@ -697,14 +889,41 @@ class Store:
         async with self.db.transaction() as tx:
             inserted = await tx.execute(
                 "INSERT INTO webhook_events (event_id, event, batch_id, payload, received_at,"
-                " results, summary) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, event, batch_id, raw, now, json.dumps(results), counts.dumps()),
+                " results, summary, product_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (
+                    event_id,
+                    event,
+                    batch_id,
+                    raw,
+                    now,
+                    json.dumps(results),
+                    counts.dumps(),
+                    json.dumps(list(product_ids)) if product_ids else None,
+                ),
             )
             if not inserted:
                 return WebhookOutcome("duplicate")
             if batch_id is None:
                 return WebhookOutcome("unknown_batch")
             row = await tx.one("SELECT id FROM submissions WHERE batch_id = ?", (batch_id,))
+            if row is None and product_ids:
+                # A batch we never got the id of: ours if it carries the products we found
+                # while reconciling an ambiguous upload.
+                wanted = set(product_ids)
+                for candidate in await tx.all(
+                    "SELECT id, product_ids FROM submissions WHERE state = ?"
+                    " AND product_ids IS NOT NULL",
+                    (RC.value,),
+                ):
+                    if wanted & set(json.loads(candidate["product_ids"])):
+                        event_row = {
+                            "event_id": event_id,
+                            "batch_id": batch_id,
+                            "results": json.dumps(results),
+                            "summary": counts.dumps(),
+                        }
+                        return await self._attach_event(tx, candidate["id"], event_row, now)
             if row is None:
                 return WebhookOutcome("unknown_batch")
             await tx.execute(
@@ -807,16 +1026,20 @@ class Store:
             )
         return float(row[0]) if row and row[0] is not None else None
 
-    async def recover(self, now: float) -> dict[str, int]:
+    async def recover(self, now: float, reconcile_at: float) -> dict[str, int]:
         """At start: whatever was mid-send when the process died.
 
-        `submitting` becomes `uncertain` (createAndAnalyze may have been processed; the user
-        decides), and notification claims of the dead process are released."""
+        `submitting` becomes `reconciling` (createAndAnalyze may have been processed: the
+        bot looks its photos up at `reconcile_at`), and notification claims of the dead
+        process are released."""
         async with self.db.transaction() as tx:
-            uncertain = await tx.execute(
-                "UPDATE submissions SET state = ?, next_action_at = ?, updated_at = ?,"
-                " last_error = 'interrupted while sending to Resell Scan' WHERE state = ?",
-                (U.value, now, now, SI.value),
+            reconciling = await self._move_all(
+                tx,
+                "reconcile",
+                now,
+                last_error="interrupted while sending to Resell Scan",
+                next_action_at=reconcile_at,
+                reconcile_checks=0,
             )
             released = await tx.execute(
                 "UPDATE submissions SET notify_claimed_at = NULL, next_action_at = ?"
@@ -827,7 +1050,7 @@ class Store:
                 "SELECT state, COUNT(*) FROM submissions WHERE state IN (?, ?, ?) GROUP BY state",
                 (R.value, SD.value, C.value),
             )
-        out = {"uncertain": uncertain, "claims_released": released}
+        out = {"reconciling": reconciling, "claims_released": released}
         out.update({row[0]: row[1] for row in counts})
         return out
 
@@ -835,15 +1058,18 @@ class Store:
         self, chat_id: int, *, open_limit: int = 20, finished_limit: int = 5
     ) -> tuple[list[Submission], list[Submission]]:
         async with self.db.reading() as tx:
+            # Open: still moving, or waiting for the user (an uncertain upload not yet
+            # resolved is open too: its message points to /status).
             open_rows = await tx.all(
-                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?)"
+                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?, ?, ?)"
                 " ORDER BY id DESC LIMIT ?",
-                (chat_id, R.value, SI.value, SD.value, C.value, open_limit),
+                (chat_id, R.value, SI.value, SD.value, C.value, RC.value, U.value, open_limit),
             )
             done_rows = await tx.all(
-                "SELECT * FROM submissions WHERE chat_id = ? AND state NOT IN (?, ?, ?, ?)"
-                " AND batch_id IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
-                (chat_id, R.value, SI.value, SD.value, C.value, finished_limit),
+                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?)"
+                " AND batch_id IS NOT NULL ORDER BY COALESCE(completed_at, updated_at) DESC"
+                " LIMIT ?",
+                (chat_id, N.value, F.value, E.value, RJ.value, finished_limit),
             )
         return (
             [Submission.from_row(r) for r in open_rows],
@@ -855,11 +1081,9 @@ class Store:
             rows = await tx.all("SELECT state, COUNT(*) FROM submissions GROUP BY state")
         return {row[0]: row[1] for row in rows}
 
-    async def prune(
-        self, *, events_before: float, unknown_before: float, updates_before: float
-    ) -> dict[str, int]:
-        """Forget applied webhook events, events for batches we never knew (started from the
-        dashboard on the same account) and Telegram update ids older than the given times."""
+    async def prune(self, *, events_before: float, unknown_before: float) -> dict[str, int]:
+        """Forget applied webhook events, and events for batches we never knew (started from
+        the dashboard on the same account), older than the given times."""
         async with self.db.transaction() as tx:
             events = await tx.execute(
                 "DELETE FROM webhook_events WHERE received_at < ? AND applied = 1",
@@ -869,10 +1093,7 @@ class Store:
                 "DELETE FROM webhook_events WHERE received_at < ? AND applied = 0",
                 (unknown_before,),
             )
-            updates = await tx.execute(
-                "DELETE FROM telegram_updates WHERE received_at < ?", (updates_before,)
-            )
-        return {"events": events, "unknown_events": unknown, "updates": updates}
+        return {"events": events, "unknown_events": unknown}
 
     async def unknown_events(self) -> int:
         """Webhook events kept for batches no submission has (yet)."""

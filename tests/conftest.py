@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,28 @@ from sandbox.server import SandboxThread
 from storage import Counts, Database, NewPhoto, Store, WebhookOutcome
 
 T = TypeVar("T")
+
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A test that leaves a database open (its aiosqlite thread is not a daemon) would make
+    the run hang at exit instead of ending; end it, and fail a run that looked green."""
+    leaked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if leaked:
+        status = (_exit_status or [0])[-1] or 3
+        sys.stderr.write(
+            f"\nerror: {len(leaked)} thread(s) left running by the tests (an unclosed database?):"
+            f" {[t.name for t in leaked][:5]}\n"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

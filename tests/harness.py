@@ -53,6 +53,7 @@ def make_settings(sandbox: SandboxThread, tmp_path: Path, **overrides: Any) -> S
         "poll_max_seconds": 1.0,
         "poll_budget_per_second": 50,
         "progress_edit_interval_seconds": 0,
+        "reconcile_settle_seconds": 0.3,
         "log_level": "INFO",
     }
     values.update(overrides)
@@ -225,6 +226,23 @@ class Harness:
             for r in await self.rs_requests("/products/createAndAnalyze")
             if r.get("status") == 201
         ]
+
+    async def lose_next_upload_answer(self) -> None:
+        """The next createAndAnalyze loses its answer (dropped before Resell Scan processed
+        it) and looking the photos up is refused (403): the one case where the bot must ask."""
+        await self.rs(
+            "/sandbox/faults",
+            {
+                "rules": [
+                    {"drop_count": 1, "drop_after_processing": False, "match": "createAndAnalyze"},
+                    {
+                        "error_rate": 1.0,
+                        "error_status": 403,
+                        "pattern": "^/collections/.+/products$",
+                    },
+                ]
+            },
+        )
 
     async def rs(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.http.post(path, json=body)

@@ -51,7 +51,8 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def start(self, timeout: float = 20.0) -> BotProcess:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to be ready."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
@@ -60,6 +61,11 @@ class BotProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        return self.proc
+
+    def start(self, timeout: float = 20.0) -> BotProcess:
+        self.spawn()
+        assert self.proc is not None
         url = f"http://127.0.0.1:{self.settings.http_port}/healthz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

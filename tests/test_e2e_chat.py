@@ -211,7 +211,7 @@ async def test_uncertain_submission_offers_resubmit(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
     async with bot_running(settings_for()):
-        await harness.rs("/sandbox/faults", {"drop_count": 1, "match": "createAndAnalyze"})
+        await harness.lose_next_upload_answer()
         await harness.photo(ANNA, caption="/scan Electronics")
         question = await harness.wait_text(ANNA["id"], "do not know whether the analysis started")
         button = question["reply_markup"]["inline_keyboard"][0][0]

@@ -40,7 +40,7 @@ async def test_forged_and_garbage_buttons_are_answered_and_change_nothing(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
     async with bot_running(settings_for()) as bot:
-        await harness.rs("/sandbox/faults", {"drop_count": 1, "match": "createAndAnalyze"})
+        await harness.lose_next_upload_answer()
         await harness.photo(ANNA, caption="/scan Electronics")
         question = await harness.wait_text(ANNA["id"], "do not know whether the analysis started")
         resend = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]

@@ -19,6 +19,8 @@ import asyncio
 import json
 import tempfile
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,16 @@ class Crash(BaseException):
 
 
 class FakeResellScan:
-    def __init__(self) -> None:
+    """Just enough of Resell Scan: collections, createAndAnalyze (which may die after creating
+    the products), batch status, and what reconciling needs: the product listing with image
+    file names and `created_after`, and POST /products/analyze."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
         self.batches: dict[str, dict[str, Any]] = {}
         self.creates: list[str] = []  # idempotency keys, one per createAndAnalyze received
+        self.products: dict[str, dict[str, Any]] = {}  # id -> file names, creation time
+        self.analyses: list[list[str]] = []  # product ids of each POST /products/analyze
         self.crash_after_create = False
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -64,11 +73,24 @@ class FakeResellScan:
             return httpx.Response(200, json={"data": [COLLECTION]})
         if path.endswith("/manual-fields"):
             return httpx.Response(200, json={"data": []})
+        if path.endswith("/products") and request.method == "GET":
+            return self.listing(request)
+        if path == "/products/analyze" and request.method == "POST":
+            ids = json.loads(request.content)["productIds"]
+            self.analyses.append(ids)
+            batch_id = str(uuid.uuid4())
+            self.batches[batch_id] = {"done": False, "products": len(ids)}
+            return httpx.Response(201, json={"batchId": batch_id})
         if path == "/products/createAndAnalyze":
             key = request.headers["Idempotency-Key"]
             self.creates.append(key)
             batch_id = str(uuid.uuid4())
             body = json.loads(request.content)
+            for product in body["products"]:
+                self.products[str(uuid.uuid4())] = {
+                    "names": [image["fileName"] for image in product["images"]],
+                    "created": self.clock(),
+                }
             self.batches[batch_id] = {"done": False, "products": len(body["products"])}
             if self.crash_after_create:
                 self.crash_after_create = False
@@ -84,6 +106,17 @@ class FakeResellScan:
                 else {"batchId": batch_id, "status": "processing", "progress": 50},
             )
         return httpx.Response(404, json={"message": "no"})
+
+    def listing(self, request: httpx.Request) -> httpx.Response:
+        query = request.url.params
+        after = datetime.fromisoformat(query["created_after"].replace("Z", "+00:00")).timestamp()
+        search = query.get("search", "")
+        items = [
+            {"id": pid, "images": [{"fileName": name} for name in p["names"]]}
+            for pid, p in self.products.items()
+            if p["created"] >= after and any(search in name for name in p["names"])
+        ]
+        return httpx.Response(200, json={"data": items})
 
     def payload(self, batch_id: str) -> dict[str, Any]:
         batch = self.batches[batch_id]
@@ -160,7 +193,7 @@ class SubmissionMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.path = Path(self.tmp.name) / "sm.sqlite3"
         self.clock = Clock()
-        self.api = FakeResellScan()
+        self.api = FakeResellScan(self.clock)
         self.telegram = FakeTelegram()
         self.settings = Settings(
             _env_file=None,
@@ -209,7 +242,7 @@ class SubmissionMachine(RuleBasedStateMachine):
             callbacks=CallbackCodec(b"c" * 32),
             clock=self.clock,
         )
-        await self.store.recover(self.clock())
+        await self.store.recover(self.clock(), self.clock() + 1.0)
 
     # Rules ---------------------------------------------------------------------------------
 
@@ -352,8 +385,10 @@ class SubmissionMachine(RuleBasedStateMachine):
                     State.SUBMITTING,
                     State.SUBMITTED,
                     State.COMPLETED,
+                    State.RECONCILING,
                 ):
                     raise AssertionError(f"submission {sub.id} stuck in {sub.state}")
+                assert sub.state is not State.UNCERTAIN, "the bot found out by itself"
                 if sub.state in (State.NOTIFIED, State.UNCERTAIN, State.REJECTED):
                     assert sub.notified_at is not None or sub.problem is not None
             replies = self.results_by_reply()

@@ -202,6 +202,7 @@ def test_fuzz_webhook_endpoint(tmp_path: Path, large: bool) -> None:
             media=None,
             bot=None,
             health=Health(),
+            http=None,
         )  # type: ignore[arg-type]
         return db, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot")
 

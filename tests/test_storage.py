@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from storage import (
     CaptionInfo,
     Counts,
     Database,
+    Inbox,
     Migration,
     NewPhoto,
+    NewUpdate,
     Problem,
     State,
     StorageError,
@@ -234,18 +237,18 @@ async def test_caption_problem_rejects_and_owes_a_message(store: Store) -> None:
     assert await store.claim_notification(sub.id, NOW)
 
 
-async def test_recover_turns_submitting_into_uncertain_and_releases_claims(store: Store) -> None:
+async def test_recover_reconciles_what_was_being_sent_and_releases_claims(store: Store) -> None:
     mid_send = await add_single(store)
     await force_state(store, mid_send, State.SUBMITTING)
     mid_reply = await add_single(store)
     await force_state(store, mid_reply, State.COMPLETED)
     assert await store.claim_notification(mid_reply, NOW)
-    counts = await store.recover(NOW + 10)
-    assert counts["uncertain"] == 1 and counts["claims_released"] == 1
-    assert await state_of(store, mid_send) is State.UNCERTAIN
+    counts = await store.recover(NOW + 10, NOW + 30)
+    assert counts["reconciling"] == 1 and counts["claims_released"] == 1
+    assert await state_of(store, mid_send) is State.RECONCILING
     assert await store.claim_notification(mid_reply, NOW + 10)
-    due = {s.id for s in await store.due(NOW + 10)}
-    assert mid_send in due
+    assert mid_send not in {s.id for s in await store.due(NOW + 10)}, "after the settle delay"
+    assert mid_send in {s.id for s in await store.due(NOW + 30)}
 
 
 async def test_due_and_next_due(store: Store) -> None:
@@ -280,21 +283,39 @@ async def test_chat_settings_round_trip(store: Store) -> None:
         await store.update_chat(42, NOW, token="x")
 
 
-async def test_update_ids_and_prune(store: Store) -> None:
-    assert await store.first_sight_of_update(5, NOW)
-    assert not await store.first_sight_of_update(5, NOW)
+async def test_prune_forgets_old_events_and_keeps_recent_unknown_ones(store: Store) -> None:
     sub_id = await add_single(store)
     await force_state(store, sub_id, State.SUBMITTED)
     await apply_webhook(store, "evt_old", f"batch-{sub_id}", {}, NOW)
     await apply_webhook(store, "evt_dashboard", "started-elsewhere", {}, NOW)
     await apply_webhook(store, "evt_dashboard_new", "started-elsewhere-2", {}, NOW + 10)
     assert await store.unknown_events() == 2
-    pruned = await store.prune(
-        events_before=NOW + 1, unknown_before=NOW + 1, updates_before=NOW + 1
-    )
-    assert pruned == {"events": 1, "unknown_events": 1, "updates": 1}
+    pruned = await store.prune(events_before=NOW + 1, unknown_before=NOW + 1)
+    assert pruned == {"events": 1, "unknown_events": 1}
     assert await store.unknown_events() == 1
-    assert await store.first_sight_of_update(5, NOW + 2)
+
+
+async def test_inbox_stores_each_update_once_in_arrival_order_and_prunes(store: Store) -> None:
+    inbox = Inbox(store.db)
+
+    def update(update_id: int, chat: int) -> NewUpdate:
+        payload = {"update_id": update_id, "message": {"chat": {"id": chat}}}
+        return NewUpdate(update_id, chat, json.dumps(payload))
+
+    # update_id may jump (Telegram: after a quiet week): arrival order, not id order, counts.
+    first = await inbox.add([update(900, 1), update(5, 2), update(901, 1)], NOW)
+    assert [row.update_id for row in first] == [900, 5, 901]
+    again = await inbox.add([update(901, 1), update(902, 1)], NOW + 1)
+    assert [row.update_id for row in again] == [902], "a replayed update_id changes nothing"
+    pending = await inbox.pending()
+    assert [row.update_id for row in pending] == [900, 5, 901, 902]
+    assert pending[0].payload["message"]["chat"]["id"] == 1
+    assert await inbox.mark_done([pending[0].id, pending[1].id], NOW + 2) == 2
+    assert [row.update_id for row in await inbox.pending()] == [901, 902]
+    assert await inbox.counts() == {"total": 4, "pending": 2}
+    assert await inbox.prune(done_before=NOW + 2) == 0, "done just now: kept"
+    assert await inbox.prune(done_before=NOW + 3) == 2
+    assert await inbox.add([update(900, 1)], NOW + 4) != [], "pruned ids are new again"
 
 
 async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
@@ -369,8 +390,93 @@ async def test_each_older_version_migrates_to_newest(tmp_path: Path, start: int)
     db = await Database.open(path)
     try:
         assert await db.user_version() == len(MIGRATIONS)
+        assert await Store(db).count_by_state() == {}
+        assert await Inbox(db).add([NewUpdate(1, 1, "{}")], NOW)
+    finally:
+        await db.close()
+
+
+async def test_rebuild_migration_adds_a_state_and_keeps_every_row(tmp_path: Path) -> None:
+    """Version 5 rebuilds `submissions` (SQLite cannot alter a CHECK): rows, their photos
+    (which reference them), indexes and the old constraint's values survive; the new state
+    is accepted; foreign keys are enforced again afterwards."""
+    path = tmp_path / "v4.sqlite3"
+    old = await Database.open(path, MIGRATIONS[:4])
+    async with old.transaction() as tx:  # rows as version 4 wrote them
+        sub_id = await tx.insert(
+            "INSERT INTO submissions (chat_id, message_id, user_id, user_name, collection_id,"
+            " collection_name, idempotency_key, state, created_at, updated_at)"
+            " VALUES (1, 7, 10, 'Anna', 'c1', 'Sneakers', 'key-1', 'received', ?, ?)",
+            (NOW, NOW),
+        )
+        await tx.execute(
+            "INSERT INTO photos (submission_id, chat_id, message_id, product_key, file_id,"
+            " file_unique_id, media_key) VALUES (?, 1, 7, '7', 'f', 'u', 'm')",
+            (sub_id,),
+        )
+    await old.close()
+    assert sub_id is not None
+    db = await Database.open(path)
+    try:
+        assert await db.user_version() == 5
         store = Store(db)
-        assert await store.first_sight_of_update(1, NOW)
+        sub = await store.get(sub_id)
+        assert sub is not None and sub.collection_name == "Sneakers" and sub.requested_at is None
+        assert [p.submission_id for p in await store.photos(sub_id)] == [sub_id]
+        await force_state(store, sub_id, State.RECONCILING)
+        async with db.reading() as tx:
+            fks = await tx.one("PRAGMA foreign_keys")
+            indexes = {r[1] for r in await tx.all("PRAGMA index_list(submissions)")}
+            broken = await tx.all("PRAGMA foreign_key_check")
+        assert fks is not None and fks[0] == 1 and broken == []
+        assert {"submissions_album", "submissions_due", "submissions_collecting"} <= indexes
+        with pytest.raises(sqlite3.IntegrityError):  # the CHECK is still there
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "UPDATE submissions SET state = 'nonsense' WHERE id = ?", (sub_id,)
+                )
+        with pytest.raises(sqlite3.IntegrityError):  # photos still point at submissions
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO photos (submission_id, chat_id, message_id,"
+                " product_key, file_id, file_unique_id, media_key) VALUES (999, 1, 1, 'k',"
+                " 'f', 'u', 'm')")  # fmt: skip
+    finally:
+        await db.close()
+
+
+async def test_a_rebuild_that_breaks_a_foreign_key_is_rolled_back(tmp_path: Path) -> None:
+    parent_child = Migration(
+        1,
+        "parent and child",
+        [
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT)",
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent)",
+            "INSERT INTO parent VALUES (1, 'a')",
+            "INSERT INTO child VALUES (1, 1)",
+        ],
+    )
+    lossy = Migration(
+        2,
+        "a rebuild that forgets to copy the rows",
+        [
+            "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+            "DROP TABLE parent",
+            "ALTER TABLE parent_new RENAME TO parent",
+        ],
+        rebuild=True,
+    )
+    path = tmp_path / "fk.sqlite3"
+    db = await Database.open(path, [parent_child])
+    await db.close()
+    with pytest.raises(StorageError, match="foreign key check failed"):
+        await Database.open(path, [parent_child, lossy])
+    db = await Database.open(path, [parent_child])
+    try:
+        assert await db.user_version() == 1
+        async with db.reading() as tx:
+            row = await tx.one("SELECT name FROM parent WHERE id = 1")
+            fks = await tx.one("PRAGMA foreign_keys")
+        assert row is not None and row[0] == "a" and fks is not None and fks[0] == 1
     finally:
         await db.close()
 
@@ -422,7 +528,8 @@ async def test_pragmas(store: Store) -> None:
 async def test_resubmit_starts_the_message_bookkeeping_afresh(store: Store) -> None:
     sub_id = await add_single(store)
     await force_state(store, sub_id, State.SUBMITTING)
-    await store.mark_uncertain(sub_id, "dropped", NOW)
+    await store.mark_reconciling(sub_id, "dropped", NOW, NOW, cause=Problem("ambiguous"))
+    await store.ask_user(sub_id, Problem("uncertain_ask"), NOW)
     assert await store.claim_notification(sub_id, NOW)
     await store.mark_part_sent(sub_id, 1)
     assert await store.mark_notified(sub_id, NOW)

@@ -138,9 +138,17 @@ def _validation_details(body: Any) -> tuple[list[str], list[str]]:
     return details, fields
 
 
-def _resource_of(path: str) -> str:
-    head = path.strip("/").split("/", 1)[0]
-    return head or "unknown"
+def _resource_of(path: str, body: Any) -> str:
+    """The permission a 403 is about: as the server names it, else guessed from the path
+    (`/collections/{id}/products` needs "products")."""
+    if isinstance(body, dict):
+        named = Fields(body).get(as_text, "required_permission", "permission", "resource")
+        if named:
+            return named
+    parts = path.strip("/").split("/")
+    if "products" in parts:
+        return "products"
+    return parts[0] or "unknown"
 
 
 class ResellScanClient:
@@ -448,7 +456,9 @@ class ResellScanClient:
         if status == 402:
             raise errors.PaymentRequired(status, message, payload)
         if status == 403:
-            raise errors.PermissionDenied(status, message, payload, resource=_resource_of(path))
+            raise errors.PermissionDenied(
+                status, message, payload, resource=_resource_of(path, payload)
+            )
         if status == 404:
             raise errors.NotFound(status, message, payload)
         if status in (400, 422):

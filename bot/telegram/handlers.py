@@ -135,8 +135,8 @@ class Handlers:
     # Gate ----------------------------------------------------------------------------------
 
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Default deny: only allowlisted users or chats reach the other handlers. Redelivered
-        updates (other than photos, which storage dedupes by message) are dropped."""
+        """Default deny: only allowlisted users or chats reach the other handlers. (Redelivered
+        updates never get here: the inbox stores each update_id once.)"""
         if not self.allowed(update):
             lang = await self.lang(update)
             user, chat = update.effective_user, update.effective_chat
@@ -161,12 +161,6 @@ class Handlers:
                 user.id if user else None,
                 chat.id if chat else None,
             )
-            raise ApplicationHandlerStop
-        message = update.effective_message
-        is_media = message is not None and bool(message.photo or message.document)
-        if not is_media and not await self.s.store.first_sight_of_update(
-            update.update_id, self.s.clock()
-        ):
             raise ApplicationHandlerStop
 
     # Photos and image files ----------------------------------------------------------------
@@ -534,7 +528,7 @@ class Handlers:
                     lang,
                     "results_not_ready",
                     batch=render.short_batch(sub.batch_id),
-                    state=t(lang, f"state_{sub.state}"),
+                    state=render.state_text(lang, sub),
                 ),
             )
             return

@@ -31,6 +31,7 @@ STATE_ICONS = {
     State.FAILED: "❌",
     State.EXPIRED: "⌛",
     State.UNCERTAIN: "❔",
+    State.RECONCILING: "🔎",
 }
 
 
@@ -390,6 +391,40 @@ def field_problems_text(
     return "\n".join(lines)
 
 
+def uncertain_text(lang: str, sub: Submission) -> str:
+    """The bot could not find out whether an upload took effect: what happened to the
+    request, what the lookup found, and what the user can do."""
+    params = sub.problem.params if sub.problem and sub.problem.code == "uncertain_ask" else {}
+    if not params:  # from an older version of the bot
+        return t(lang, "uncertain", sender=sub.user_name)
+    cause = t(lang, f"cause_{params.get('cause', 'interrupted')}", status=params.get("status", ""))
+    collection = sub.collection_name or "?"
+    if params.get("found"):
+        return t(
+            lang,
+            "uncertain_found",
+            sender=sub.user_name,
+            cause=cause,
+            count=params["found"],
+            collection=collection,
+        )
+    lookup = params.get("lookup") or {}
+    found = t(
+        lang,
+        f"lookup_{lookup.get('code', 'unreachable')}",
+        resource=lookup.get("resource", ""),
+        error=lookup.get("error", ""),
+    )
+    return t(
+        lang,
+        "uncertain_ask",
+        sender=sub.user_name,
+        cause=cause,
+        lookup=found,
+        collection=collection,
+    )
+
+
 def problem_text(lang: str, sub: Submission, problem: Problem | None) -> str:
     """The message for a rejected or failed submission."""
     params = problem.params if problem else {}
@@ -448,13 +483,19 @@ def age_text(lang: str, seconds: float) -> str:
     return t(lang, "age_hours", n=int(seconds // 3600))
 
 
+def state_text(lang: str, sub: Submission) -> str:
+    if sub.state is State.RECEIVED and sub.rate_limited_since is not None:
+        return t(lang, "status_queued")
+    return t(lang, f"state_{sub.state}")
+
+
 def status_line(lang: str, sub: Submission, now: float) -> str:
     progress = f" · {int(sub.progress)}%" if sub.progress is not None and sub.is_open else ""
     return t(
         lang,
         "status_line",
         state_icon=STATE_ICONS[sub.state],
-        batch=short_batch(sub.batch_id) if sub.batch_id else t(lang, f"state_{sub.state}"),
+        batch=short_batch(sub.batch_id) if sub.batch_id else state_text(lang, sub),
         collection=sub.collection_name or sub.collection_ref or "?",
         sender=sub.user_name,
         age=age_text(lang, now - sub.created_at),
@@ -481,7 +522,7 @@ def status_detail(lang: str, sub: Submission, photos: int, now: float) -> str:
         batch=sub.batch_id or "-",
         collection=sub.collection_name or "?",
         sender=sub.user_name,
-        state=t(lang, f"state_{sub.state}"),
+        state=state_text(lang, sub),
         progress=progress,
         photos=photos,
         age=age_text(lang, now - sub.created_at),

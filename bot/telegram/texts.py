@@ -127,6 +127,27 @@ TEXTS: dict[str, dict[str, str]] = {
             "do not know whether the analysis started. Check /status or Resell Scan; if it is "
             "missing, send them again with the button."
         ),
+        "uncertain_ask": (
+            "❔ I sent the photos from {sender} to Resell Scan, but {cause}, so I do not know "
+            "whether the analysis started. {lookup}. Look in Resell Scan (collection "
+            "{collection}); if the photos are not there, send them again with the button."
+        ),
+        "uncertain_found": (
+            "❔ I sent the photos from {sender} to Resell Scan, but {cause}. I checked: they "
+            "are in {collection} as {count} product(s), so the upload worked, but I could not "
+            "start or confirm their analysis. Start it in Resell Scan's dashboard."
+        ),
+        "cause_server_error": "Resell Scan answered with a server error ({status})",
+        "cause_timeout": "Resell Scan did not answer in time",
+        "cause_dropped": "the connection broke off before Resell Scan answered",
+        "cause_unreadable": "I could not read Resell Scan's answer",
+        "cause_interrupted": "I was interrupted (restarted) while sending them",
+        "lookup_permission": "I could not check: the API key lacks the “{resource}” permission",
+        "lookup_auth": "I could not check: the API key was refused",
+        "lookup_unreachable": "I could not check: Resell Scan did not answer ({error})",
+        "api_rate_limited": "⚠️ Resell Scan refused every request (rate limit) for {hours} hour(s); I stopped trying. Please send the photos again later.",
+        "state_reconciling": "checking",
+        "status_queued": "queued: Resell Scan is busy",
         "resubmit_button": "🔁 Send again",
         "resubmitted": "🔁 Sending again…",
         "failed": "❌ The analysis of the photos from {sender} failed: {reason}",
@@ -336,6 +357,27 @@ TEXTS: dict[str, dict[str, str]] = {
             "nicht, ob die Analyse gestartet ist. Prüfe /status oder Resell Scan; falls sie fehlt, "
             "sende sie mit dem Knopf erneut."
         ),
+        "uncertain_ask": (
+            "❔ Ich habe die Fotos von {sender} an Resell Scan geschickt, aber {cause}, daher "
+            "weiß ich nicht, ob die Analyse gestartet ist. {lookup}. Schau in Resell Scan "
+            "nach (Sammlung {collection}); falls die Fotos fehlen, sende sie mit dem Knopf erneut."
+        ),
+        "uncertain_found": (
+            "❔ Ich habe die Fotos von {sender} an Resell Scan geschickt, aber {cause}. Ich habe "
+            "nachgesehen: Sie sind in {collection} als {count} Produkt(e) angekommen, aber ich "
+            "konnte ihre Analyse weder starten noch bestätigen. Starte sie im Resell-Scan-Dashboard."
+        ),
+        "cause_server_error": "Resell Scan antwortete mit einem Serverfehler ({status})",
+        "cause_timeout": "Resell Scan antwortete nicht rechtzeitig",
+        "cause_dropped": "die Verbindung brach ab, bevor Resell Scan antwortete",
+        "cause_unreadable": "ich konnte die Antwort von Resell Scan nicht lesen",
+        "cause_interrupted": "ich wurde beim Senden unterbrochen (Neustart)",
+        "lookup_permission": "Nachsehen ging nicht: dem API-Schlüssel fehlt die Berechtigung „{resource}“",
+        "lookup_auth": "Nachsehen ging nicht: der API-Schlüssel wurde abgelehnt",
+        "lookup_unreachable": "Nachsehen ging nicht: Resell Scan antwortete nicht ({error})",
+        "api_rate_limited": "⚠️ Resell Scan hat {hours} Stunde(n) lang jede Anfrage abgelehnt (Ratenlimit); ich habe aufgehört. Bitte schick die Fotos später noch einmal.",
+        "state_reconciling": "wird geprüft",
+        "status_queued": "wartet: Resell Scan ist ausgelastet",
         "resubmit_button": "🔁 Erneut senden",
         "resubmitted": "🔁 Sende erneut…",
         "failed": "❌ Die Analyse der Fotos von {sender} ist fehlgeschlagen: {reason}",

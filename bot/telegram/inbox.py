@@ -1,0 +1,204 @@
+"""Telegram updates through the durable inbox (storage/inbox.py): nothing delivered is lost.
+
+python-telegram-bot's `Updater` confirms updates to Telegram (the next getUpdates offset) as
+soon as it has queued them in memory, before any handler stored anything; a crash then loses
+updates Telegram never sends again. So the bot runs its own getUpdates loop: each fetched batch
+is stored raw in SQLite in one transaction, and only then is the next offset asked for. In
+webhook mode the update is stored before the 200 goes back.
+
+Stored updates are handed to PTB's `Application.process_update` in arrival order per chat
+(different chats run concurrently; an album's members still gather across updates), and marked
+done once their handlers ran; marks are written in groups. After a crash, undone rows are
+processed again on start, which the handlers tolerate (photos are deduplicated by message,
+state changes are conditional transitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from telegram import Update
+from telegram.error import InvalidToken, TelegramError, TimedOut
+from telegram.ext import Application
+
+from storage import Inbox, InboxUpdate, NewUpdate
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+MAX_BACKOFF = 30.0
+
+
+def chat_of(payload: dict[str, Any]) -> int | None:
+    """The chat an update belongs to (its ordering key), read from the raw JSON."""
+    for key in ("message", "edited_message", "channel_post", "edited_channel_post"):
+        message = payload.get(key)
+        if isinstance(message, dict):
+            chat = message.get("chat")
+            return chat.get("id") if isinstance(chat, dict) else None
+    query = payload.get("callback_query")
+    if isinstance(query, dict):
+        message = query.get("message")
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            chat_id = message["chat"].get("id")
+            return chat_id if isinstance(chat_id, int) else None
+        sender = query.get("from")
+        return sender.get("id") if isinstance(sender, dict) else None
+    return None
+
+
+class UpdateInbox:
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        inbox: Inbox,
+        *,
+        poll_timeout: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.application = application
+        self.inbox = inbox
+        self.poll_timeout = poll_timeout
+        self.clock = clock
+        self._queues: dict[Any, collections.deque[InboxUpdate]] = {}
+        self._workers: dict[Any, asyncio.Task[None]] = {}
+        self._done: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # Intake ----------------------------------------------------------------------------------
+
+    async def resume(self) -> int:
+        """Hand over what a previous process stored but did not finish."""
+        after, count = 0, 0
+        while True:
+            rows = await self.inbox.pending(after=after)
+            if not rows:
+                break
+            self._dispatch(rows)
+            count += len(rows)
+            after = rows[-1].id
+        if count:
+            log.info("processing %d stored updates left by the last run", count)
+        return count
+
+    async def store(self, payloads: Sequence[dict[str, Any]]) -> list[InboxUpdate]:
+        """Commit raw updates (one transaction); the fresh ones are dispatched. Returns them."""
+        batch = [
+            NewUpdate(int(p["update_id"]), chat_of(p), json.dumps(p, ensure_ascii=False))
+            for p in payloads
+        ]
+        fresh = await self.inbox.add(batch, self.clock())
+        self._dispatch(fresh)
+        return fresh
+
+    def start_polling(self) -> None:
+        self._stopping = False
+        self._poller = asyncio.create_task(self._poll_loop(), name="getUpdates")
+
+    async def _poll_loop(self) -> None:
+        bot = self.application.bot
+        await bot.delete_webhook()  # getUpdates is refused while a webhook is set
+        offset: int | None = None  # None: Telegram resends everything not yet confirmed
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                updates = await bot.get_updates(
+                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
+            except TimedOut:
+                continue
+            except InvalidToken:
+                log.error("Telegram refused the bot token; no more updates")
+                return
+            except TelegramError as exc:
+                log.warning("getUpdates failed (%s); retry in %.0fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+                continue
+            backoff = 1.0
+            if not updates:
+                continue
+            try:
+                await self.store([u.to_dict() for u in updates])
+            except Exception:
+                # Not stored: do not confirm. The same updates come again with this offset.
+                log.exception("storing %d updates failed; fetching them again", len(updates))
+                await asyncio.sleep(1.0)
+                continue
+            # Only now: the next getUpdates tells Telegram these are delivered.
+            offset = max(u.update_id for u in updates) + 1
+
+    # Processing ------------------------------------------------------------------------------
+
+    def _dispatch(self, rows: Sequence[InboxUpdate]) -> None:
+        for row in rows:
+            key = row.chat_id if row.chat_id is not None else ("update", row.update_id)
+            self._queues.setdefault(key, collections.deque()).append(row)
+            if key not in self._workers:
+                self._idle.clear()
+                self._workers[key] = asyncio.create_task(self._work(key), name=f"chat-{key}")
+
+    async def _work(self, key: Any) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                row = queue.popleft()
+                try:
+                    update = Update.de_json(row.payload, self.application.bot)
+                    await self.application.process_update(update)
+                except Exception:
+                    # process_update hands handler errors to the error handler; this is only
+                    # an update PTB cannot even parse. Done: retrying would fail the same way.
+                    log.exception("update %d could not be processed", row.update_id)
+                self._mark_done(row.id)
+        finally:
+            del self._workers[key]
+            self._queues.pop(key, None)
+            if not self._workers:
+                self._idle.set()
+
+    def _mark_done(self, row_id: int) -> None:
+        self._done.append(row_id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inbox-done")
+
+    async def _flush(self) -> None:
+        """Group commit of done marks: whatever finished meanwhile goes in one transaction.
+        A crash before this only means those updates are processed once more."""
+        while self._done:
+            ids, self._done = self._done, []
+            try:
+                await self.inbox.mark_done(ids, self.clock())
+            except Exception:
+                log.exception("marking %d updates done failed", len(ids))
+                return
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop fetching; let updates being processed finish (bounded); write done marks."""
+        self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        for task in list(self._workers.values()):
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        await self._flush()

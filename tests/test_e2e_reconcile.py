@@ -1,0 +1,156 @@
+"""Reconciling ambiguous uploads without the user, one test per branch, through the real bot
+and the sandbox (whose request log proves what reached Resell Scan).
+
+A createAndAnalyze whose answer is lost (5xx, dropped connection, timeout) may or may not have
+created products. The bot looks its own file names up among the collection's products created
+since the request: not there -> resent once with the same Idempotency-Key; there + webhook ->
+attached by product ids; there, no webhook -> POST /products/analyze of exactly those products;
+lookup refused -> the user is asked, with the facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from storage import State
+from tests.conftest import eventually
+from tests.harness import ANNA, WEBHOOK_SECRET, Harness, bot_running, results_replies
+
+FAST = {"reconcile_settle_seconds": 0.3, "reconcile_margin_seconds": 60}
+ASKED = "do not know whether the analysis started"
+
+
+async def _no_question(harness: Harness, chat: int) -> None:
+    texts = [a["text"] or "" for a in await harness.sent(chat)]
+    assert not [t for t in texts if "❔" in t], texts
+
+
+async def _sandbox_product_ids(harness: Harness) -> list[str]:
+    batches = (await harness.http.get("/sandbox/batches")).json()["batches"]
+    return [pid for batch in batches for pid in batch["product_ids"]]
+
+
+async def test_not_created_is_sent_again_with_the_same_key(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults",
+        {"error_burst": 1, "error_status": 503, "match": "createAndAnalyze"},  # before processing
+    )
+    async with bot_running(settings_for(**FAST)):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "Results", within=20)
+        await _no_question(harness, ANNA["id"])
+    requests = await harness.rs_requests("/products/createAndAnalyze")
+    assert [r["status"] for r in requests] == [503, 201]
+    assert len({r["idempotency_key"] for r in requests}) == 1, "the resend keeps its key"
+    assert requests[0]["body"] == requests[1]["body"]
+    [image] = requests[1]["body"]["products"][0]["images"]
+    assert image["fileName"].startswith("rsb-1-") and image["fileName"].endswith("-1.jpg")
+    lookups = [
+        r for r in await harness.rs_requests(method="GET") if r["path"].endswith("/products")
+    ]
+    assert len(lookups) >= 2, "looked twice (settle delay, one re-check) before resending"
+    assert all("created_after" in r["query"] for r in lookups)
+
+
+async def test_created_then_webhook_attaches_by_product_ids(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults",
+        {
+            "error_burst": 1,
+            "error_status": 502,
+            "error_after_processing": True,
+            "match": "createAndAnalyze",
+        },
+    )
+    settings = settings_for(
+        **FAST,
+        resell_scan_webhook_secrets=WEBHOOK_SECRET,
+        reconcile_webhook_wait_seconds=60,
+        poll_initial_seconds=600,
+    )
+    async with bot_running(settings) as bot:
+        await harness.rs(
+            "/sandbox/webhooks",
+            {"url": f"http://127.0.0.1:{bot.port}/webhooks/resell-scan", "secret": WEBHOOK_SECRET},
+        )
+        await harness.photo(ANNA, caption="/scan Electronics")
+        reply = await harness.wait_text(ANNA["id"], "Results", within=20)
+        await _no_question(harness, ANNA["id"])
+        assert bot.store is not None
+        sub = await bot.store.get(1)
+        batches = (await harness.http.get("/sandbox/batches")).json()["batches"]
+        assert sub is not None and sub.batch_id == batches[0]["batch_id"], "the sandbox's batch"
+        assert sub.completed_by == "webhook" and sub.product_ids == batches[0]["product_ids"]
+    assert "Batch" in reply["text"] or "batch" in reply["text"]
+    assert len(await harness.rs_requests("/products/createAndAnalyze")) == 1
+    assert await harness.rs_requests("/products/analyze", method="POST") == []
+    assert len(results_replies(await harness.sent(ANNA["id"]))) == 1
+
+
+async def test_created_without_webhook_analyses_exactly_those_products(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults",
+        {"drop_count": 1, "drop_after_processing": True, "match": "createAndAnalyze"},
+    )
+    async with bot_running(settings_for(**FAST)):
+        await harness.album(ANNA, count=2, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "Results", within=20)
+        await _no_question(harness, ANNA["id"])
+    creates = await harness.rs_requests("/products/createAndAnalyze")
+    assert len(creates) == 1, "the products are never created twice"
+    [analyze] = await harness.rs_requests("/products/analyze", method="POST")
+    created = (await harness.http.get("/sandbox/batches")).json()["batches"][0]["product_ids"]
+    assert analyze["body"]["productIds"] == created
+    assert len(results_replies(await harness.sent(ANNA["id"]))) == 1
+
+
+async def test_lookup_refused_asks_the_user_with_the_facts(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.lose_next_upload_answer()
+    async with bot_running(settings_for(**FAST)) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], ASKED, within=20)
+        assert "connection broke off" in question["text"]
+        assert "lacks the “products” permission" in question["text"]
+        assert "Electronics" in question["text"]
+        assert question["reply_markup"]["inline_keyboard"][0][0]["text"] == "🔁 Send again"
+        await harness.text(ANNA, "/status")
+        status = await harness.wait_text(ANNA["id"], "Open analyses")
+        assert "uncertain" in status["text"], "the message points to /status: it is there"
+        assert bot.store is not None
+        sub = await bot.store.get(1)
+        assert sub is not None and sub.state is State.UNCERTAIN
+    assert await harness.rs_requests("/products/analyze", method="POST") == []
+
+
+async def test_rate_limited_upload_waits_queued_and_is_never_dropped(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults",
+        {"storm_count": 9, "storm_retry_after": "1", "match": "createAndAnalyze"},
+    )
+    async with bot_running(settings_for(resell_scan_max_attempts=2)) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")
+        assert bot.store is not None
+
+        async def queued() -> bool:
+            sub = await bot.store.get(1)  # type: ignore[union-attr]
+            return sub is not None and sub.rate_limited_since is not None
+
+        await eventually(queued, what="the submission queued by the 429s")
+        await harness.text(ANNA, "/status")
+        await harness.wait_text(ANNA["id"], "queued: Resell Scan is busy")
+        await harness.wait_text(ANNA["id"], "Results", within=30)
+    texts = [a["text"] or "" for a in await harness.sent(ANNA["id"])]
+    assert not [t for t in texts if "cannot be reached" in t]
+    statuses = [r["status"] for r in await harness.rs_requests("/products/createAndAnalyze")]
+    assert statuses == [429] * 9 + [201]
