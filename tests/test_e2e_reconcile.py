@@ -154,3 +154,27 @@ async def test_rate_limited_upload_waits_queued_and_is_never_dropped(
     assert not [t for t in texts if "cannot be reached" in t]
     statuses = [r["status"] for r in await harness.rs_requests("/products/createAndAnalyze")]
     assert statuses == [429] * 9 + [201]
+
+
+async def test_a_photo_just_after_done_starts_the_next_batch(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """A phone uploads late: the photo that reaches the bot as the /batch is being sent is
+    neither stored silently in it nor sent somewhere else; it starts the next batch."""
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/batch Electronics")
+        await harness.wait_text(ANNA["id"], "Collecting")
+        await harness.photo(ANNA)
+        await harness.photo(ANNA)
+        await harness.text(ANNA, "/done")
+        late = await harness.photo(ANNA)
+        note = await harness.wait_text(ANNA["id"], "starts a new batch there")
+        assert note["reply_to"] == late and "Electronics" in note["text"]
+        await harness.wait_text(ANNA["id"], "Results")
+        await harness.text(ANNA, "/done")
+        await harness.wait_sent(
+            ANNA["id"], lambda a: len(results_replies([a])) == 1 and "1 photo" in a["text"],
+            what="the second batch's results",
+        )  # fmt: skip
+    creates = await harness.rs_requests("/products/createAndAnalyze")
+    assert [len(c["body"]["products"]) for c in creates] == [2, 1]

@@ -236,6 +236,17 @@ class Handlers:
         log.debug("photo stored", extra={"chat_id": chat.id, "submission_id": result.submission_id})
         if result.late:
             await self.reply(message, t(lang, "late_photo"))
+        elif result.late_batch:
+            sub = await self.s.store.get(result.submission_id)
+            await self.reply(
+                message,
+                t(
+                    lang,
+                    "late_batch",
+                    collection=(sub.collection_name if sub else None) or "?",
+                    minutes=int(self.s.settings.pending_scan_seconds // 60) or 1,
+                ),
+            )
         if not result.duplicate:
             self.s.tracker.wake()
 
