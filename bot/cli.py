@@ -89,8 +89,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 # check ----------------------------------------------------------------------------------------
 
 
+def check_client(settings: Settings, http: httpx.AsyncClient) -> Any:
+    """The Resell Scan client of `check`: few retries, so a problem shows quickly."""
+    from bot.resellscan import ResellScanClient, RetryPolicy
+
+    return ResellScanClient(
+        http,
+        api_key=settings.resell_scan_api_key,
+        base_url=settings.resell_scan_base_url,
+        retry=RetryPolicy(max_attempts=2, total_timeout=20),
+    )
+
+
 async def _check(settings: Settings) -> list[tuple[bool, str]]:
-    from bot.resellscan import PermissionDenied, ResellScanClient, ResellScanError, RetryPolicy
+    from bot.resellscan import PermissionDenied, ResellScanError
 
     report: list[tuple[bool, str]] = [(True, "settings are valid")]
     bot = Bot(
@@ -115,12 +127,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
     except TelegramError as exc:
         report.append((False, f"Telegram: getMe failed: {exc}"))
     async with httpx.AsyncClient(timeout=settings.resell_scan_timeout) as http:
-        client = ResellScanClient(
-            http,
-            api_key=settings.resell_scan_api_key,
-            base_url=settings.resell_scan_base_url,
-            retry=RetryPolicy(max_attempts=2, total_timeout=20),
-        )
+        client = check_client(settings, http)
         try:
             page = await client.list_collections(limit=1)
             report.append(
@@ -192,15 +199,9 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
 
 async def _probe(settings: Settings, args: argparse.Namespace) -> bool:
     from bot.probe import probe
-    from bot.resellscan import ResellScanClient, RetryPolicy
 
     async with httpx.AsyncClient(timeout=settings.resell_scan_timeout) as http:
-        client = ResellScanClient(
-            http,
-            api_key=settings.resell_scan_api_key,
-            base_url=settings.resell_scan_base_url,
-            retry=RetryPolicy(max_attempts=2, total_timeout=20),
-        )
+        client = check_client(settings, http)
         return await probe(
             client,
             sys.stdout,

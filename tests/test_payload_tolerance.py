@@ -14,7 +14,7 @@ import asyncio
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -488,43 +488,30 @@ def _examples(large: bool) -> int:
     return 1000 if large else 150
 
 
-def test_relay_keeps_and_reports_any_signed_completion(
-    loop: asyncio.AbstractEventLoop, large: bool
-) -> None:
+def run_property(
+    loop: asyncio.AbstractEventLoop,
+    *,
+    webhooks: bool,
+    large: bool,
+    example: Callable[[Rig, st.DataObject], Awaitable[int]],
+) -> dict[str, int]:
+    """Run `example` (which returns the reported submission) on many generated inputs
+    against one rig; count how each was reported."""
+    seen = {"examples": 0, "results": 0, "unreadable": 0}
     with tempfile.TemporaryDirectory() as tmp:
-        rig = Rig(Path(tmp), webhooks=True)
+        rig = Rig(Path(tmp), webhooks=webhooks)
         loop.run_until_complete(rig.start())
-        seen = {"examples": 0, "results": 0, "unreadable": 0}
 
         @settings(
             max_examples=_examples(large),
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
-        @given(
-            data=st.data(), envelope=st.booleans(), event_id=st.sampled_from(["str", "int", None])
-        )
-        def check(data: st.DataObject, envelope: bool, event_id: str | None) -> None:
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
             async def run() -> None:
-                sub_id, batch_id = await rig.submitted()
-                batch = data.draw(batch_payloads(batch_id, finished=True))
-                body: dict[str, Any] = (
-                    {"event": "analysis.completed", "data": batch} if envelope else dict(batch)
-                )
-                if event_id == "str":
-                    body["id"] = f"evt_{batch_id}"
-                elif event_id == "int":
-                    body["id"] = int(batch_id)
-                raw = json.dumps(body).encode()
-                response = await rig.relay.post(
-                    "/webhooks/resell-scan",
-                    content=raw,
-                    headers={"x-webhook-signature": sign(raw, SECRET)},
-                )
-                assert response.status_code == 200, response.text
-                texts = await rig.reported(sub_id)
-                kind = "unreadable" if "could not read" in texts[0] else "results"
-                seen[kind] += 1
+                texts = await rig.reported(await example(rig, data))
+                seen["unreadable" if "could not read" in texts[0] else "results"] += 1
                 seen["examples"] += 1
 
             loop.run_until_complete(run())
@@ -533,6 +520,32 @@ def test_relay_keeps_and_reports_any_signed_completion(
             check()
         finally:
             loop.run_until_complete(rig.stop())
+    return seen
+
+
+def test_relay_keeps_and_reports_any_signed_completion(
+    loop: asyncio.AbstractEventLoop, large: bool
+) -> None:
+    async def example(rig: Rig, data: st.DataObject) -> int:
+        sub_id, batch_id = await rig.submitted()
+        batch = data.draw(batch_payloads(batch_id, finished=True))
+        envelope = data.draw(st.booleans())
+        body: dict[str, Any] = (
+            {"event": "analysis.completed", "data": batch} if envelope else dict(batch)
+        )
+        event_id = data.draw(st.sampled_from(["str", "int", None]))
+        if event_id == "str":
+            body["id"] = f"evt_{batch_id}"
+        elif event_id == "int":
+            body["id"] = int(batch_id)
+        raw = json.dumps(body).encode()
+        response = await rig.relay.post(
+            "/webhooks/resell-scan", content=raw, headers={"x-webhook-signature": sign(raw, SECRET)}
+        )
+        assert response.status_code == 200, response.text
+        return sub_id
+
+    seen = run_property(loop, webhooks=True, large=large, example=example)
     print(f"relay: {seen}")
     assert seen["results"] > 0 and seen["unreadable"] > 0
 
@@ -540,48 +553,29 @@ def test_relay_keeps_and_reports_any_signed_completion(
 def test_poller_reports_any_finished_or_unreadable_answer(
     loop: asyncio.AbstractEventLoop, large: bool
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        rig = Rig(Path(tmp), webhooks=False)
-        loop.run_until_complete(rig.start())
-        seen = {"examples": 0, "results": 0, "unreadable": 0}
+    async def example(rig: Rig, data: st.DataObject) -> int:
+        sub_id, batch_id = await rig.submitted()
+        batch = data.draw(batch_payloads(batch_id, finished=True))
+        wrap = data.draw(st.sampled_from(["bare", "data", "envelope", "garbage"]))
+        if wrap == "data":
+            rig.answer = {"data": batch}
+        elif wrap == "envelope":
+            rig.answer = {"success": True, "data": batch, "meta": {"requestId": "r"}}
+        elif wrap == "garbage":
+            rig.answer = data.draw(
+                st.sampled_from([b"<html>oops</html>", b"", [1, 2], "text", {"a": {}}])
+            )
+        else:
+            rig.answer = batch
+        for _ in range(MAX_UNREADABLE + 1):  # bounded: never waits for the deadline
+            sub = await rig.store.get(sub_id)
+            assert sub is not None
+            if sub.state is not State.SUBMITTED:
+                break
+            await rig.tracker.poll(sub)
+        return sub_id
 
-        @settings(
-            max_examples=_examples(large),
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        )
-        @given(data=st.data(), wrap=st.sampled_from(["bare", "data", "envelope", "garbage"]))
-        def check(data: st.DataObject, wrap: str) -> None:
-            async def run() -> None:
-                sub_id, batch_id = await rig.submitted()
-                batch = data.draw(batch_payloads(batch_id, finished=True))
-                if wrap == "data":
-                    rig.answer = {"data": batch}
-                elif wrap == "envelope":
-                    rig.answer = {"success": True, "data": batch, "meta": {"requestId": "r"}}
-                elif wrap == "garbage":
-                    rig.answer = data.draw(
-                        st.sampled_from([b"<html>oops</html>", b"", [1, 2], "text", {"a": {}}])
-                    )
-                else:
-                    rig.answer = batch
-                for _ in range(MAX_UNREADABLE + 1):
-                    sub = await rig.store.get(sub_id)
-                    assert sub is not None
-                    if sub.state is not State.SUBMITTED:
-                        break
-                    await rig.tracker.poll(sub)
-                texts = await rig.reported(sub_id)
-                kind = "unreadable" if "could not read" in texts[0] else "results"
-                seen[kind] += 1
-                seen["examples"] += 1
-
-            loop.run_until_complete(run())
-
-        try:
-            check()
-        finally:
-            loop.run_until_complete(rig.stop())
+    seen = run_property(loop, webhooks=False, large=large, example=example)
     print(f"poller: {seen}")
     assert seen["results"] > 0 and seen["unreadable"] > 0
 
@@ -613,3 +607,14 @@ async def test_probe_says_what_it_understood_and_fails_without_ids() -> None:
     assert "FAIL GET /collections/{id}/manual-fields" in text and "1 unreadable" in text
     assert "no image file names found" in text
     assert "Sneakers" not in text and "Price" not in text, "keys and types, never values"
+
+
+def test_a_download_refused_for_size_says_send_it_as_a_photo() -> None:
+    from telegram.error import BadRequest
+
+    from bot.telegram.texts import t
+    from bot.tracker import photo_problem
+
+    assert photo_problem(BadRequest("File is too big")) == "photo_too_big"
+    assert photo_problem(BadRequest("Wrong file_id")) == "photo_unavailable"
+    assert "as a photo" in t("en", "photo_too_big") and "20 MB" in t("en", "photo_too_big")
