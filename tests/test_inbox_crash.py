@@ -67,10 +67,15 @@ async def test_killed_when_telegram_holds_nothing_every_photo_is_answered(
             return replies >= photos
 
         await eventually(answered, within=180, interval=0.2, what="every photo answered")
+    repeats = 0
     for chat_id, message_id in sent:
         replies = [
             a for a in results_replies(await harness.sent(chat_id)) if a["reply_to"] == message_id
         ]
-        assert len(replies) == 1, (chat_id, message_id)
+        assert replies, f"photo {message_id} in chat {chat_id} never answered"
+        repeats += len(replies) - 1
+    # Telegram has no idempotency key: the one kill may fall between sending a reply and
+    # recording it (the bot is busy replying to earlier photos by then); nothing else repeats.
+    assert repeats <= 1
     pending = db_rows(settings.database_path, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL")
     assert pending[0][0] == 0
