@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder
 
 from bot import __version__
 from bot.config import Settings
@@ -25,9 +25,12 @@ from bot.intake import Catalog
 from bot.media import MediaSigner, derive_key
 from bot.metrics import Metrics
 from bot.resellscan import ResellScanClient, RetryPolicy
+from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, derive_callback_key
 from bot.telegram.handlers import Handlers, Services, register_commands
 from bot.telegram.inbox import ALLOWED_UPDATES, UpdateInbox
+from bot.telegram.scheduler import SendLimits, SendScheduler
+from bot.telegram.texts import language_for
 from bot.tracker import Tracker
 from bot.web import TELEGRAM_PATH, EmbeddedServer, Health, build_web_app
 from storage import Database, Inbox, Store
@@ -52,6 +55,8 @@ class BotRuntime:
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.tracker: Tracker | None = None
         self.inbox: UpdateInbox | None = None
+        self.scheduler: SendScheduler | None = None
+        self.boards: Boards | None = None
         self.server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -87,7 +92,6 @@ class BotRuntime:
             .token(settings.telegram_bot_token.get_secret_value())
             .base_url(settings.bot_api_url)
             .base_file_url(settings.bot_file_url)
-            .rate_limiter(AIORateLimiter(max_retries=3))
             .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
             # No PTB Updater: it confirms updates before they are stored (bot/telegram/inbox.py).
             .updater(None)
@@ -102,6 +106,29 @@ class BotRuntime:
             settings.media_url_ttl_seconds,
         )
         codec = CallbackCodec(derive_callback_key(token))
+        # Every counted message goes through one scheduler that keeps Telegram's limits by
+        # design (bot/telegram/scheduler.py); PTB's AIORateLimiter would retry instead.
+        self.scheduler = SendScheduler(
+            SendLimits(
+                per_bot_per_second=settings.telegram_messages_per_second,
+                per_chat_per_second=settings.telegram_chat_messages_per_second,
+                per_group_per_minute=settings.telegram_group_messages_per_minute,
+                group_window=settings.telegram_group_window_seconds,
+            )
+        )
+        store = self.store
+
+        async def chat_language(chat_id: int) -> str:
+            chat = await store.chat(chat_id)
+            return language_for(chat.language, None, settings.default_language, group=True)
+
+        self.boards = Boards(
+            store=store,
+            bot=application.bot,
+            scheduler=self.scheduler,
+            language=chat_language,
+            interval=settings.board_interval_seconds,
+        )
         self.tracker = Tracker(
             settings=settings,
             store=self.store,
@@ -111,6 +138,8 @@ class BotRuntime:
             metrics=self.metrics,
             media=media,
             callbacks=codec,
+            scheduler=self.scheduler,
+            boards=self.boards,
             clock=self.clock,
         )
         services = Services(
@@ -119,6 +148,7 @@ class BotRuntime:
             catalog=catalog,
             tracker=self.tracker,
             callbacks=codec,
+            scheduler=self.scheduler,
             clock=self.clock,
         )
         Handlers(services).register(application)
@@ -212,6 +242,10 @@ class BotRuntime:
             await app.stop()
         if self.tracker is not None:
             await self.tracker.stop()
+        if self.boards is not None:
+            await self.boards.close()
+        if self.scheduler is not None:
+            await self.scheduler.close()
         if self.server is not None and self._server_task is not None:
             self.server.should_exit = True
             with contextlib.suppress(Exception):

@@ -67,6 +67,21 @@ class Settings(BaseSettings):
     telegram_poll_timeout: int = Field(
         30, ge=0, le=50, description="long-polling timeout for getUpdates, seconds"
     )
+    telegram_messages_per_second: int = Field(
+        30, ge=1, description="Telegram's limit for the bot overall, messages a second"
+    )
+    telegram_chat_messages_per_second: float = Field(
+        1.0, gt=0, description="Telegram's limit in one chat, messages a second (short bursts of 3)"
+    )
+    telegram_group_messages_per_minute: int = Field(
+        20, ge=1, description="Telegram's limit in one group, messages a minute (edits count)"
+    )
+    telegram_group_window_seconds: float = Field(
+        60.0, gt=0, description="the minute of the group limit, seconds (tests shorten it)"
+    )
+    board_interval_seconds: float = Field(
+        10.0, gt=0, description="least time between two edits of a group's live board, seconds"
+    )
     inbox_retention_seconds: float = Field(
         2 * 86400.0,
         gt=0,

@@ -1,7 +1,7 @@
 """Marketplace listing text for one analysed product: pure functions, no I/O.
 
 `listing_text(lang, result, manual_fields)` turns Resell Scan's undocumented `result` object
-(read as tolerantly as the results message: `bot.telegram.render.result_fields` plus a few more
+(read as tolerantly as the results message: `bot.results.result_fields` plus a few more
 keys, each read with `bot.resellscan.read.label`) and the seller's manual fields into a title,
 a short description and a suggested asking price, in English ("en") or German ("de"; any
 language tag starting with "de"). Everything is plain text: the caller escapes it for HTML.
@@ -32,7 +32,7 @@ from typing import Any
 from telegram.constants import InlineKeyboardButtonLimit
 
 from bot.resellscan.read import Fields, as_float, label, norm
-from bot.telegram.render import result_fields
+from bot.results import result_fields
 
 TITLE_LIMIT = 80  # eBay's title cap; other marketplaces allow as much or more
 DESCRIPTION_LIMIT = 900

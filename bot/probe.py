@@ -35,7 +35,7 @@ from bot.resellscan import (
 from bot.resellscan.client import LIST_KEYS, list_in
 from bot.resellscan.models import BatchStarted, Product, read_list
 from bot.resellscan.read import Report, norm, type_name, unwrap
-from bot.telegram import render
+from bot.results import KNOWN_RESULT_KEYS, extra_fields
 
 
 @dataclass
@@ -292,8 +292,8 @@ def result_notes(results: BatchStatus) -> list[str]:
     for product in results.products:
         for key, value in product.result.items():
             seen.setdefault(str(key), type_name(value))
-        extra.update(key for key, _ in render.extra_fields(product.result))
-    known = {k: v for k, v in seen.items() if norm(k) in render.KNOWN_RESULT_KEYS}
+        extra.update(key for key, _ in extra_fields(product.result))
+    known = {k: v for k, v in seen.items() if norm(k) in KNOWN_RESULT_KEYS}
     shown = {k: v for k, v in seen.items() if k in extra}
     hidden = {k: v for k, v in seen.items() if k not in known and k not in shown}
 

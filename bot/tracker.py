@@ -17,10 +17,8 @@ import math
 import random
 import re
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from telegram import (
@@ -33,7 +31,6 @@ from telegram import (
 )
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
-from telegram.warnings import PTBDeprecationWarning
 
 from bot import reconcile
 from bot.config import Settings
@@ -65,8 +62,10 @@ from bot.resellscan import (
 )
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
-from bot.telegram import render
+from bot.telegram import export, render
+from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.scheduler import Priority, SendScheduler, retry_after_seconds
 from bot.telegram.texts import t
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
 
@@ -133,19 +132,30 @@ def lookup_problem(exc: ResellScanError) -> dict[str, Any]:
     return {"code": "unreachable", "error": type(exc).__name__}
 
 
+REACTION_SEEN = "👀"
+REACTION_DONE = "👌"
+REACTION_REFUSED = "👎"
+REACTION_UNSURE = "🤔"
+
+
+def outcome_reaction(sub: Submission) -> str | None:
+    """The reaction that says how a submission ended (all from Telegram's allowed set)."""
+    if sub.state is State.COMPLETED:
+        ok = BatchStatus.read(sub.results).counts()[1] if sub.results is not None else 1
+        return REACTION_DONE if ok else REACTION_REFUSED
+    if sub.state is State.UNCERTAIN:
+        return REACTION_UNSURE
+    if sub.problem is not None and sub.problem.code == "cancelled":
+        return None
+    return REACTION_REFUSED
+
+
 def photo_problem(exc: TelegramError) -> str:
     """Which text explains a photo we could not fetch from Telegram."""
     text = str(exc).lower()
     if "too big" in text or "too large" in text:
         return "photo_too_big"
     return "photo_unavailable"
-
-
-def retry_after_seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def products_of(photos: list[Photo]) -> list[list[Photo]]:
@@ -223,6 +233,8 @@ class Tracker:
         metrics: Metrics,
         media: MediaSigner | None,
         callbacks: CallbackCodec,
+        scheduler: SendScheduler | None = None,
+        boards: Boards | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -234,6 +246,10 @@ class Tracker:
         self.metrics = metrics
         self.media = media
         self.callbacks = callbacks
+        self.scheduler = scheduler or SendScheduler()
+        self.boards = boards
+        self._edits: set[asyncio.Future[None]] = set()
+        self._combining: dict[int, list[tuple[Submission, asyncio.Future[int]]]] = {}
         self.clock = clock
         self.rng = rng or random.Random()
         self.budget = Budget(settings.poll_budget_per_second)
@@ -339,6 +355,10 @@ class Tracker:
             # comes now starts the next batch instead of joining one that is being sent.
             await self.store.stop_collecting(sub.id, now)
         photos = await self.store.photos(sub.id)
+        await self.react(sub, REACTION_SEEN)
+        self.board_changed(sub)
+        if await self._held_as_duplicate(sub):
+            return None
         if not sub.collection_id:
             ref = sub.collection_ref
             if not ref:
@@ -386,6 +406,10 @@ class Tracker:
                 "fields",
                 {"problems": [dataclasses.asdict(p) for p in problems], "example": example},
             )
+            if not sub.manual_fields and all(p.code == "missing" for p in problems):
+                # No caption fields at all (a plain photo into a collection that requires
+                # some): ask, and keep the photos until answered or cancelled.
+                return await self._ask_fields(sub, [p.key for p in problems], example)
             await self.store.reject(sub.id, problem, now)
             log.info("fields rejected: %s", [p.code for p in problems], extra=ctx)
             return await self.notify(sub.id)
@@ -536,7 +560,13 @@ class Tracker:
         """A batch is known: say it is being analysed (or answer at once if it is done)."""
         ctx = {"submission_id": sub_id}
         fresh = await self.store.get(sub_id)
-        if fresh is not None and fresh.progress_message_id is None:
+        if fresh is not None:
+            self.board_changed(fresh)
+        if (
+            fresh is not None
+            and fresh.progress_message_id is None
+            and await self._wants_analysing_message(fresh)
+        ):
             try:
                 message = await self.send(
                     fresh,
@@ -547,6 +577,44 @@ class Tracker:
                 log.warning("analysing message not sent: %s", exc, extra=ctx)
         if completed:
             await self.notify(sub_id)
+
+    async def _wants_analysing_message(self, sub: Submission) -> bool:
+        """The per-album "analysing" message: the chat's setting (default: on in private
+        chats, off in groups, where 20 messages a minute is the limit), and always when
+        reactions cannot stand in for it there."""
+        if self.boards is not None and self.boards.applies(sub.chat_id):
+            return False  # a group's live board lists it instead
+        chat = await self.store.chat(sub.chat_id)
+        wanted = render.analysing_message(chat)
+        return wanted or chat.reactions is not True or sub.reaction is None
+
+    def board_changed(self, sub: Submission) -> None:
+        if self.boards is not None:
+            self.boards.touch(sub.chat_id, sub.thread_id)
+
+    async def react(self, sub: Submission, emoji: str | None) -> bool:
+        """Set the bot's reaction on the submission's first photo (👀 stored, 👌 results,
+        👎 refused or failed, 🤔 uncertain). Best effort: where Telegram refuses reactions,
+        the chat is remembered as one without them and the texts carry on alone."""
+        if emoji is None or sub.reaction == emoji:
+            return False
+        chat = await self.store.chat(sub.chat_id)
+        if chat.reactions is False:
+            return False
+        try:
+            await self.bot.set_message_reaction(sub.chat_id, sub.message_id, reaction=emoji)
+        except BadRequest as exc:
+            log.info("reactions refused in chat %s: %s", sub.chat_id, exc)
+            if "reaction" in str(exc).lower():
+                await self.store.update_chat(sub.chat_id, self.clock(), reactions=False)
+            return False
+        except TelegramError as exc:
+            log.info("reaction not set: %s", exc)
+            return False
+        if chat.reactions is None:
+            await self.store.update_chat(sub.chat_id, self.clock(), reactions=True)
+        await self.store.note_message(sub.id, reaction=emoji)
+        return True
 
     # Reconciling: an answer was lost --------------------------------------------------------
 
@@ -720,6 +788,47 @@ class Tracker:
         await self.store.await_choice(sub.id, self.clock())
         return None
 
+    async def _held_as_duplicate(self, sub: Submission) -> bool:
+        """The duplicate guard: photos this chat had analysed already are not sent again
+        silently; the user chooses (show those results, or analyse again)."""
+        if sub.guard_passed or sub.retry_of is not None:
+            return False
+        chat = await self.store.chat(sub.chat_id)
+        if not chat.duplicate_guard:
+            return False
+        earlier = await self.store.previous_analysis(sub)
+        if earlier is None:
+            return False
+        text, markup = render.duplicate_question(sub.language, sub, earlier, self.callbacks)
+        try:
+            await self.send(sub, Outgoing(text, markup))
+        except TelegramError as exc:
+            await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
+            return True
+        await self.store.hold_duplicate(sub.id, earlier.id, self.clock())
+        log.info("held as a duplicate of %d", earlier.id, extra={"submission_id": sub.id})
+        return True
+
+    async def _ask_fields(self, sub: Submission, missing: list[str], example: str) -> None:
+        lang = sub.language
+        text = t(
+            lang,
+            "fields_wanted",
+            sender=sub.user_name,
+            collection=sub.collection_name or "?",
+            fields=" ".join(f"{key}=…" for key in missing),
+            example=example,
+        )
+        try:
+            message = await self.send(sub, Outgoing(text))
+        except TelegramError as exc:
+            await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
+            return
+        await self.store.await_fields(
+            sub.id, Problem("fields_wanted", {"missing": missing}), self.clock()
+        )
+        await self.store.note_message(sub.id, prompt_message_id=message.message_id)
+
     def _pick_button(self, sub: Submission) -> Callable[[Collection], str]:
         def data(collection: Collection) -> str:
             return self.callbacks.encode("pick", sub.id, collection.id, chat_id=sub.chat_id)
@@ -791,6 +900,7 @@ class Tracker:
             now=self.clock(),
         )
         await self._show_progress(sub, status.percent, max(1, total))
+        self.board_changed(sub)
 
     async def _unreadable(self, sub: Submission, status: BatchStatus | None, error: str) -> None:
         """An answer about this batch we cannot read. Logged once with its shape (keys and
@@ -827,19 +937,7 @@ class Tracker:
         ):
             return
         text = render.analysing_text(sub.language, sub, products, percent)
-        try:
-            await self.bot.edit_message_text(
-                text,
-                chat_id=sub.chat_id,
-                message_id=sub.progress_message_id,
-                parse_mode=ParseMode.HTML,
-            )
-        except BadRequest as exc:
-            if "not modified" not in str(exc).lower():
-                log.info("progress edit refused: %s", exc)
-        except TelegramError as exc:
-            log.info("progress edit failed: %s", exc)
-            return
+        self.edit_later(sub.chat_id, sub.progress_message_id, text)
         await self.store.note_progress_shown(sub.id, float(int(percent)), now)
 
     # Messages: exactly once ------------------------------------------------------------------
@@ -854,9 +952,19 @@ class Tracker:
         ctx = {"submission_id": sub.id, "chat_id": sub.chat_id, "batch_id": sub.batch_id}
         try:
             messages = await self.messages_for(sub)
+            if await self._should_combine(sub, messages):
+                message_id = await self._combined(sub)
+                await self.store.mark_part_sent(sub.id, len(messages))
+                await self.store.note_message(sub.id, results_message_id=message_id)
+                messages = []
             for index in range(sub.parts_sent, len(messages)):
-                await self.send(sub, messages[index])
+                sent = await self.send(sub, messages[index])
                 await self.store.mark_part_sent(sub.id, index + 1)
+                if index == 0 and sub.state is not State.COMPLETED:
+                    # A rejection or question: a reply to it (field=value …) fixes it.
+                    await self.store.note_message(sub.id, prompt_message_id=sent.message_id)
+                if messages[index].markup is not None and sub.state is State.COMPLETED:
+                    await self.store.note_message(sub.id, results_message_id=sent.message_id)
         except RetryAfter as exc:
             wait = retry_after_seconds(exc)
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
@@ -894,11 +1002,82 @@ class Tracker:
             return
         await self.store.mark_notified(sub.id, self.clock())
         self.metrics.telegram_sends.labels(outcome="ok").inc()
+        await self.react(sub, outcome_reaction(sub))
+        self.board_changed(sub)
         if sub.state is State.COMPLETED:
             if sub.completed_at is not None:
                 self.metrics.completion_to_reply.observe(max(0.0, self.clock() - sub.completed_at))
             log.info("results sent", extra=ctx)
             await self._finish_progress(sub)
+
+    async def _should_combine(self, sub: Submission, messages: list[Outgoing]) -> bool:
+        """In a group, results that would have to wait for the chat's budget are combined
+        into one reply with the others finishing meanwhile (single results still reply to
+        their photos). Only results that fit one message, without a CSV, are combined."""
+        if sub.state is not State.COMPLETED or sub.parts_sent or len(messages) != 1:
+            return False
+        if self.boards is None or not self.boards.applies(sub.chat_id):
+            return False
+        return sub.chat_id in self._combining or self.scheduler.wait_for(sub.chat_id) > 0
+
+    async def _combined(self, sub: Submission) -> int:
+        """Wait for the chat's next combined results message; returns its message id."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        waiting = self._combining.setdefault(sub.chat_id, [])
+        waiting.append((sub, future))
+        if len(waiting) == 1:
+            job = asyncio.ensure_future(self._send_combined(sub.chat_id))
+            self._edits.add(job)
+            job.add_done_callback(self._edit_done)
+        return await future
+
+    async def _send_combined(self, chat_id: int) -> None:
+        """One job in the chat's queue; when it runs, every result waiting by then goes out
+        in one message (those that do not fit wait for the next one)."""
+        taken: list[tuple[Submission, asyncio.Future[int]]] = []
+
+        async def call() -> Message:
+            waiting = self._combining.get(chat_id, [])
+            items = []
+            for sub, _ in waiting:
+                status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+                items.append((sub, status, len(await self.store.photos(sub.retry_of or sub.id))))
+            count = render.combined_fit(waiting[0][0].language, items, now=self.clock())
+            taken.extend(waiting[:count])
+            rest = waiting[count:]
+            if rest:
+                self._combining[chat_id] = rest
+            else:
+                self._combining.pop(chat_id, None)
+            first = taken[0][0]
+            text, markup = render.combined_results(
+                first.language, items[:count], self.callbacks, now=self.clock()
+            )
+            message = await self.bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                parse_mode=ParseMode.HTML,
+                message_thread_id=first.thread_id,
+                reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+            if rest:  # the next combined message for those that did not fit
+                job = asyncio.ensure_future(self._send_combined(chat_id))
+                self._edits.add(job)
+                job.add_done_callback(self._edit_done)
+            return message
+
+        try:
+            message = await self.scheduler.submit(chat_id, call, priority=Priority.RESULT)
+        except BaseException as exc:
+            for _, future in taken or self._combining.pop(chat_id, []):
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+            return
+        for _, future in taken:
+            if not future.done():
+                future.set_result(message.message_id)
 
     async def messages_for(self, sub: Submission) -> list[Outgoing]:
         lang = sub.language
@@ -906,23 +1085,18 @@ class Tracker:
             status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
             if not status.products:
                 return [Outgoing(render.unreadable_text(lang, sub))]
-            photos = len(await self.store.photos(sub.id))
+            photos = len(await self.store.photos(sub.retry_of or sub.id))
+            texts = render.render_results(lang, sub, status, photos, now=self.clock())
+            markup = render.results_keyboard(lang, sub, status, self.callbacks)
             parts = [
-                Outgoing(text)
-                for text in render.render_results(lang, sub, status, photos, now=self.clock())
+                Outgoing(text, markup if index == len(texts) - 1 else None)
+                for index, text in enumerate(texts)
             ]
-            total = status.counts()[0]
-            if total > self.settings.csv_threshold:
-                name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
-                parts.append(
-                    Outgoing(
-                        t(lang, "results_csv_caption", count=total),
-                        document=(name, render.results_csv(status)),
-                    )
-                )
+            if status.counts()[0] > self.settings.csv_threshold:
+                parts.append(await self.csv_for(sub, status))
             return parts
         if sub.state is State.UNCERTAIN:
-            markup = None
+            resend: InlineKeyboardMarkup | None = None
             if not (sub.problem and sub.problem.params.get("found")):
                 # Sending again cannot duplicate what was not found; found products are not
                 # re-created (the user starts their analysis in the dashboard).
@@ -930,8 +1104,8 @@ class Tracker:
                     t(lang, "resubmit_button"),
                     callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
                 )
-                markup = InlineKeyboardMarkup([[button]])
-            return [Outgoing(render.uncertain_text(lang, sub), markup)]
+                resend = InlineKeyboardMarkup([[button]])
+            return [Outgoing(render.uncertain_text(lang, sub), resend)]
         if sub.state is State.EXPIRED:
             minutes = int(self.settings.poll_deadline_seconds // 60) or 1
             return [
@@ -947,22 +1121,37 @@ class Tracker:
             ]
         return [Outgoing(render.problem_text(lang, sub, sub.problem))]
 
+    async def csv_for(self, sub: Submission, status: BatchStatus) -> Outgoing:
+        """The results as a spreadsheet (bot/telegram/export.py), with the manual fields as
+        they were sent (typed: numbers as numbers, for margins)."""
+        fields: dict[str, Any] = sub.manual_fields
+        if sub.collection_id:
+            with contextlib.suppress(ResellScanError):
+                typed, _ = coerce_fields(fields, await self.catalog.fields(sub.collection_id))
+                fields = {**fields, **typed}
+        name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
+        return Outgoing(
+            t(sub.language, "results_csv_caption", count=status.counts()[0]),
+            document=(name, export.results_csv(status, manual_fields=fields, lang=sub.language)),
+        )
+
     async def send(self, sub: Submission, out: Outgoing) -> Message:
         """Reply to the original photo message, in its forum topic."""
         reply = ReplyParameters(message_id=sub.message_id, allow_sending_without_reply=True)
-        if out.document is not None:
-            name, content = out.document
-            message = await self.bot.send_document(
-                chat_id=sub.chat_id,
-                document=content,
-                filename=name,
-                caption=out.text,
-                parse_mode=ParseMode.HTML,
-                message_thread_id=sub.thread_id,
-                reply_parameters=reply,
-            )
-        else:
-            message = await self.bot.send_message(
+
+        async def call() -> Message:
+            if out.document is not None:
+                name, content = out.document
+                return await self.bot.send_document(
+                    chat_id=sub.chat_id,
+                    document=content,
+                    filename=name,
+                    caption=out.text,
+                    parse_mode=ParseMode.HTML,
+                    message_thread_id=sub.thread_id,
+                    reply_parameters=reply,
+                )
+            return await self.bot.send_message(
                 chat_id=sub.chat_id,
                 text=out.text,
                 parse_mode=ParseMode.HTML,
@@ -971,7 +1160,35 @@ class Tracker:
                 reply_markup=out.markup,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
-        return message
+
+        return await self.scheduler.submit(sub.chat_id, call, priority=Priority.RESULT)
+
+    def edit_later(self, chat_id: int, message_id: int, text: str) -> None:
+        """Edit a progress message when the chat's budget allows, without waiting for it; a
+        newer edit of the same message replaces one still queued."""
+
+        async def call() -> None:
+            try:
+                await self.bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML
+                )
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():
+                    log.info("progress edit refused: %s", exc)
+            except TelegramError as exc:
+                log.info("progress edit failed: %s", exc)
+
+        job = self.scheduler.submit(
+            chat_id, call, priority=Priority.PROGRESS, key=f"edit:{chat_id}:{message_id}"
+        )
+        task = asyncio.ensure_future(job)
+        self._edits.add(task)
+        task.add_done_callback(self._edit_done)
+
+    def _edit_done(self, task: asyncio.Future[None]) -> None:
+        self._edits.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            pass  # Superseded by a newer edit, or the chat's queue was closed
 
     async def _finish_progress(self, sub: Submission) -> None:
         if sub.progress_message_id is None:
@@ -982,10 +1199,4 @@ class Tracker:
             sender=sub.user_name,
             batch=render.short_batch(sub.batch_id),
         )
-        with contextlib.suppress(TelegramError):
-            await self.bot.edit_message_text(
-                text,
-                chat_id=sub.chat_id,
-                message_id=sub.progress_message_id,
-                parse_mode=ParseMode.HTML,
-            )
+        self.edit_later(sub.chat_id, sub.progress_message_id, text)

@@ -15,6 +15,13 @@ reactions are checked against the reference's emoji list, and `getUpdates` honou
 `allowed_updates`. Error descriptions are Telegram's own where known; each one that could not be
 checked against Telegram says so where it is raised.
 
+Flood limits (FloodLimiter, on by default with the Bots FAQ's figures): messages the bot sends or
+edits count, about 30 per second per bot, about 1 per second per chat after a small burst (3),
+20 per minute per group; past a limit the call is answered 429 `Too Many Requests: retry after
+N` with `parameters.retry_after`, and recorded as a `flood` action. `GET/POST
+/sandbox/telegram/limits` reads the counters and changes the limits (also `advance` and `freeze`
+the limiter's clock, for tests); `POST /sandbox/telegram/reset` puts the defaults back.
+
 Known gaps: Markdown and MarkdownV2 are accepted but not parsed (text passes through without
 entities); entities Telegram detects by itself in a bot's text (URLs, mentions, hashtags, bot
 commands) are not added; leading and trailing whitespace is not trimmed.
@@ -25,14 +32,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import hashlib
 import json
+import math
 import os
 import re
 import signal
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -229,6 +240,16 @@ class ApiError(Exception):
         self.code = code
         self.description = description
         self.retry_after = retry_after
+
+
+class FloodError(ApiError):
+    """A 429 of the flood limiter (not an injected fault)."""
+
+    def __init__(self, refusal: FloodRefusal) -> None:
+        super().__init__(
+            429, f"Too Many Requests: retry after {refusal.retry_after}", refusal.retry_after
+        )
+        self.scope = refusal.scope
 
 
 def utf16_len(text: str) -> int:
@@ -630,6 +651,333 @@ def _loggable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+# Flood control ------------------------------------------------------------------------------
+#
+# Source: Telegram's Bots FAQ, "My bot is hitting limits, how do I avoid this?"
+# (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this). In short:
+# inside one chat, avoid more than one message per second (short bursts over that may be
+# allowed, then 429s follow); bulk notifications: not more than about 30 messages per second;
+# not more than 20 messages per minute to the same group; long messages (over ~500 characters)
+# hit the limits sooner. Everything beyond those three figures is the emulator's choice, listed
+# in FloodLimiter's docstring.
+
+# Methods that put a message in a chat or change one: each call counts against the limits
+# (sendMediaGroup, copyMessages and forwardMessages as one message per item). The FAQ speaks of
+# "messages" only; that edits count is not in the FAQ but widely observed (grammY's flood
+# guide: about 20 edits per minute in a group). Everything else (answerCallbackQuery,
+# setMessageReaction, sendChatAction, deleteMessage, getters, getUpdates, ...) is not counted.
+COUNTED_METHODS = frozenset(
+    {
+        "sendmessage",
+        "senddocument",
+        "sendphoto",
+        "sendvideo",
+        "sendanimation",
+        "sendaudio",
+        "sendvoice",
+        "sendvideonote",
+        "sendsticker",
+        "sendlocation",
+        "sendvenue",
+        "sendcontact",
+        "sendpoll",
+        "senddice",
+        "sendmediagroup",
+        "copymessage",
+        "copymessages",
+        "forwardmessage",
+        "forwardmessages",
+        "editmessagetext",
+        "editmessagecaption",
+        "editmessagereplymarkup",
+        "editmessagemedia",
+    }
+)
+# The FAQ's per-group limit; channels too (python-telegram-bot's wiki "Avoiding flood limits"
+# quotes @BotSupport for that, unconfirmed by Telegram's documentation).
+GROUP_TYPES = frozenset({"group", "supergroup", "channel"})
+_EPS = 1e-9  # float slack when comparing limiter times
+
+
+def message_cost(method: str, params: dict[str, Any]) -> int:
+    """How many messages one call counts as: 0 for calls the limits ignore."""
+    name = method.lower()
+    if name not in COUNTED_METHODS:
+        return 0
+    items = params.get("media") if name == "sendmediagroup" else params.get("message_ids")
+    if name in ("sendmediagroup", "copymessages", "forwardmessages") and isinstance(items, list):
+        return max(1, len(items))
+    return 1
+
+
+@dataclass
+class FloodLimits:
+    """The settings of POST /sandbox/telegram/limits; the defaults are the FAQ's figures."""
+
+    enabled: bool = True
+    per_bot_per_second: int = 30  # any 1 s, all chats together; 0: off
+    per_chat_per_second: float = 1.0  # token bucket refill, per chat; 0: off
+    chat_burst: int = 3  # token bucket size: messages a chat may get at once
+    per_group_per_minute: int = 20  # any 60 s, per group, supergroup or channel; 0: off
+    group_window: float = 60.0  # the "minute" of that limit (tests shorten it)
+
+
+@dataclass
+class FloodRefusal:
+    retry_after: int  # whole seconds, at least 1
+    wait: float  # the exact time until the offending limit allows one more message
+    scope: str  # "bot", "chat" or "group": the limit that needs the longest wait
+
+
+@dataclass
+class FloodTicket:
+    """A message the limiter let through, to take back if the call then fails."""
+
+    chat_id: int | None
+    group: bool
+    at: float
+    cost: int
+    method: str
+    charged: bool  # the limits were on: buckets and windows took the messages
+
+
+@dataclass
+class _FloodCall:
+    """The Bot API call being answered, for TelegramEmulator._flood_gate."""
+
+    method: str
+    params: dict[str, Any]
+    passed: bool = False
+    ticket: FloodTicket | None = None
+
+
+_FLOOD_CALL: contextvars.ContextVar[_FloodCall | None] = contextvars.ContextVar(
+    "flood_call", default=None
+)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class _ChatLog:
+    type: str
+    at: list[float] = field(default_factory=list)  # limiter time of every counted message
+    methods: dict[str, int] = field(default_factory=dict)
+    floods: int = 0
+
+
+def _prune(window: deque[float], period: float, now: float) -> None:
+    while window and window[0] <= now - period + _EPS:
+        window.popleft()
+
+
+def _window_wait(window: deque[float], limit: int, period: float, now: float) -> float:
+    """Seconds until a sliding window of `period` seconds holds fewer than `limit` messages."""
+    _prune(window, period, now)
+    if len(window) < limit:
+        return 0.0
+    return window[len(window) - limit] + period - now
+
+
+def _take_back(window: deque[float] | list[float], at: float, count: int) -> None:
+    for _ in range(count):
+        for i in range(len(window) - 1, -1, -1):
+            if window[i] == at:
+                del window[i]
+                break
+
+
+def busiest(times: list[float], period: float) -> int:
+    """The most messages within any `period` seconds (a half-open window, as the limiter counts)."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - period + _EPS:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+class FloodLimiter:
+    """Telegram's flood limits for messages the bot sends or edits, answered with 429.
+
+    Model (Telegram publishes no algorithm, only the FAQ's figures):
+    - per bot: a sliding window, at most `per_bot_per_second` counted messages in any second,
+      all chats together. The FAQ says "about 30 per second" for bulk notifications; the
+      emulator applies it to every message, replies included (some libraries read the FAQ as
+      bulk-only).
+    - per chat (every chat, private or not): a token bucket of `chat_burst` messages refilled
+      at `per_chat_per_second`. The FAQ allows "short bursts" without a figure; 3 is the
+      emulator's guess: a reply, a status message and a document at once pass, a fourth at once
+      waits. `chat_burst` 1 is the strictest reading (one message per second, no burst).
+    - per group, supergroup or channel, on top of the per-chat bucket: a sliding window, at
+      most `per_group_per_minute` in any 60 seconds. So the 21st message within a minute is
+      refused even when the first 20 came at once. (python-telegram-bot's AIORateLimiter
+      paces groups with a leaky bucket that lets 20 out at once and then one every 3 s, which
+      can send about 39 within the first minute: this window refuses the 21st of those.)
+    - retry_after: the seconds until every limit the message broke allows it again, rounded up,
+      at least 1. Telegram documents neither its values nor whether one flood wait also holds
+      other chats; bots report longer waits after repeated floods. Not modelled: the FAQ's
+      remark that long messages (over ~500 characters) hit the limits sooner, bans.
+    - which calls count: the FAQ says "messages"; here COUNTED_METHODS, edits included.
+    - a refused call counts nothing (it was not sent), and a counted call the method then
+      refuses (400: empty text, "message is not modified", ...) is taken back; blocked chats
+      (403) and injected faults are answered before the limiter looks. Whether Telegram counts
+      failed calls is not documented.
+    - an album (sendMediaGroup) is admitted when one more message is, then counts as all its
+      items, so a 10-photo album to a private chat is not refused forever.
+
+    The clock is injectable (time.monotonic by default); `advance` moves it forward and `freeze`
+    stops it, for tests. Disabled: nothing is refused, the counters are still kept, and no
+    bucket or window fills (they start empty when enabled again).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Default limits, the clock running unshifted, no history."""
+        self.limits = FloodLimits()
+        self.offset = 0.0  # seconds added by `advance`
+        self.frozen_at: float | None = None
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the history (counters, buckets, windows); keep the settings and the clock."""
+        self._bot: deque[float] = deque()
+        self._groups: dict[int, deque[float]] = {}
+        self._buckets: dict[int, _Bucket] = {}
+        self.chats: dict[int, _ChatLog] = {}
+        self.counted = 0
+        self.floods = 0
+
+    def now(self) -> float:
+        base = self.clock() if self.frozen_at is None else self.frozen_at
+        return base + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop the limiter's clock (only `advance` moves it), or let it run on from there."""
+        if frozen and self.frozen_at is None:
+            self.frozen_at = self.clock()
+        elif not frozen and self.frozen_at is not None:
+            self.offset += self.frozen_at - self.clock()  # continue from the frozen time
+            self.frozen_at = None
+
+    def _bucket(self, chat_id: int, now: float) -> _Bucket:
+        limits = self.limits
+        bucket = self._buckets.get(chat_id)
+        if bucket is None:
+            bucket = self._buckets[chat_id] = _Bucket(float(limits.chat_burst), now)
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(
+            float(limits.chat_burst), bucket.tokens + elapsed * limits.per_chat_per_second
+        )
+        bucket.updated = now
+        return bucket
+
+    def _log(self, chat_id: int, chat_type: str) -> _ChatLog:
+        log = self.chats.get(chat_id)
+        if log is None:
+            log = self.chats[chat_id] = _ChatLog(chat_type)
+        return log
+
+    def acquire(
+        self, method: str, chat_id: int | None, chat_type: str, cost: int = 1
+    ) -> FloodTicket | FloodRefusal:
+        """Let one call's messages through (and count them), or say how long to wait."""
+        limits = self.limits
+        now = self.now()
+        _prune(self._bot, 1.0, now)
+        window: deque[float] | None = None
+        if chat_id is not None and chat_type in GROUP_TYPES:
+            window = self._groups.setdefault(chat_id, deque())
+            _prune(window, self.limits.group_window, now)
+        if limits.enabled:
+            waits: list[tuple[float, str]] = []
+            if limits.per_bot_per_second > 0:
+                bot_wait = _window_wait(self._bot, limits.per_bot_per_second, 1.0, now)
+                waits.append((bot_wait, "bot"))
+            if chat_id is not None and limits.per_chat_per_second > 0:
+                tokens = self._bucket(chat_id, now).tokens
+                waits.append((max(0.0, (1.0 - tokens) / limits.per_chat_per_second), "chat"))
+            if window is not None and limits.per_group_per_minute > 0:
+                group_wait = _window_wait(
+                    window, limits.per_group_per_minute, limits.group_window, now
+                )
+                waits.append((group_wait, "group"))
+            wait, scope = max(waits, default=(0.0, ""))
+            if wait > _EPS:
+                self.floods += 1
+                if chat_id is not None:
+                    self._log(chat_id, chat_type).floods += 1
+                return FloodRefusal(max(1, math.ceil(wait - _EPS)), wait, scope)
+            self._bot.extend([now] * cost)
+            if window is not None:
+                window.extend([now] * cost)
+            if chat_id is not None and limits.per_chat_per_second > 0:
+                self._bucket(chat_id, now).tokens -= cost
+        if chat_id is not None:
+            log = self._log(chat_id, chat_type)
+            log.at.extend([now] * cost)
+            log.methods[method] = log.methods.get(method, 0) + cost
+        self.counted += cost
+        return FloodTicket(chat_id, window is not None, now, cost, method, limits.enabled)
+
+    def refund(self, ticket: FloodTicket) -> None:
+        """The call failed after all: its messages were not sent and do not count."""
+        self.counted -= ticket.cost
+        if ticket.charged:
+            _take_back(self._bot, ticket.at, ticket.cost)
+        if ticket.chat_id is None:
+            return
+        if ticket.charged:
+            if ticket.group and ticket.chat_id in self._groups:
+                _take_back(self._groups[ticket.chat_id], ticket.at, ticket.cost)
+            bucket = self._buckets.get(ticket.chat_id)
+            if bucket is not None:
+                bucket.tokens = min(float(self.limits.chat_burst), bucket.tokens + ticket.cost)
+        log = self.chats.get(ticket.chat_id)
+        if log is not None:
+            _take_back(log.at, ticket.at, ticket.cost)
+            left = log.methods.get(ticket.method, 0) - ticket.cost
+            if left > 0:
+                log.methods[ticket.method] = left
+            else:
+                log.methods.pop(ticket.method, None)
+
+    def report(self) -> dict[str, Any]:
+        chats = {
+            str(chat_id): {
+                "type": log.type,
+                "counted": len(log.at),
+                "at": log.at,
+                "methods": log.methods,
+                "floods": log.floods,
+                "busiest_second": busiest(log.at, 1.0),
+                "busiest_minute": busiest(log.at, 60.0),
+            }
+            for chat_id, log in self.chats.items()
+        }
+        return {
+            "limits": asdict(self.limits),
+            "clock": self.now(),
+            "frozen": self.frozen_at is not None,
+            "offset": self.offset,
+            "counted": self.counted,
+            "floods": self.floods,
+            "floods_by_chat": {k: v["floods"] for k, v in chats.items() if v["floods"]},
+            "chats": chats,
+        }
+
+
 @dataclass
 class Fault:
     method: str | None
@@ -687,9 +1035,15 @@ class State:
 
 
 class TelegramEmulator:
-    def __init__(self, *, bot_username: str = "ResellScanSandboxBot") -> None:
+    def __init__(
+        self,
+        *,
+        bot_username: str = "ResellScanSandboxBot",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.identity = BotIdentity(username=bot_username)
         self.state = State()
+        self.flood = FloodLimiter(clock)
         self._changed: asyncio.Condition | None = None
         self._pusher: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -726,6 +1080,7 @@ class TelegramEmulator:
             Route("/sandbox/telegram/sent", self.ctl_sent, methods=["GET"]),
             Route("/sandbox/telegram/calls", self.ctl_calls, methods=["GET"]),
             Route("/sandbox/telegram/faults", self.ctl_faults, methods=["POST"]),
+            Route("/sandbox/telegram/limits", self.ctl_limits, methods=["GET", "POST"]),
             Route("/sandbox/telegram/commands", self.ctl_commands, methods=["GET"]),
             Route("/sandbox/telegram/pending", self.ctl_pending, methods=["GET"]),
             Route("/sandbox/telegram/kill_on_confirm", self.ctl_kill, methods=["POST"]),
@@ -747,12 +1102,84 @@ class TelegramEmulator:
         handler = getattr(self, f"m_{method_name.lower()}", None)
         if handler is None:
             return self._answer(call, error=ApiError(404, "Not Found: method not found"))
+        flood_call = _FloodCall(method_name, params)
+        context = _FLOOD_CALL.set(flood_call)
         try:
             await self._apply_faults(method_name, params)
-            result = await handler(params)
+            try:
+                result = await handler(params)
+            except BaseException:
+                if flood_call.ticket is not None:
+                    self.flood.refund(flood_call.ticket)
+                raise
+            if message_cost(method_name, params) and not flood_call.passed:
+                raise RuntimeError(f"m_{method_name.lower()} must call _flood_gate")
         except ApiError as exc:
+            if exc.code == 429:
+                self._record_flood(method_name, params, exc)
             return self._answer(call, error=exc)
+        finally:
+            _FLOOD_CALL.reset(context)
         return self._answer(call, result=result)
+
+    def _flood_gate(self) -> None:
+        """Flood control for the call being answered: every method that sends or edits a
+        message calls this once it has checked its parameters and before it changes anything.
+        Telegram's Bot API server and TDLib check parameters (markup, entities, lengths) before
+        Telegram's servers see the message, so a malformed call is answered 400 even when the
+        limits are exhausted; the emulator also answers its server-side refusals ("message is
+        not modified", "message to edit not found") first, which is a simplification. Raises
+        FloodError (429); a no-op outside a Bot API call or the second time."""
+        flood_call = _FLOOD_CALL.get()
+        if flood_call is None or flood_call.passed:
+            return
+        flood_call.passed = True
+        flood_call.ticket = self._flood_check(flood_call.method, flood_call.params)
+
+    def _flood_check(self, method: str, params: dict[str, Any]) -> FloodTicket | None:
+        """Count a message against the flood limits, or raise FloodError (429)."""
+        cost = message_cost(method, params)
+        if not cost:
+            return None
+        chat_id: int | None = None
+        chat_type = ""
+        if params.get("chat_id") not in (None, ""):
+            try:
+                chat = self.state.chats.get(int(params["chat_id"]))
+            except (TypeError, ValueError):
+                chat = None
+            if chat is None:
+                return None  # the method refuses it (chat not found)
+            chat_id, chat_type = chat["id"], chat["type"]
+        outcome = self.flood.acquire(method, chat_id, chat_type, cost)
+        if isinstance(outcome, FloodRefusal):
+            raise FloodError(outcome)
+        return outcome
+
+    def _record_flood(self, method: str, params: dict[str, Any], exc: ApiError) -> None:
+        """Every 429 the bot was answered, as a `flood` action: the limiter's (scope "bot",
+        "chat" or "group") and injected faults' (scope "fault")."""
+        chat_id = params.get("chat_id")
+        with contextlib.suppress(TypeError, ValueError):
+            chat_id = int(chat_id) if chat_id not in (None, "") else None
+        message_id = params.get("message_id")
+        self.state.actions.append(
+            {
+                "kind": "flood",
+                "chat_id": chat_id,
+                "message_id": message_id if isinstance(message_id, int) else None,
+                "thread_id": params.get("message_thread_id"),
+                "reply_to": None,
+                "text": None,
+                "entities": [],
+                "reply_markup": None,
+                "method": method,
+                "retry_after": exc.retry_after,
+                "scope": exc.scope if isinstance(exc, FloodError) else "fault",
+                "clock": self.flood.now(),
+                "at": time.time(),
+            }
+        )
 
     @staticmethod
     def _answer(
@@ -762,6 +1189,8 @@ class TelegramEmulator:
         if error is not None:
             response = _fail(error)
             call.update(ok=False, error_code=error.code, description=error.description)
+            if error.retry_after is not None:
+                call["retry_after"] = error.retry_after
         else:
             response = JSONResponse({"ok": True, "result": result})
             call.update(ok=True, result=json.loads(bytes(response.body))["result"])
@@ -944,6 +1373,18 @@ class TelegramEmulator:
         chat = self._chat(p.get("chat_id"))
         markup = p.get("reply_markup")
         check_reply_markup(markup)
+        reply = p.get("reply_parameters")
+        reply_to = (
+            reply.get("message_id") if isinstance(reply, dict) else p.get("reply_to_message_id")
+        )
+        original = None
+        if reply_to is not None:
+            original = self.state.messages.get((chat["id"], int(reply_to)))
+            if original is None and not (
+                isinstance(reply, dict) and reply.get("allow_sending_without_reply")
+            ):
+                raise ApiError(400, "Bad Request: message to be replied not found")
+        self._flood_gate()
         message_id = self._next_message_id(chat["id"])
         message: dict[str, Any] = {
             "message_id": message_id,
@@ -956,18 +1397,8 @@ class TelegramEmulator:
         if thread is not None:
             message["message_thread_id"] = int(thread)
             message["is_topic_message"] = True
-        reply = p.get("reply_parameters")
-        reply_to = (
-            reply.get("message_id") if isinstance(reply, dict) else p.get("reply_to_message_id")
-        )
-        if reply_to is not None:
-            original = self.state.messages.get((chat["id"], int(reply_to)))
-            if original is None and not (
-                isinstance(reply, dict) and reply.get("allow_sending_without_reply")
-            ):
-                raise ApiError(400, "Bad Request: message to be replied not found")
-            if original is not None:
-                message["reply_to_message"] = original
+        if original is not None:
+            message["reply_to_message"] = original
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             message["reply_markup"] = markup  # only inline keyboards show on the message
         self.state.messages[(chat["id"], message_id)] = message
@@ -1068,6 +1499,7 @@ class TelegramEmulator:
                 "content and reply markup are exactly the same as a current content "
                 "and reply markup of the message",
             )
+        self._flood_gate()
         message = {**message, "text": plain, "edit_date": int(time.time())}
         message.pop("entities", None)
         if entities:
@@ -1092,6 +1524,7 @@ class TelegramEmulator:
                 "content and reply markup are exactly the same as a current content "
                 "and reply markup of the message",
             )
+        self._flood_gate()
         message = {**message, "edit_date": int(time.time())}
         if markup is None:
             message.pop("reply_markup", None)
@@ -1121,6 +1554,7 @@ class TelegramEmulator:
         )
         self._chat(p.get("chat_id"))
         check_reply_markup(p.get("reply_markup"))
+        self._flood_gate()
         file_id = self._store_file(blob, mime)
         doc = {
             "file_id": file_id,
@@ -1364,7 +1798,9 @@ class TelegramEmulator:
         )
         self.state.files[file_id] = StoredFile(
             data=blob,
-            unique_id=f"AQAD{digest[28:40]}",
+            # Like Telegram's: the same file (the same bytes, resent or forwarded) keeps its
+            # file_unique_id, while every upload gets its own file_id.
+            unique_id=f"AQAD{hashlib.sha256(blob).hexdigest()[:12]}",
             path=f"files/file_{n}.{ext}",
             mime_type=mime,
             size=size if size is not None else len(blob),
@@ -1374,9 +1810,45 @@ class TelegramEmulator:
     # Control API ---------------------------------------------------------------------------
 
     async def ctl_reset(self, request: Request) -> Response:
+        """Forget everything; the flood limits go back to their defaults (enabled, Telegram's
+        figures), with no history, the clock running and no `advance` offset."""
         self.state = State()
         self.identity.can_read_all_group_messages = False
+        self.flood.reset()
         return JSONResponse({"ok": True})
+
+    async def ctl_limits(self, request: Request) -> Response:
+        """Telegram's flood limits (see FloodLimiter).
+
+        GET: `limits` (the settings below), `clock` (the limiter's time now, seconds), `frozen`,
+        `offset`, `counted` (messages that counted), `floods` (429s the limiter answered),
+        `floods_by_chat`, and per chat (`chats`, keyed by chat id as a string): `type`,
+        `counted`, `at` (the limiter time of every message that counted; an album's items
+        each), `methods`, `floods`, `busiest_second`, `busiest_minute`.
+
+        POST (JSON, every field optional; answers like GET): `enabled` (bool),
+        `per_bot_per_second` (int, 0: off), `per_chat_per_second` (number, 0: off),
+        `chat_burst` (int >= 1), `per_group_per_minute` (int, 0: off), `group_window` (the
+        length of that "minute" in seconds, default 60: tests shorten it); test-only: `advance`
+        (seconds >= 0: move the limiter's clock forward, nothing else), `freeze` (bool: stop the
+        limiter's clock so only `advance` moves it; false lets it run on from there),
+        `clear` (true: forget counters, buckets and windows, keep the settings). Anything else,
+        or a wrong type, is refused with 400 and nothing changes."""
+        if request.method == "POST":
+            body = await _json(request)
+            try:
+                updates = _limit_updates(body)
+            except ValueError as exc:
+                return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+            if body.get("clear"):
+                self.flood.clear()
+            for key, value in updates.items():
+                setattr(self.flood.limits, key, value)
+            if "freeze" in body:
+                self.flood.freeze(bool(body["freeze"]))
+            if "advance" in body:
+                self.flood.advance(float(body["advance"]))
+        return JSONResponse({"ok": True, **self.flood.report()})
 
     async def ctl_bot(self, request: Request) -> Response:
         body = await _json(request)
@@ -1663,6 +2135,48 @@ class TelegramEmulator:
 
     async def ctl_pending(self, request: Request) -> Response:
         return JSONResponse({"pending": len(self.state.updates)})
+
+
+def _limit_updates(body: dict[str, Any]) -> dict[str, Any]:
+    """The settings a POST /sandbox/telegram/limits body changes; ValueError for a bad one."""
+    allowed = {
+        "enabled",
+        "per_bot_per_second",
+        "per_chat_per_second",
+        "chat_burst",
+        "per_group_per_minute",
+        "group_window",
+        "advance",
+        "freeze",
+        "clear",
+    }
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(unknown)}")
+    for key in ("enabled", "freeze", "clear"):
+        if key in body and not isinstance(body[key], bool):
+            raise ValueError(f"{key} must be true or false")
+    updates: dict[str, Any] = {}
+    if "enabled" in body:
+        updates["enabled"] = body["enabled"]
+    for key, least in (("per_bot_per_second", 0), ("per_group_per_minute", 0), ("chat_burst", 1)):
+        if key in body:
+            value = body[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+                raise ValueError(f"{key} must be a whole number")
+            if value < least:
+                raise ValueError(f"{key} must be at least {least}")
+            updates[key] = int(value)
+    for key in ("per_chat_per_second", "group_window", "advance"):
+        if key in body:
+            value = body[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{key} must be a number >= 0")
+            if not math.isfinite(value):
+                raise ValueError(f"{key} must be finite")
+            if key in ("per_chat_per_second", "group_window"):
+                updates[key] = float(value)
+    return updates
 
 
 def _fail(exc: ApiError) -> JSONResponse:

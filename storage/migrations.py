@@ -253,4 +253,41 @@ MIGRATIONS: list[Migration] = [
         ],
         rebuild=True,
     ),
+    Migration(
+        6,
+        "reactions, results buttons, duplicate guard, fixing a submission by edit or reply",
+        [
+            "ALTER TABLE chats ADD COLUMN analysing_message INTEGER",
+            "ALTER TABLE chats ADD COLUMN reactions INTEGER",
+            "ALTER TABLE chats ADD COLUMN duplicate_guard INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE submissions ADD COLUMN reaction TEXT",
+            "ALTER TABLE submissions ADD COLUMN results_message_id INTEGER",
+            "ALTER TABLE submissions ADD COLUMN prompt_message_id INTEGER",
+            "ALTER TABLE submissions ADD COLUMN retried_at REAL",
+            "ALTER TABLE submissions ADD COLUMN retry_of INTEGER",
+            "ALTER TABLE submissions ADD COLUMN duplicate_of INTEGER",
+            "ALTER TABLE submissions ADD COLUMN guard_passed INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX photos_unique ON photos (chat_id, file_unique_id)",
+            "CREATE INDEX submissions_prompt ON submissions (chat_id, prompt_message_id)"
+            " WHERE prompt_message_id IS NOT NULL",
+        ],
+    ),
+    Migration(
+        7,
+        "the live board of each group (topic); a daily digest per chat",
+        [
+            """
+            CREATE TABLE boards (
+                chat_id INTEGER NOT NULL,
+                thread_id INTEGER NOT NULL,
+                message_id INTEGER NOT NULL,
+                text TEXT,
+                PRIMARY KEY (chat_id, thread_id)
+            )
+            """,
+            "ALTER TABLE chats ADD COLUMN digest_time TEXT",
+            "ALTER TABLE chats ADD COLUMN timezone TEXT",
+            "ALTER TABLE chats ADD COLUMN digest_last_day TEXT",
+        ],
+    ),
 ]

@@ -59,6 +59,12 @@ class ChatSettings:
     language: str | None = None
     admin_only: bool = False
     reachable: bool = True
+    analysing_message: bool | None = None  # None: the default for the chat type
+    reactions: bool | None = None  # None: not tried yet; False: Telegram refused them here
+    duplicate_guard: bool = True
+    digest_time: str | None = None  # "HH:MM" local time of the daily digest; None: off
+    timezone: str | None = None  # IANA name; None: the bot's default
+    digest_last_day: str | None = None  # the local date of the last digest sent
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ChatSettings:
@@ -70,7 +76,17 @@ class ChatSettings:
             language=row["language"],
             admin_only=bool(row["admin_only"]),
             reachable=bool(row["reachable"]),
+            analysing_message=_flag(row["analysing_message"]),
+            reactions=_flag(row["reactions"]),
+            duplicate_guard=bool(row["duplicate_guard"]),
+            digest_time=row["digest_time"],
+            timezone=row["timezone"],
+            digest_last_day=row["digest_last_day"],
         )
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,13 @@ class Submission:
     product_ids: list[str] = field(default_factory=list)  # found by reconciling
     rate_limited_since: float | None = None  # refused with 429 since then, still waiting
     batch_closed_at: float | None = None  # a /batch stopped collecting (on /done or deadline)
+    reaction: str | None = None  # the emoji the bot last set on the first photo
+    results_message_id: int | None = None  # the results reply's last part (with buttons)
+    prompt_message_id: int | None = None  # a rejection or question a reply can answer
+    retried_at: float | None = None  # "Retry failed" was used
+    retry_of: int | None = None  # this analyses the failed products of that submission
+    duplicate_of: int | None = None  # the duplicate guard found these photos analysed there
+    guard_passed: bool = False  # "Analyse again" was pressed
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:
@@ -155,6 +178,7 @@ class Submission:
         data["remove_background"] = bool(data["remove_background"])
         data["collecting"] = bool(data.get("collecting", 0))
         data["product_ids"] = json.loads(data.get("product_ids") or "[]")
+        data["guard_passed"] = bool(data.get("guard_passed", 0))
         return cls(**data)
 
     @property

@@ -43,6 +43,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
     "attach": (frozenset({RC}), SD),  # there: its batch is known (webhook) or started anew
     "ask": (frozenset({RC}), U),  # the API cannot tell: the user decides, with the facts
     "reject": (frozenset({R, SI}), RJ),
+    "revise": (frozenset({RJ}), R),  # the user fixed a rejected caption (edit or reply)
     "complete": (frozenset({SD}), C),
     "fail": (frozenset({R, SI, SD, RC}), F),
     "expire": (frozenset({SD}), E),
@@ -74,6 +75,7 @@ class AddResult:
     duplicate: bool  # this exact message was stored before (redelivered update)
     late: bool  # an album member that arrived after its album was submitted
     late_batch: bool = False  # came just after the user's /batch closed: opened the next one
+    caption_ignored: bool = False  # its album already had another caption, which applies
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,12 @@ class Store:
             "language",
             "admin_only",
             "reachable",
+            "analysing_message",
+            "reactions",
+            "duplicate_guard",
+            "digest_time",
+            "timezone",
+            "digest_last_day",
         }
         unknown = set(values) - allowed
         if unknown:
@@ -357,7 +365,14 @@ class Store:
                 secrets.token_urlsafe(16),
             ),
         )
+        caption_ignored = False
         if not late and ((caption is not None and not created) or problem is not None):
+            if caption is not None and row is not None and row["caption_seen"]:
+                # A second caption in one album: the first applies; the sender is told.
+                caption_ignored = (caption.collection_ref, caption.manual_fields) != (
+                    row["collection_ref"],
+                    json.loads(row["manual_fields"] or "{}"),
+                )
             await tx.execute(
                 "UPDATE submissions SET collection_ref = COALESCE(?, collection_ref),"
                 " manual_fields = ?, caption_seen = 1, updated_at = ?"
@@ -374,7 +389,14 @@ class Store:
                 await self._move(
                     tx, sub_id, "reject", now, problem=problem.dumps(), next_action_at=now
                 )
-        return AddResult(sub_id, created=created, duplicate=False, late=late, late_batch=late_batch)
+        return AddResult(
+            sub_id,
+            created=created,
+            duplicate=False,
+            late=late,
+            late_batch=late_batch,
+            caption_ignored=caption_ignored,
+        )
 
     async def _next_batch(self, tx: Tx, photo: NewPhoto, now: float) -> Any:
         """A photo just after this user's /batch stopped collecting (on /done or at its
@@ -404,6 +426,16 @@ class Store:
             now=now,
         )
         return await tx.one("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+
+    async def open_batch_of(self, chat_id: int, user_id: int) -> Submission | None:
+        """This user's /batch that is still collecting, if any."""
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE chat_id = ? AND user_id = ? AND collecting = 1"
+                " AND state = ?",
+                (chat_id, user_id, R.value),
+            )
+        return Submission.from_row(row) if row else None
 
     async def open_batch(
         self,
@@ -567,10 +599,7 @@ class Store:
     @staticmethod
     async def _move(tx: Tx, sub_id: int, name: str, now: float, **values: Any) -> bool:
         sources, target = TRANSITIONS[name]
-        sets = "".join(
-            f", {k} = {v}" if isinstance(v, _raw) else f", {k} = ?" for k, v in values.items()
-        )
-        bound = [v for v in values.values() if not isinstance(v, _raw)]
+        sets, bound = _assignments(values)
         marks = ", ".join("?" for _ in sources)
         n = await tx.execute(
             f"UPDATE submissions SET state = ?, updated_at = ?{sets}"  # noqa: S608 (column names are ours)
@@ -583,10 +612,7 @@ class Store:
     async def _move_all(tx: Tx, name: str, now: float, **values: Any) -> int:
         """The transition `name` for every submission in one of its source states."""
         sources, target = TRANSITIONS[name]
-        sets = "".join(
-            f", {k} = {v}" if isinstance(v, _raw) else f", {k} = ?" for k, v in values.items()
-        )
-        bound = [v for v in values.values() if not isinstance(v, _raw)]
+        sets, bound = _assignments(values)
         marks = ", ".join("?" for _ in sources)
         return await tx.execute(
             f"UPDATE submissions SET state = ?, updated_at = ?{sets}"  # noqa: S608 (column names are ours)
@@ -972,6 +998,207 @@ class Store:
             )
         return n == 1
 
+    # Acting on results, fixing submissions --------------------------------------------------
+
+    async def note_message(self, sub_id: int, **ids: int | str | None) -> None:
+        """Remember a message the bot sent for this submission (results_message_id,
+        prompt_message_id) or the reaction it set (reaction)."""
+        allowed = {"results_message_id", "prompt_message_id", "reaction", "progress_message_id"}
+        if set(ids) - allowed:
+            raise ValueError(f"unknown message fields: {sorted(set(ids) - allowed)}")
+        sets = ", ".join(f"{k} = ?" for k in ids)
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                f"UPDATE submissions SET {sets} WHERE id = ?",  # noqa: S608 (names from the allowlist above)
+                (*ids.values(), sub_id),
+            )
+
+    async def by_prompt(self, chat_id: int, message_id: int) -> Submission | None:
+        """The submission a bot message (a rejection or a question) was about."""
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE chat_id = ? AND prompt_message_id = ?",
+                (chat_id, message_id),
+            )
+        return Submission.from_row(row) if row else None
+
+    async def by_photo(self, chat_id: int, message_id: int) -> Submission | None:
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT s.* FROM photos p JOIN submissions s ON s.id = p.submission_id"
+                " WHERE p.chat_id = ? AND p.message_id = ?",
+                (chat_id, message_id),
+            )
+        return Submission.from_row(row) if row else None
+
+    async def previous_analysis(self, sub: Submission) -> Submission | None:
+        """The latest earlier submission in this chat that analysed every one of this one's
+        photos (by Telegram's file_unique_id); None when any photo is new."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT p.file_unique_id, MAX(s.id) AS earlier FROM photos p"
+                " JOIN photos q ON q.chat_id = p.chat_id AND q.file_unique_id = p.file_unique_id"
+                " JOIN submissions s ON s.id = q.submission_id"
+                " WHERE p.submission_id = ? AND q.submission_id != ? AND s.state = ?"
+                " AND s.batch_id IS NOT NULL GROUP BY p.file_unique_id",
+                (sub.id, sub.id, N.value),
+            )
+            total = await tx.one(
+                "SELECT COUNT(DISTINCT file_unique_id) FROM photos WHERE submission_id = ?",
+                (sub.id,),
+            )
+            if not rows or total is None or len(rows) < total[0]:
+                return None
+            row = await tx.one(
+                "SELECT * FROM submissions WHERE id = ?", (max(r["earlier"] for r in rows),)
+            )
+        return Submission.from_row(row) if row else None
+
+    async def hold_duplicate(self, sub_id: int, earlier: int, now: float) -> bool:
+        """Nothing is uploaded until the user chooses (show the old results, or analyse)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET duplicate_of = ?, next_action_at = NULL, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (earlier, now, sub_id, R.value),
+            )
+        return n == 1
+
+    async def pass_guard(self, sub_id: int, now: float) -> bool:
+        """ "Analyse again": the duplicate is sent after all."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET guard_passed = 1, next_action_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = ? AND duplicate_of IS NOT NULL AND guard_passed = 0",
+                (now, now, sub_id, R.value),
+            )
+        return n == 1
+
+    async def drop(self, sub_id: int, now: float) -> bool:
+        """The user let a waiting submission go (nothing sent, no message owed)."""
+        return await self.transition(
+            sub_id,
+            "reject",
+            now,
+            problem=Problem("cancelled").dumps(),
+            next_action_at=None,
+            collecting=0,
+            notified_at=now,
+        )
+
+    async def await_fields(self, sub_id: int, problem: Problem, now: float) -> bool:
+        """Keep the photos and wait for the missing fields (a reply to the question)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET problem = ?, next_action_at = NULL, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (problem.dumps(), now, sub_id, R.value),
+            )
+        return n == 1
+
+    async def revise(
+        self,
+        sub_id: int,
+        now: float,
+        *,
+        collection_ref: str | None = None,
+        manual_fields: dict[str, Any] | None = None,
+        replace_fields: bool = False,
+    ) -> Submission | None:
+        """Apply a corrected caption (`collection_ref`, `manual_fields`) or extra fields to a
+        submission not yet sent: waiting (it is due again at once, or when its album window
+        ends) or rejected (received again, its message bookkeeping afresh). None when it was
+        already sent or is gone."""
+        async with self.db.transaction() as tx:
+            row = await tx.one("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+            if row is None:
+                return None
+            sub = Submission.from_row(row)
+            fields = (
+                dict(manual_fields or {})
+                if replace_fields
+                else {**sub.manual_fields, **(manual_fields or {})}
+            )
+            values: dict[str, Any] = {"manual_fields": json.dumps(fields), "problem": None}
+            if collection_ref is not None and collection_ref != sub.collection_ref:
+                values.update(collection_ref=collection_ref, collection_id=None,
+                              collection_name=None)  # fmt: skip
+            if sub.state is RJ:
+                values.update(
+                    next_action_at=now,
+                    notify_claimed_at=None,
+                    notified_at=None,
+                    parts_sent=0,
+                    notify_attempts=0,
+                    prompt_message_id=None,
+                )
+                moved = await self._move(tx, sub_id, "revise", now, **values)
+            elif sub.state is R and not sub.collecting:
+                values["next_action_at"] = _raw(f"MAX(COALESCE(next_action_at, 0), {now!r})")
+                sets, bound = _assignments(values)
+                moved = (
+                    await tx.execute(
+                        f"UPDATE submissions SET updated_at = ?{sets}"  # noqa: S608 (our column names)
+                        " WHERE id = ? AND state = ?",
+                        (now, *bound, sub_id, R.value),
+                    )
+                    == 1
+                )
+            else:
+                return None
+            if not moved:
+                return None
+            fresh = await tx.one("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+        return Submission.from_row(fresh) if fresh else None
+
+    async def start_retry(
+        self,
+        original: Submission,
+        batch_id: str,
+        product_ids: list[str],
+        next_poll: float,
+        now: float,
+    ) -> int | None:
+        """"Retry failed": the failed products are being analysed again as `batch_id`. A new
+        submission tracks that batch and answers the original photos; the original's button
+        is used up. None when it was used already (a second press changes nothing)."""  # fmt: skip
+        async with self.db.transaction() as tx:
+            used = await tx.execute(
+                "UPDATE submissions SET retried_at = ? WHERE id = ? AND retried_at IS NULL",
+                (now, original.id),
+            )
+            if not used:
+                return None
+            return await tx.insert(
+                "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
+                " collection_ref, collection_id, collection_name, manual_fields, caption_seen,"
+                " remove_background, language, idempotency_key, state, batch_id, submitted_at,"
+                " next_action_at, created_at, updated_at, retry_of, product_ids)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    original.chat_id,
+                    original.thread_id,
+                    original.message_id,
+                    original.user_id,
+                    original.user_name,
+                    original.collection_ref,
+                    original.collection_id,
+                    original.collection_name,
+                    json.dumps(original.manual_fields),
+                    int(original.remove_background),
+                    original.language,
+                    str(uuid.uuid4()),
+                    SD.value,
+                    batch_id,
+                    now,
+                    next_poll,
+                    now,
+                    now,
+                    original.id,
+                    json.dumps(product_ids),
+                ),
+            )
+
     # Queries -------------------------------------------------------------------------------
 
     async def get(self, sub_id: int) -> Submission | None:
@@ -1000,6 +1227,55 @@ class Store:
                 "SELECT * FROM photos WHERE submission_id = ? ORDER BY message_id", (sub_id,)
             )
         return [Photo.from_row(r) for r in rows]
+
+    # The live board ----------------------------------------------------------------------------
+
+    async def board_items(self, chat_id: int, thread_id: int | None) -> list[Submission]:
+        """What a chat's (topic's) board lists: analyses not finished yet."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM submissions WHERE chat_id = ? AND thread_id IS ?"
+                " AND (state IN (?, ?, ?, ?) OR (state = ? AND (next_action_at IS NOT NULL"
+                " OR collecting = 1))) ORDER BY id LIMIT 40",
+                (chat_id, thread_id, SI.value, SD.value, RC.value, C.value, R.value),
+            )
+        return [Submission.from_row(r) for r in rows]
+
+    async def board(self, chat_id: int, thread: int) -> tuple[int | None, str | None]:
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT message_id, text FROM boards WHERE chat_id = ? AND thread_id = ?",
+                (chat_id, thread),
+            )
+        return (row["message_id"], row["text"]) if row else (None, None)
+
+    async def set_board(
+        self, chat_id: int, thread: int, message_id: int | None, text: str | None
+    ) -> None:
+        async with self.db.transaction() as tx:
+            if message_id is None:
+                await tx.execute(
+                    "DELETE FROM boards WHERE chat_id = ? AND thread_id = ?", (chat_id, thread)
+                )
+                return
+            await tx.execute(
+                "INSERT INTO boards (chat_id, thread_id, message_id, text) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chat_id, thread_id) DO UPDATE SET message_id = excluded.message_id,"
+                " text = excluded.text",
+                (chat_id, thread, message_id, text),
+            )
+
+    async def photo_counts(self, sub_ids: Sequence[int]) -> dict[int, int]:
+        if not sub_ids:
+            return {}
+        marks = ", ".join("?" for _ in sub_ids)
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                f"SELECT submission_id, COUNT(*) FROM photos WHERE submission_id IN ({marks})"  # noqa: S608 (placeholders only)
+                " GROUP BY submission_id",
+                tuple(sub_ids),
+            )
+        return {row[0]: row[1] for row in rows}
 
     async def photo_by_media_key(self, media_key: str) -> tuple[Photo, Submission] | None:
         async with self.db.reading() as tx:
@@ -1106,3 +1382,11 @@ class _raw(str):
     """A SQL expression to use as a column's new value instead of a bound parameter."""
 
     __slots__ = ()
+
+
+def _assignments(values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`, col = ?` (or `= <expression>` for _raw values) for each value, and the bound ones."""
+    sets = "".join(
+        f", {k} = {v}" if isinstance(v, _raw) else f", {k} = ?" for k, v in values.items()
+    )
+    return sets, [v for v in values.values() if not isinstance(v, _raw)]

@@ -108,13 +108,25 @@ def sandbox_server() -> Iterator[SandboxThread]:
         yield server
 
 
+# Telegram allows about one message a second in a chat. The bot keeps to that by design, which
+# makes a test that sends twenty photos to one private chat wait twenty seconds. Tests that are
+# not about flood limits relax that one limit, in the emulator and in the bot alike (the group
+# and overall limits stay Telegram's); tests marked `telegram_limits` get Telegram's figures.
+RELAXED_CHAT_PER_SECOND = 50.0
+
+
 @pytest.fixture
-def sandbox(sandbox_server: SandboxThread) -> SandboxThread:
+def sandbox(sandbox_server: SandboxThread, request: pytest.FixtureRequest) -> SandboxThread:
     """The shared sandbox, reset to its seeded state for this test."""
     with httpx.Client(base_url=sandbox_server.url, timeout=10) as http:
         http.post("/sandbox/reset").raise_for_status()
         http.post("/sandbox/telegram/reset").raise_for_status()
         http.post("/sandbox/config", json={"analysis_seconds": 0.3, "failure_rate": 0.0})
+        if request.node.get_closest_marker("telegram_limits") is None:
+            http.post(
+                "/sandbox/telegram/limits",
+                json={"per_chat_per_second": RELAXED_CHAT_PER_SECOND, "chat_burst": 50},
+            ).raise_for_status()
     return sandbox_server
 
 
@@ -145,10 +157,16 @@ async def harness(sandbox: SandboxThread) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def settings_for(sandbox: SandboxThread, tmp_path: Path) -> Callable[..., Any]:
+def settings_for(
+    sandbox: SandboxThread, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., Any]:
     from tests.harness import make_settings
 
+    relaxed = request.node.get_closest_marker("telegram_limits") is None
+
     def build(**overrides: Any) -> Any:
+        if relaxed:
+            overrides.setdefault("telegram_chat_messages_per_second", RELAXED_CHAT_PER_SECOND)
         return make_settings(sandbox, tmp_path, **overrides)
 
     return build

@@ -80,7 +80,9 @@ async def test_settings_language_and_background_removal(
 async def test_scan_as_text_then_photos(harness: Harness, settings_for: Callable[..., Any]) -> None:
     async with bot_running(settings_for()):
         await harness.text(BEN, "/scan Watches purchasePrice=100 boxIncluded=yes")
-        await harness.wait_text(BEN["id"], "next photos in this chat go to")
+        await harness.wait_text(
+            BEN["id"], "your photos in this chat go to Watches with purchasePrice=100"
+        )
         await harness.photo(BEN)
         await harness.wait_text(BEN["id"], "Results")
         await harness.text(BEN, "/scan@SomeOtherBot Books")
@@ -135,7 +137,8 @@ async def test_status_and_results_commands(
         again = await harness.wait_sent(
             ANNA["id"], lambda a: "Results" in (a["text"] or "") and a["reply_markup"]
         )
-        csv_button = again["reply_markup"]["inline_keyboard"][0][0]
+        csv_button = again["reply_markup"]["inline_keyboard"][-1][0]
+        assert csv_button["text"] == "📄 CSV"
         await harness.press(ANNA, ANNA["id"], again["message_id"], csv_button["callback_data"])
         await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "document")
         await harness.text(ANNA, "/results nope")
@@ -244,3 +247,22 @@ async def test_redelivered_command_update_is_handled_once(
             )
 
         assert await eventually(helps) == 1
+
+
+async def test_a_group_speaks_one_language_and_status_shows_collecting_batches(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    group = await harness.chat(id=-100888, type="supergroup", title="Team", admins=[CARLA["id"]])
+    async with bot_running(settings_for()):
+        await harness.text(CARLA, "/start", group)  # a German-speaking admin adds the bot
+        await harness.wait_text(group["id"], "Resell Scan")
+        await harness.text(ANNA, "/help", group)  # an English-speaking member
+        help_text = await harness.wait_text(group["id"], "So scannst du")
+        assert help_text["reply_to"] is not None
+        await harness.text(ANNA, "/batch Electronics", group)
+        await harness.wait_text(group["id"], "Sammle")
+        await harness.photo(ANNA, group)
+        await harness.photo(ANNA, group)
+        await harness.text(BEN, "/status", group)
+        status = await harness.wait_text(group["id"], "sammelt 2 Fotos – sende /done")
+        assert "Anna" in status["text"]

@@ -197,7 +197,7 @@ async def test_results_of_private_scans_parse(
         again = await harness.wait_sent(
             ANNA["id"], lambda a: "Results" in (a["text"] or "") and bool(a["reply_markup"])
         )
-        csv = again["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+        csv = again["reply_markup"]["inline_keyboard"][-1][0]["callback_data"]
         await harness.press(ANNA, ANNA["id"], again["message_id"], csv)
         await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "document")
         await harness.text(ANNA, "/status")

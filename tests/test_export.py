@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.resellscan import BatchStatus
-from bot.telegram import render
+from bot.results import result_fields
 from bot.telegram.export import KNOWN_COLUMNS, results_csv
 
 BOM = "\ufeff"
@@ -216,7 +216,7 @@ def test_known_columns_agree_with_the_chat_message_reader_in_every_sandbox_diale
     ]
     rows = table(results_csv(batch(*(product(f"p{i}", r) for i, r in enumerate(shapes)))))
     for row, result in zip(rows, shapes, strict=True):
-        facts = render.result_fields(result)
+        facts = result_fields(result)
         for column in ("title", "brand", "category", "condition", "currency"):
             assert row[column] == (facts[column] or "")
         assert row["confidence_percent"] == str(facts["confidence"])

@@ -41,6 +41,8 @@ from bot.resellscan.read import as_bool, as_float, as_id, as_time, shape
 from bot.resellscan.webhooks import sign
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.export import results_csv
+from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.tracker import MAX_UNREADABLE, Tracker
 from bot.web import Health, build_web_app
 from storage import Database, NewPhoto, State, Store
@@ -241,8 +243,8 @@ def test_nested_result_values_render_by_name_and_confidence_is_normalised() -> N
 def test_unreadable_completion_is_rendered_and_its_csv_keeps_the_raw_fields() -> None:
     status = BatchStatus.read({"batch": "weird", "items": "nope", "n": {"deep": 3}})
     assert not status.products
-    csv_text = render.results_csv(status).decode("utf-8-sig")
-    assert "n.deep,3" in csv_text and "items,nope" in csv_text
+    csv_text = results_csv(status).decode("utf-8-sig")
+    assert "n.deep;3" in csv_text and "items;nope" in csv_text
 
 
 # Property-based: relay and poller --------------------------------------------------------------
@@ -421,6 +423,7 @@ class Rig:
             metrics=Metrics(),
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
             callbacks=CallbackCodec(b"c" * 32),
+            scheduler=SendScheduler(SendLimits.unlimited()),
             clock=self.clock,
         )
         app = build_web_app(

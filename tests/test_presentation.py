@@ -12,8 +12,10 @@ import pytest
 from bot.config import Settings
 from bot.media import MediaSigner
 from bot.resellscan import BatchStatus
+from bot.results import result_fields
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.export import results_csv
 from bot.telegram.handlers import Handlers
 from bot.telegram.texts import COMMANDS, LANGUAGES, TEXTS, placeholders, t
 from bot.tracker import Budget, poll_delay, products_of
@@ -173,15 +175,17 @@ def test_split_cuts_a_single_huge_block() -> None:
 def test_result_fields_are_read_tolerantly(
     result: dict[str, Any], expected: tuple[Any, ...]
 ) -> None:
-    facts = render.result_fields(result)
+    facts = result_fields(result)
     assert (facts["title"], facts["price_min"], facts["price_max"], facts["currency"]) == expected
 
 
-def test_csv_has_every_product_and_every_result_field() -> None:
+def test_csv_has_every_product_and_the_manual_fields() -> None:
     status = batch(3, failed={2})
-    rows = list(csv.DictReader(io.StringIO(render.results_csv(status).decode("utf-8-sig"))))
+    data = results_csv(status, manual_fields={"purchasePrice": 12.5}, lang="de")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
     assert [r["product_id"] for r in rows] == ["p0", "p1", "p2"]
-    assert rows[0]["result.estimatedPrice.max"] == "65.5" and rows[0]["confidence"] == "87"
+    assert rows[0]["price_max"] == "65,50" and rows[0]["confidence_percent"] == "87"
+    assert rows[0]["field.purchasePrice"] == "12,50"
     assert rows[2]["error"] == "blurry <photo>" and rows[2]["title"] == ""
 
 

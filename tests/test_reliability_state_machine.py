@@ -43,6 +43,7 @@ from bot.media import MediaSigner
 from bot.metrics import Metrics
 from bot.resellscan import ResellScanClient, RetryPolicy
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.tracker import Tracker
 from storage import CaptionInfo, Database, NewPhoto, State, Store
 from tests.conftest import apply_webhook
@@ -146,6 +147,7 @@ class FakeTelegram:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.reactions: list[tuple[int, int, Any]] = []
         self.failure: str | None = None
         self.counter = 0
 
@@ -176,6 +178,10 @@ class FakeTelegram:
 
     async def edit_message_text(self, *args: Any, **kw: Any) -> None:
         return None
+
+    async def set_message_reaction(self, chat_id: int, message_id: int, **kw: Any) -> bool:
+        self.reactions.append((chat_id, message_id, kw.get("reaction")))
+        return True
 
 
 class Clock:
@@ -240,6 +246,7 @@ class SubmissionMachine(RuleBasedStateMachine):
             metrics=Metrics(),  # type: ignore[arg-type]
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
             callbacks=CallbackCodec(b"c" * 32),
+            scheduler=SendScheduler(SendLimits.unlimited()),
             clock=self.clock,
         )
         await self.store.recover(self.clock(), self.clock() + 1.0)

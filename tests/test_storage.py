@@ -418,7 +418,7 @@ async def test_rebuild_migration_adds_a_state_and_keeps_every_row(tmp_path: Path
     assert sub_id is not None
     db = await Database.open(path)
     try:
-        assert await db.user_version() == 5
+        assert await db.user_version() == len(MIGRATIONS)
         store = Store(db)
         sub = await store.get(sub_id)
         assert sub is not None and sub.collection_name == "Sneakers" and sub.requested_at is None

@@ -23,6 +23,9 @@ KINDS: dict[str, tuple[int, bool]] = {
     "pp": (3, True),  # picker page: submission id, page, search
     "resub": (1, True),  # submission id
     "csv": (1, True),  # submission id
+    "retry": (1, True),  # "Retry failed" of this submission's results
+    "lst": (2, True),  # listing text: submission id, product index (0: all)
+    "dup": (2, True),  # duplicate guard: submission id, "show" or "again"
     "cp": (2, False),  # /collections page: page, search
     "use": (1, False),  # collection id
     "scan": (1, False),
@@ -33,7 +36,18 @@ KINDS: dict[str, tuple[int, bool]] = {
 # Kinds whose last argument is search text: cut by bytes to fit, may be empty.
 SEARCHABLE = frozenset({"cp", "pp"})
 # Arguments that must be whole numbers, by kind and position.
-_NUMERIC = {("pick", 0), ("pp", 0), ("pp", 1), ("resub", 0), ("csv", 0), ("cp", 0)}
+_NUMERIC = {
+    ("pick", 0),
+    ("pp", 0),
+    ("pp", 1),
+    ("resub", 0),
+    ("csv", 0),
+    ("cp", 0),
+    ("retry", 0),
+    ("lst", 0),
+    ("lst", 1),
+    ("dup", 0),
+}
 
 
 class CallbackTooLong(ValueError):

@@ -13,7 +13,7 @@ File format
 Columns, in this order
     1. `index` (1-based position in the batch), `product_id`, `status`, `error`, `title`,
        `brand`, `category`, `condition`, `price_min`, `price_max`, `currency`,
-       `confidence_percent` (`KNOWN_COLUMNS`). Values are read by `render.result_fields`, the
+       `confidence_percent` (`KNOWN_COLUMNS`). Values are read by `results.result_fields`, the
        reader behind the chat message, so the file and the message agree (`currency` is "EUR"
        when a price has none, as in the message). Confidence is a whole percentage 0-100:
        0-1 is a fraction, above 1 a percentage (0.68 -> 68, "85" -> 85, 91.7 -> 92,
@@ -55,7 +55,7 @@ What counts as "shown" (left out of `result.*`, per product)
     `result.confidence`). So a column like `result.confidence` appears only when some
     product's confidence was unreadable, and no value appears twice. A shown value appears as
     its column reads it: confidence as a whole percent (0.684 -> 68), labels without
-    surrounding spaces. (Should `_read_known` and `render.result_fields` ever disagree on a
+    surrounding spaces. (Should `_read_known` and `results.result_fields` ever disagree on a
     column, that column's leaves count as not shown: printed twice, never lost.)
 
 Failed products (`ProductResult.failed`)
@@ -97,7 +97,7 @@ from typing import Any
 
 from bot.resellscan import BatchStatus, ProductResult
 from bot.resellscan.read import Fields, as_float, as_obj, label, norm
-from bot.telegram.render import confidence_percent, result_fields
+from bot.results import confidence_percent, result_fields
 
 __all__ = ["FIELD_PREFIX", "KNOWN_COLUMNS", "RAW_COLUMNS", "RESULT_PREFIX", "results_csv"]
 
@@ -121,7 +121,7 @@ FIELD_PREFIX = "field."
 RESULT_PREFIX = "result."
 RAW_COLUMNS = ("field", "value")
 
-# The keys `render.result_fields` reads, in its order. `_read_known` mirrors it to learn which
+# The keys `results.result_fields` reads, in its order. `_read_known` mirrors it to learn which
 # raw leaves a value came from; a column counts its leaves as shown only when its value equals
 # `result_fields`'s, so if the two ever drift apart a leaf is printed twice, never lost.
 _TITLE_KEYS = ("title", "name", "product_name", "productName", "label")
@@ -231,7 +231,7 @@ def _analyse(product: ProductResult) -> tuple[dict[str, Any], dict[Path, Any]]:
 
 
 def _read_known(result: Mapping[str, Any]) -> Known:
-    """`render.result_fields` again, with the raw leaves each value was read from."""
+    """`results.result_fields` again, with the raw leaves each value was read from."""
     known: Known = {}
     for column, keys in (
         ("title", _TITLE_KEYS),

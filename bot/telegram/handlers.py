@@ -19,7 +19,6 @@ from telegram import (
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeDefault,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     ReplyParameters,
@@ -51,6 +50,7 @@ from bot.intake import (
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.scheduler import Priority, SendScheduler
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.tracker import Outgoing, Tracker
 from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
@@ -58,6 +58,9 @@ from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
 log = logging.getLogger(__name__)
 
 MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
+CLEAR_WORDS = frozenset({"none", "-", "off", "clear", "keine", "aus"})  # `/use none`
+# Rejections a corrected caption (or a reply with fields) can fix.
+FIXABLE_PROBLEMS = frozenset({"fields", "unknown_collection", "caption", "api_validation"})
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", *HEIC_EXTENSIONS)
 
 
@@ -68,6 +71,7 @@ class Services:
     catalog: Catalog
     tracker: Tracker
     callbacks: CallbackCodec
+    scheduler: SendScheduler
     clock: Callable[[], float] = time.time
 
 
@@ -76,10 +80,16 @@ class Handlers:
         self.s = services
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        fresh, edited = filters.UpdateType.MESSAGE, filters.UpdateType.EDITED_MESSAGE
+        media = filters.PHOTO | filters.Document.ALL
         app.add_handler(TypeHandler(Update, self.gate), group=-1)
-        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, self.on_media))
+        app.add_handler(MessageHandler(fresh & media, self.on_media))
+        app.add_handler(MessageHandler(edited & media, self.on_edit))
         for name in COMMANDS:
-            app.add_handler(CommandHandler(name, getattr(self, f"cmd_{name}")))
+            app.add_handler(CommandHandler(name, getattr(self, f"cmd_{name}"), filters=fresh))
+        app.add_handler(
+            MessageHandler(fresh & filters.TEXT & filters.REPLY & ~filters.COMMAND, self.on_reply)
+        )
         app.add_handler(CallbackQueryHandler(self.on_callback))
         app.add_error_handler(self.on_error)
 
@@ -90,20 +100,29 @@ class Handlers:
         user = update.effective_user
         stored = (await self.s.store.chat(chat.id)).language if chat else None
         return language_for(
-            stored, user.language_code if user else None, self.s.settings.default_language
+            stored,
+            user.language_code if user else None,
+            self.s.settings.default_language,
+            group=chat is not None and chat.type != ChatType.PRIVATE,
         )
 
-    @staticmethod
     async def reply(
-        message: Message, text: str, markup: InlineKeyboardMarkup | None = None
+        self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
     ) -> Message:
-        return await message.reply_text(
-            text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-            do_quote=False,
-        )
+        """Answer a user's message, through the chat's send queue (flood limits)."""
+
+        async def call() -> Message:
+            return await message.reply_text(
+                text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+                reply_parameters=ReplyParameters(
+                    message.message_id, allow_sending_without_reply=True
+                ),
+                do_quote=False,
+            )
+
+        return await self.s.scheduler.submit(message.chat_id, call, priority=Priority.REPLY)
 
     def allowed(self, update: Update) -> bool:
         settings = self.s.settings
@@ -173,7 +192,10 @@ class Handlers:
             return
         chat_settings = await self.s.store.chat(chat.id)
         lang = language_for(
-            chat_settings.language, user.language_code, self.s.settings.default_language
+            chat_settings.language,
+            user.language_code,
+            self.s.settings.default_language,
+            group=chat.type != ChatType.PRIVATE,
         )
         if message.photo:
             size = message.photo[-1]
@@ -236,6 +258,11 @@ class Handlers:
         log.debug("photo stored", extra={"chat_id": chat.id, "submission_id": result.submission_id})
         if result.late:
             await self.reply(message, t(lang, "late_photo"))
+        elif result.caption_ignored:
+            sub = await self.s.store.get(result.submission_id)
+            await self.reply(
+                message, t(lang, "caption_ignored", applied=render.caption_of(sub) if sub else "")
+            )
         elif result.late_batch:
             sub = await self.s.store.get(result.submission_id)
             await self.reply(
@@ -250,12 +277,95 @@ class Handlers:
         if not result.duplicate:
             self.s.tracker.wake()
 
+    async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A photo's caption was edited: applied if the photos were not sent yet (gathering,
+        waiting for a collection or for fields, or rejected for their caption)."""
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        sub = await self.s.store.by_photo(chat.id, message.message_id)
+        if sub is None:
+            return  # a photo we never took (for another bot, refused, or before the bot)
+        try:
+            request = parse_caption(message.caption, context.bot.username)
+        except NotForUs:
+            return
+        except CaptionError as exc:
+            reason = t(lang, f"caption_{exc.code}", **exc.params)
+            await self.reply(message, t(lang, "caption_problem", reason=Html(reason)))
+            return
+        if request is None:
+            return
+        await self._revise(message, lang, sub, request.collection_ref, request.fields, True)
+
+    async def on_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A reply to the bot's rejection or question with `field=value …` fixes it."""
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None or message.reply_to_message is None:
+            return
+        sub = await self.s.store.by_prompt(chat.id, message.reply_to_message.message_id)
+        if sub is None:
+            return
+        lang = await self.lang(update)
+        try:
+            request = parse_caption(message.text, context.bot.username)
+        except (CaptionError, NotForUs):
+            request = None
+        if request is None or not request.fields or request.collection_ref:
+            await self.reply(message, t(lang, "reply_fields_usage"))
+            return
+        await self._revise(message, lang, sub, None, request.fields, False)
+
+    async def _revise(
+        self,
+        message: Message,
+        lang: str,
+        sub: Submission,
+        collection_ref: str | None,
+        fields: dict[str, str],
+        replace: bool,
+    ) -> None:
+        fixable = sub.state is State.RECEIVED or (
+            sub.state is State.REJECTED
+            and sub.problem is not None
+            and sub.problem.code in FIXABLE_PROBLEMS
+        )
+        revised = (
+            await self.s.store.revise(
+                sub.id,
+                self.s.clock(),
+                collection_ref=collection_ref,
+                manual_fields=fields,
+                replace_fields=replace,
+            )
+            if fixable
+            else None
+        )
+        if revised is None:
+            await self.reply(message, t(lang, "edit_too_late"))
+            return
+        self.s.tracker.wake()
+        await self.reply(message, t(lang, "edit_applied", what=render.caption_of(revised)))
+
     # Commands ------------------------------------------------------------------------------
 
     async def cmd_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
         if message is None or chat is None:
             return
+        user = update.effective_user
+        settings = await self.s.store.chat(chat.id)
+        if (
+            chat.type != ChatType.PRIVATE
+            and settings.language is None
+            and user is not None
+            and user.language_code
+            and await self.is_admin(update)
+        ):
+            # A group speaks one language: the first admin's, unless /settings says otherwise.
+            spoken = language_for(None, user.language_code, self.s.settings.default_language)
+            await self.s.store.update_chat(chat.id, self.s.clock(), language=spoken)
         lang = await self.lang(update)
         await self.reply(message, t(lang, "start"))
         if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
@@ -326,6 +436,7 @@ class Handlers:
             return
         now = self.s.clock()
         chat_settings = await self.s.store.chat(chat.id)
+        previous = await self.s.store.open_batch_of(chat.id, user.id)
         await self.s.store.open_batch(
             chat_id=chat.id,
             thread_id=message.message_thread_id if message.is_topic_message else None,
@@ -341,6 +452,17 @@ class Handlers:
             now=now,
         )
         self.s.tracker.wake()
+        if previous is not None:  # a new /batch sends the open one first: say so
+            photos = len(await self.s.store.photos(previous.id))
+            await self.reply(
+                message,
+                t(
+                    lang,
+                    "batch_replaced",
+                    collection=previous.collection_name or "?",
+                    photos=render.count_text(lang, photos, "photos_one", "photos_many"),
+                ),
+            )
         shown = " ".join(f"{k}={v}" for k, v in fields.items())
         await self.reply(
             message,
@@ -394,7 +516,15 @@ class Handlers:
                 lang,
                 "scan_pending",
                 collection=name,
-                fields=Html(f" <code>{html.escape(fields.strip())}</code>") if fields else "",
+                fields=Html(
+                    t(
+                        lang,
+                        "scan_pending_fields",
+                        fields=Html(f"<code>{html.escape(fields.strip())}</code>"),
+                    )
+                )
+                if fields
+                else "",
                 minutes=int(settings.pending_scan_seconds // 60) or 1,
             ),
         )
@@ -445,6 +575,15 @@ class Handlers:
             return
         if not await self.may_change_settings(update):
             await self.reply(message, t(lang, "admins_only"))
+            return
+        if ref.lower() in CLEAR_WORDS and update.effective_chat is not None:
+            await self.s.store.update_chat(
+                update.effective_chat.id,
+                self.s.clock(),
+                default_collection_id=None,
+                default_collection_name=None,
+            )
+            await self.reply(message, t(lang, "default_cleared"))
             return
         collection = await self._resolve_or_answer(message, lang, ref, "use")
         if collection is not None:
@@ -518,7 +657,8 @@ class Handlers:
             await self.reply(message, render.status_detail(lang, sub, photos, now))
             return
         open_, recent = await self.s.store.for_chat(chat.id)
-        await self.reply(message, render.status_text(lang, open_, recent, now))
+        counts = await self.s.store.photo_counts([s.id for s in open_ if s.collecting])
+        await self.reply(message, render.status_text(lang, open_, recent, now, counts))
 
     async def cmd_results(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -543,23 +683,24 @@ class Handlers:
                 ),
             )
             return
+        want_csv = len(context.args) > 1 and context.args[1].lower() == "csv"
+        await self._show_results(message, lang, sub, want_csv=want_csv)
+
+    async def _show_results(
+        self, message: Message, lang: str, sub: Submission, *, want_csv: bool
+    ) -> None:
+        """A finished submission's results again, with their buttons (and the CSV)."""
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        photos = len(await self.s.store.photos(sub.id))
+        photos = len(await self.s.store.photos(sub.retry_of or sub.id))
         if status.products:
             parts = render.render_results(lang, sub, status, photos, now=self.s.clock())
         else:
             parts = [render.unreadable_text(lang, sub)]
-        want_csv = len(context.args) > 1 and context.args[1].lower() == "csv"
+        markup = render.results_keyboard(lang, sub, status, self.s.callbacks)
         for index, part in enumerate(parts):
-            markup = None
-            if index == len(parts) - 1 and not want_csv:
-                data = self.s.callbacks.encode("csv", sub.id, chat_id=chat.id)
-                markup = InlineKeyboardMarkup(
-                    [[InlineKeyboardButton(t(lang, "csv_button"), callback_data=data)]]
-                )
-            await self.reply(message, part, markup)
+            await self.reply(message, part, markup if index == len(parts) - 1 else None)
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
-            await self._send_csv(update, sub.id)
+            await self.s.tracker.send(sub, await self.s.tracker.csv_for(sub, status))
 
     async def _send_csv(self, update: Update, sub_id: int) -> None:
         sub = await self.s.store.get(sub_id)
@@ -567,14 +708,7 @@ class Handlers:
         if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
             return
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
-        await self.s.tracker.send(
-            sub,
-            Outgoing(
-                t(sub.language, "results_csv_caption", count=status.counts()[0]),
-                document=(name, render.results_csv(status)),
-            ),
-        )
+        await self.s.tracker.send(sub, await self.s.tracker.csv_for(sub, status))
 
     async def cmd_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -592,8 +726,12 @@ class Handlers:
             background=t(lang, "settings_on" if settings.remove_background else "settings_off"),
             language={"en": "English", "de": "Deutsch"}[lang],
             who=t(lang, "settings_admins" if settings.admin_only else "settings_everyone"),
+            analysing=t(
+                lang, "settings_on" if render.analysing_message(settings) else "settings_off"
+            ),
+            guard=t(lang, "settings_on" if settings.duplicate_guard else "settings_off"),
         )
-        return text, render.settings_keyboard(lang, settings.remove_background, settings.admin_only)
+        return text, render.settings_keyboard(lang, settings)
 
     async def cmd_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
@@ -602,9 +740,11 @@ class Handlers:
         lang = await self.lang(update)
         count = await self.s.store.cancel_waiting(chat.id, user.id, self.s.clock())
         pending = await self.s.store.clear_pending_scan(chat.id, user.id)
-        if count or pending:
+        if count:
             await self.reply(message, t(lang, "cancelled", count=count))
-        else:
+        if pending:
+            await self.reply(message, t(lang, "cancelled_scan"))
+        if not count and not pending:
             await self.reply(message, t(lang, "nothing_to_cancel"))
 
     # Buttons -------------------------------------------------------------------------------
@@ -665,7 +805,92 @@ class Handlers:
             return
         elif kind == "csv":
             await self._send_csv(update, found.number(0))
+        elif kind == "retry":
+            await self._retry_failed(update, lang, found.number(0))
+            return
+        elif kind == "lst":
+            await self._send_listing(update, found.number(0), found.number(1))
+        elif kind == "dup":
+            await self._duplicate_choice(update, lang, found.number(0), args[1])
+            return
         await query.answer()
+
+    async def _retry_failed(self, update: Update, lang: str, sub_id: int) -> None:
+        """🔁 Retry failed: POST /products/analyze with exactly the failed product ids, tracked
+        like any batch; one reply answers the original photos. The button is used up."""
+        query = update.callback_query
+        assert query is not None
+        sub = await self.s.store.get(sub_id)
+        if sub is None or sub.results is None or not await self._owns(update, sub):
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        failed = BatchStatus.read(sub.results).failed_product_ids()
+        if sub.retried_at is not None or not failed or not sub.collection_id:
+            await query.answer(t(lang, "retry_used"))
+            return
+        try:
+            started = await self.s.tracker.client.analyze_products(
+                sub.collection_id, failed, idempotency_key=f"{sub.idempotency_key}.retry"
+            )
+        except ResellScanError as exc:
+            await query.answer(
+                t(lang, "retry_failed_start", message=str(exc)[:150]), show_alert=True
+            )
+            return
+        now = self.s.clock()
+        retry = await self.s.store.start_retry(
+            sub, started.batch_id, failed, now + self.s.settings.poll_initial_seconds, now
+        )
+        await query.answer()
+        if retry is None:  # pressed twice at once: the other press won
+            return
+        self.s.tracker.wake()
+        message = query.message if isinstance(query.message, Message) else None
+        if message is not None:  # the same keyboard without the used button
+            fresh = await self.s.store.get(sub.id)
+            assert fresh is not None
+            status = BatchStatus.read(fresh.results)
+            keyboard = render.results_keyboard(fresh.language, fresh, status, self.s.callbacks)
+
+            async def drop_button() -> None:
+                with contextlib.suppress(TelegramError):
+                    await message.edit_reply_markup(keyboard)
+
+            await self.s.scheduler.submit(message.chat_id, drop_button, priority=Priority.REPLY)
+        await self.s.tracker.send(sub, Outgoing(t(lang, "retry_started", count=len(failed))))
+
+    async def _send_listing(self, update: Update, sub_id: int, index: int) -> None:
+        sub = await self.s.store.get(sub_id)
+        chat = update.effective_chat
+        if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
+            return
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+        for text in render.listing_messages(sub.language, sub, status, index):
+            await self.s.tracker.send(sub, Outgoing(text))
+
+    async def _duplicate_choice(self, update: Update, lang: str, sub_id: int, choice: str) -> None:
+        """Duplicate guard: show the earlier results (and drop these photos), or analyse."""
+        query = update.callback_query
+        assert query is not None
+        sub = await self.s.store.get(sub_id)
+        if (
+            sub is None
+            or sub.duplicate_of is None
+            or sub.state is not State.RECEIVED
+            or not await self._owns(update, sub)
+        ):
+            await query.answer(t(lang, "stale_button"), show_alert=True)
+            return
+        await query.answer()
+        message = query.message if isinstance(query.message, Message) else None
+        if choice == "again":
+            if await self.s.store.pass_guard(sub.id, self.s.clock()):
+                self.s.tracker.wake()
+            return
+        earlier = await self.s.store.get(sub.duplicate_of)
+        await self.s.store.drop(sub.id, self.s.clock())
+        if earlier is not None and message is not None:
+            await self._show_results(message, lang, earlier, want_csv=False)
 
     async def _owns(self, update: Update, sub: Submission) -> bool:
         """The pressing user may act on this submission: it is in this chat, and they sent
@@ -744,16 +969,34 @@ class Handlers:
         elif what == "lang":
             lang = "en" if lang == "de" else "de"
             await self.s.store.update_chat(chat.id, now, language=lang)
+        elif what == "am":
+            shown = render.analysing_message(current)
+            await self.s.store.update_chat(chat.id, now, analysing_message=not shown)
+        elif what == "dg":
+            await self.s.store.update_chat(
+                chat.id, now, duplicate_guard=not current.duplicate_guard
+            )
+        elif what == "nodef":
+            await self.s.store.update_chat(
+                chat.id, now, default_collection_id=None, default_collection_name=None
+            )
         text, markup = await self._settings_view(chat.id, lang)
         await self._edit(message, text, markup)
 
-    @staticmethod
-    async def _edit(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
-        try:
-            await message.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
-        except BadRequest as exc:
-            if "not modified" not in str(exc).lower():
-                raise
+    async def _edit(self, message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        async def call() -> None:
+            try:
+                await message.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():
+                    raise
+
+        await self.s.scheduler.submit(
+            message.chat_id,
+            call,
+            priority=Priority.REPLY,
+            key=f"edit:{message.chat_id}:{message.message_id}",
+        )
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("handler failed: %r", context.error, exc_info=context.error)

@@ -32,7 +32,7 @@ from storage import Inbox, InboxUpdate, NewUpdate
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 MAX_BACKOFF = 30.0
 
 

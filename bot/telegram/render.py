@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import html
-import io
-import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.intake import FieldProblem
+from bot.listing import fits_copy_button, listing_text
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
-from bot.resellscan.read import Fields, as_float, label, norm
+from bot.results import extra_fields, result_fields
 from bot.telegram import callbacks
+from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.texts import Html, t
-from storage import Problem, State, Submission
+from storage import ChatSettings, Problem, State, Submission
 
 MESSAGE_LIMIT = 4096
 SAFE_LIMIT = 3800  # room for a "(continued)" line and HTML entity slack
@@ -44,125 +44,6 @@ def count_text(lang: str, count: int, one: str, many: str) -> str:
 
 
 # Results --------------------------------------------------------------------------------------
-
-
-_PRICE_KEYS = (
-    "estimatedPrice",
-    "estimated_price",
-    "price",
-    "priceRange",
-    "price_range",
-    "estimatedValue",
-    "estimated_value",
-    "priceEstimate",
-    "price_estimate",
-    "marketPrice",
-    "market_price",
-)
-KNOWN_RESULT_KEYS = {
-    norm(k)
-    for k in (
-        *_PRICE_KEYS,
-        "title",
-        "name",
-        "product_name",
-        "label",
-        "brand",
-        "manufacturer",
-        "category",
-        "categoryName",
-        "category_name",
-        "condition",
-        "state",
-        "confidence",
-        "score",
-        "certainty",
-        "currency",
-        "price_min",
-        "min_price",
-        "price_max",
-        "max_price",
-    )
-}
-MAX_EXTRA_LINES = 6  # other short fields of `result` shown as "key: value"
-MAX_EXTRA_LENGTH = 80
-
-
-def _pick(result: dict[str, Any], reader: Any, *keys: str) -> Any:
-    """The first of `keys` (any casing) that `reader` can read."""
-    f = Fields(result)
-    for key in keys:
-        value = f.get(reader, key)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def confidence_percent(value: Any) -> int | None:
-    """Confidence as a whole percentage: 0-1 is a fraction, above 1 a percentage; numbers or
-    numeric strings ("0.85", "85", "85%")."""
-    if isinstance(value, str):
-        value = value.strip().removesuffix("%").strip()
-    number = as_float(value)
-    if number is None or number < 0:
-        return None
-    if number <= 1:
-        number *= 100
-    return round(min(number, 100.0))
-
-
-def result_fields(result: dict[str, Any]) -> dict[str, Any]:
-    """Known facts from an undocumented `result` object, read tolerantly (§9 #5): values may
-    be nested (`brand: {name: …}`, `price: {min, max, currency}`, `estimatedPrice: {value,
-    currency}`), numbers may be strings."""
-    price = _pick(result, lambda v: v, *_PRICE_KEYS)
-    low = high = None
-    currency = None
-    if isinstance(price, dict):
-        low = _pick(price, as_float, "min", "low", "from", "minimum")
-        high = _pick(price, as_float, "max", "high", "to", "maximum")
-        currency = _pick(price, label, "currency", "currencyCode", "currency_code")
-        if low is None and high is None:
-            low = high = _pick(price, as_float, "value", "amount", "avg", "average", "mid")
-    else:
-        low = high = as_float(price)
-    if low is None:
-        low = _pick(result, as_float, "price_min", "min_price")
-    if high is None:
-        high = _pick(result, as_float, "price_max", "max_price")
-    if low is None and high is not None:
-        low = high
-    if high is None and low is not None:
-        high = low
-    currency = currency or _pick(result, label, "currency") or ("EUR" if low is not None else None)
-    return {
-        "title": _pick(result, label, "title", "name", "product_name", "productName", "label"),
-        "brand": _pick(result, label, "brand", "manufacturer"),
-        "category": _pick(result, label, "category", "categoryName", "category_name"),
-        "condition": _pick(result, label, "condition", "state"),
-        "price_min": low,
-        "price_max": high,
-        "currency": currency,
-        "confidence": confidence_percent(
-            _pick(result, lambda v: v, "confidence", "score", "certainty")
-        ),
-    }
-
-
-def extra_fields(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """Other short scalar fields of `result` ("key", "value"), so an unrecognised dialect
-    still shows the user what Resell Scan said."""
-    out: list[tuple[str, str]] = []
-    for key, value in result.items():
-        if norm(str(key)) in KNOWN_RESULT_KEYS or isinstance(value, bool):
-            continue
-        text = label(value) if not isinstance(value, list) else None
-        if text is None or len(text) > MAX_EXTRA_LENGTH or len(str(key)) > 40:
-            continue
-        out.append((str(key), text))
-        if len(out) >= MAX_EXTRA_LINES:
-            break
-    return out
 
 
 def _money(value: Any) -> str:
@@ -240,6 +121,9 @@ def render_results(
         else (round(100 * ok / total) if total else 0)
     )
     took = (sub.completed_at or now) - sub.submitted_at if sub.submitted_at else None
+    if total and not ok:  # nothing analysed: say so, and what helps
+        summary = t(lang, "results_all_failed", count=total, batch=short_batch(sub.batch_id))
+        return split_message([header, *blocks, summary], continued=t(lang, "results_continued"))
     summary = t(
         lang,
         "results_summary",
@@ -251,6 +135,86 @@ def render_results(
         batch=short_batch(sub.batch_id),
     )
     return split_message([header, *blocks, summary], continued=t(lang, "results_continued"))
+
+
+def photo_link(sub: Submission) -> str | None:
+    """A link to a submission's first photo: `t.me/c/…` works in supergroups (ids -100…)."""
+    text = str(sub.chat_id)
+    if not text.startswith("-100"):
+        return None
+    thread = f"/{sub.thread_id}" if sub.thread_id else ""
+    return f"https://t.me/c/{text[4:]}{thread}/{sub.message_id}"
+
+
+CombinedItem = tuple[Submission, BatchStatus, int]  # submission, its results, its photos
+
+
+def _combined_block(lang: str, item: CombinedItem, now: float) -> str:
+    sub, status, photos = item
+    link = photo_link(sub)
+    photos_text = count_text(lang, photos, "photos_one", "photos_many")
+    shown = html.escape(photos_text)
+    if link:
+        shown = f'<a href="{html.escape(link)}">{shown}</a>'
+    head = t(
+        lang,
+        "combined_item",
+        sender=sub.user_name,
+        collection=sub.collection_name or "?",
+        photos=Html(shown),
+    )
+    blocks = [_product_block(lang, i, p) for i, p in enumerate(status.products, start=1)]
+    total, ok, _ = status.counts()
+    tail = t(lang, "combined_summary", ok=ok, total=total, batch=short_batch(sub.batch_id))
+    return "\n".join([head, *blocks, tail])
+
+
+def combined_fit(lang: str, items: Sequence[CombinedItem], *, now: float) -> int:
+    """How many of `items` (at least one) fit one message together."""
+    size = len(t(lang, "combined_header", count=len(items))) + 2
+    count = 0
+    for item in items:
+        size += len(_combined_block(lang, item, now)) + 2
+        if size > SAFE_LIMIT and count:
+            break
+        count += 1
+    return max(1, count)
+
+
+def combined_results(
+    lang: str, items: Sequence[CombinedItem], codec: CallbackCodec, *, now: float
+) -> tuple[str, InlineKeyboardMarkup]:
+    """Several results in one reply (a group at its message limit): each says whose photos
+    they were (sender, a link to the first photo), with one row of buttons per analysis."""
+    blocks = [t(lang, "combined_header", count=len(items))]
+    rows: list[list[InlineKeyboardButton]] = []
+    for number, item in enumerate(items, start=1):
+        sub, status, _ = item
+        blocks.append(f"<b>{number}.</b> " + _combined_block(lang, item, now))
+        row = []
+        failed = status.failed_product_ids()
+        if failed and sub.retried_at is None:
+            row.append(
+                InlineKeyboardButton(
+                    f"{number}. 🔁 {len(failed)}",
+                    callback_data=codec.encode("retry", sub.id, chat_id=sub.chat_id),
+                )
+            )
+        if any(not p.failed for p in status.products):
+            row.append(
+                InlineKeyboardButton(
+                    f"{number}. 📋",
+                    callback_data=codec.encode("lst", sub.id, 0, chat_id=sub.chat_id),
+                )
+            )
+        row.append(
+            InlineKeyboardButton(
+                f"{number}. 📄", callback_data=codec.encode("csv", sub.id, chat_id=sub.chat_id)
+            )
+        )
+        rows.append(row)
+    text = "\n\n".join(blocks)
+    return _cut(text, SAFE_LIMIT)[0], InlineKeyboardMarkup(rows)
 
 
 def split_message(
@@ -291,68 +255,6 @@ def _cut(block: str, limit: int) -> list[str]:
     return pieces
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
-    elif isinstance(value, list):
-        out[prefix] = json.dumps(value, ensure_ascii=False)
-    else:
-        out[prefix] = value
-
-
-def results_csv(status: BatchStatus) -> bytes:
-    """Every product with every result field (nested fields as dotted columns). When no
-    product could be read, the raw answer's fields instead, so nothing Resell Scan said is
-    out of reach."""
-    if not status.products:
-        flat_raw: dict[str, Any] = {}
-        _flatten("", status.raw, flat_raw)
-        raw_buffer = io.StringIO()
-        raw_writer = csv.writer(raw_buffer)
-        raw_writer.writerow(["field", "value"])
-        raw_writer.writerows(sorted(flat_raw.items()))
-        return raw_buffer.getvalue().encode("utf-8-sig")
-    rows = []
-    extra_columns: list[str] = []
-    for index, product in enumerate(status.products, start=1):
-        flat: dict[str, Any] = {}
-        _flatten("", product.result, flat)
-        for key in flat:
-            if f"result.{key}" not in extra_columns:
-                extra_columns.append(f"result.{key}")
-        facts = result_fields(product.result)
-        row = {
-            "index": index,
-            "product_id": product.product_id,
-            "status": product.status,
-            "error": product.error_text if product.failed else "",
-            **{k: ("" if v is None else v) for k, v in facts.items()},
-            **{f"result.{k}": v for k, v in flat.items()},
-        }
-        rows.append(row)
-    columns = [
-        "index",
-        "product_id",
-        "status",
-        "error",
-        "title",
-        "brand",
-        "category",
-        "condition",
-        "price_min",
-        "price_max",
-        "currency",
-        "confidence",
-        *extra_columns,
-    ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")  # BOM so spreadsheet apps read UTF-8
-
-
 # Progress and problems ------------------------------------------------------------------------
 
 
@@ -389,6 +291,13 @@ def field_problems_text(
             lines.append(t(lang, f"field_{p.code}", key=p.key, value=p.value or ""))
     lines.append(t(lang, "field_example", example=example))
     return "\n".join(lines)
+
+
+def caption_of(sub: Submission) -> str:
+    """What a submission was asked for, as a caption would say it: `Sneakers size=42`."""
+    name = sub.collection_name or sub.collection_ref or ""
+    pairs = " ".join(f"{k}={v}" for k, v in sub.manual_fields.items())
+    return " ".join(part for part in (name, pairs) if part) or "–"
 
 
 def uncertain_text(lang: str, sub: Submission) -> str:
@@ -489,8 +398,15 @@ def state_text(lang: str, sub: Submission) -> str:
     return t(lang, f"state_{sub.state}")
 
 
-def status_line(lang: str, sub: Submission, now: float) -> str:
+def status_line(lang: str, sub: Submission, now: float, photos: int | None = None) -> str:
     progress = f" · {int(sub.progress)}%" if sub.progress is not None and sub.is_open else ""
+    if sub.collecting:  # an open /batch: how far it got, and how to send it
+        progress = " · " + t(
+            lang, "status_collecting", photos=count_text(lang, photos or 0, "photos_one",
+                                                         "photos_many")
+        )  # fmt: skip
+    # Finished ones: the age since they finished (the order they are listed in).
+    since = sub.created_at if sub.is_open else (sub.completed_at or sub.updated_at)
     return t(
         lang,
         "status_line",
@@ -498,19 +414,53 @@ def status_line(lang: str, sub: Submission, now: float) -> str:
         batch=short_batch(sub.batch_id) if sub.batch_id else state_text(lang, sub),
         collection=sub.collection_name or sub.collection_ref or "?",
         sender=sub.user_name,
-        age=age_text(lang, now - sub.created_at),
+        age=age_text(lang, now - since),
         progress=progress,
     )
 
 
 def status_text(
-    lang: str, open_: Sequence[Submission], recent: Sequence[Submission], now: float
+    lang: str,
+    open_: Sequence[Submission],
+    recent: Sequence[Submission],
+    now: float,
+    photos: dict[int, int] | None = None,
 ) -> str:
+    counts = photos or {}
     lines = [t(lang, "status_header")]
-    lines += [status_line(lang, s, now) for s in open_] or [t(lang, "status_none")]
+    lines += [status_line(lang, s, now, counts.get(s.id)) for s in open_] or [
+        t(lang, "status_none")
+    ]
     if recent:
         lines += ["", t(lang, "status_recent")]
         lines += [status_line(lang, s, now) for s in recent]
+    return "\n".join(lines)
+
+
+def board_text(lang: str, open_: Sequence[Submission], photos: dict[int, int], now: float) -> str:
+    """The live board: every open analysis of a group (topic), one line each."""
+    lines = [t(lang, "board_header", count=len(open_))]
+    for sub in open_:
+        if sub.collecting:
+            what = t(lang, "status_collecting", photos=count_text(
+                lang, photos.get(sub.id, 0), "photos_one", "photos_many"
+            ))  # fmt: skip
+        elif sub.state is State.SUBMITTED and sub.progress:
+            what = f"{int(sub.progress)}%"
+        else:
+            what = state_text(lang, sub)
+        lines.append(
+            t(
+                lang,
+                "board_line",
+                state_icon=STATE_ICONS[sub.state],
+                sender=sub.user_name,
+                collection=sub.collection_name or sub.collection_ref or "?",
+                photos=count_text(lang, photos.get(sub.id, 0), "photos_one", "photos_many"),
+                what=what,
+                age=age_text(lang, now - sub.created_at),
+            )
+        )
     return "\n".join(lines)
 
 
@@ -579,27 +529,138 @@ def choice_keyboard(items: Sequence[Collection], button: ButtonData) -> InlineKe
     )
 
 
-def settings_keyboard(lang: str, remove_background: bool, admin_only: bool) -> InlineKeyboardMarkup:
-    state = t(lang, "settings_on" if remove_background else "settings_off")
-    who = t(lang, "settings_admins" if admin_only else "settings_everyone")
-    return InlineKeyboardMarkup(
+MAX_LISTING_BUTTONS = 8  # one 📋 button per product up to this many; beyond, one for all
+
+
+def results_keyboard(
+    lang: str, sub: Submission, status: BatchStatus, codec: CallbackCodec
+) -> InlineKeyboardMarkup:
+    """Under every results reply: 🔁 Retry failed (n) while unused, 📋 listing text per
+    product (a copy button where the text fits Telegram's limit, else a button that sends it),
+    📄 CSV. Buttons that act carry signed data tied to this chat and submission."""
+    rows: list[list[InlineKeyboardButton]] = []
+    failed = status.failed_product_ids()
+    if failed and sub.retried_at is None:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t(lang, "retry_button", count=len(failed)),
+                    callback_data=codec.encode("retry", sub.id, chat_id=sub.chat_id),
+                )
+            ]
+        )
+    analysed = [(i, p) for i, p in enumerate(status.products, start=1) if not p.failed]
+    listing_buttons: list[InlineKeyboardButton] = []
+    if len(analysed) > MAX_LISTING_BUTTONS:
+        listing_buttons.append(
+            InlineKeyboardButton(
+                t(lang, "listing_all_button"),
+                callback_data=codec.encode("lst", sub.id, 0, chat_id=sub.chat_id),
+            )
+        )
+    else:
+        for index, product in analysed:
+            label = t(lang, "listing_button") if len(analysed) == 1 else f"📋 {index}"
+            listing = listing_text(
+                lang, product.result, sub.manual_fields, collection=sub.collection_name
+            )
+            if fits_copy_button(listing):
+                listing_buttons.append(
+                    InlineKeyboardButton(label, copy_text=CopyTextButton(listing.text()))
+                )
+            else:
+                listing_buttons.append(
+                    InlineKeyboardButton(
+                        label,
+                        callback_data=codec.encode("lst", sub.id, index, chat_id=sub.chat_id),
+                    )
+                )
+    rows += [listing_buttons[i : i + 4] for i in range(0, len(listing_buttons), 4)]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                t(lang, "csv_button"),
+                callback_data=codec.encode("csv", sub.id, chat_id=sub.chat_id),
+            )
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+def listing_messages(lang: str, sub: Submission, status: BatchStatus, index: int) -> list[str]:
+    """Listing texts as messages (each in a code block, easy to copy on a phone): product
+    `index` (from 1), or every analysed product for 0."""
+    chosen = [
+        (i, p) for i, p in enumerate(status.products, start=1) if not p.failed and index in (0, i)
+    ]
+    blocks = []
+    for i, product in chosen:
+        listing = listing_text(
+            lang, product.result, sub.manual_fields, collection=sub.collection_name
+        )
+        blocks.append(f"<b>📋 {i}</b>\n<pre>{html.escape(listing.text())}</pre>")
+    return split_message(blocks or [t(lang, "listing_none")])
+
+
+def duplicate_question(
+    lang: str, sub: Submission, earlier: Submission, codec: CallbackCodec
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The duplicate guard's question, with Show results / Analyse again."""
+    when = time.strftime("%d.%m.%Y" if lang == "de" else "%d %b %Y", time.gmtime(
+        earlier.completed_at or earlier.created_at
+    ))  # fmt: skip
+    text = t(
+        lang,
+        "duplicate_found",
+        when=when,
+        collection=earlier.collection_name or "?",
+        batch=short_batch(earlier.batch_id),
+        sender=sub.user_name,
+    )
+    markup = InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(
-                    t(lang, "settings_bg_button", state=state),
-                    callback_data=callbacks.plain("set", "rb"),
-                )
-            ],
-            [
+                    t(lang, "duplicate_show"),
+                    callback_data=codec.encode("dup", sub.id, "show", chat_id=sub.chat_id),
+                ),
                 InlineKeyboardButton(
-                    t(lang, "settings_lang_button"), callback_data=callbacks.plain("set", "lang")
-                )
-            ],
-            [
-                InlineKeyboardButton(
-                    t(lang, "settings_admin_button", who=who),
-                    callback_data=callbacks.plain("set", "admin"),
-                )
-            ],
+                    t(lang, "duplicate_again"),
+                    callback_data=codec.encode("dup", sub.id, "again", chat_id=sub.chat_id),
+                ),
+            ]
         ]
     )
+    return text, markup
+
+
+def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup:
+    def on_off(value: bool) -> str:
+        return t(lang, "settings_on" if value else "settings_off")
+
+    def button(text: str, what: str) -> list[InlineKeyboardButton]:
+        return [InlineKeyboardButton(text, callback_data=callbacks.plain("set", what))]
+
+    who = t(lang, "settings_admins" if settings.admin_only else "settings_everyone")
+    rows = [
+        button(t(lang, "settings_bg_button", state=on_off(settings.remove_background)), "rb"),
+        button(t(lang, "settings_lang_button"), "lang"),
+        button(t(lang, "settings_admin_button", who=who), "admin"),
+        button(
+            t(lang, "settings_analysing_button", state=on_off(analysing_message(settings))),
+            "am",
+        ),
+        button(t(lang, "settings_guard_button", state=on_off(settings.duplicate_guard)), "dg"),
+    ]
+    if settings.default_collection_id:
+        rows.append(button(t(lang, "settings_clear_default"), "nodef"))
+    return InlineKeyboardMarkup(rows)
+
+
+def analysing_message(settings: ChatSettings) -> bool:
+    """Whether the chat gets the per-album "analysing" message: its setting, else on in
+    private chats and off in groups (reactions say it there; groups allow 20 messages a
+    minute)."""
+    if settings.analysing_message is not None:
+        return settings.analysing_message
+    return settings.chat_id > 0

@@ -165,10 +165,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "fields_line": "• <code>{key}</code>{required} – {label} ({kind})",
         "fields_options": "    one of: {options}",
         "fields_none": "📝 <b>{collection}</b> has no manual fields.",
-        "use_usage": "Usage: <code>/use &lt;collection name or id&gt;</code>. See /collections.",
+        "use_usage": "Usage: <code>/use &lt;collection name or id&gt;</code> (see /collections), or <code>/use none</code> to clear the default.",
         "fields_usage": "Usage: <code>/fields &lt;collection&gt;</code>, or set a default with /use.",
         "scan_usage": "Usage: <code>/scan &lt;collection&gt; [field=value …]</code> as a caption, or as a message before you send photos.",
-        "scan_pending": "📸 Your next photos in this chat go to <b>{collection}</b>{fields} (for {minutes} minutes).",
+        "scan_pending": "📸 For the next {minutes} minutes, your photos in this chat go to <b>{collection}</b>{fields}.",
+        "scan_pending_fields": " with {fields}",
         "results_usage": "Usage: <code>/results &lt;batch id&gt;</code>. /status lists them.",
         "batch_not_found": "No batch “{batch}” in this chat.",
         "results_not_ready": "Batch <code>{batch}</code> is not finished yet ({state}).",
@@ -176,6 +177,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_none": "No open analyses in this chat.",
         "status_line": "• {state_icon} <code>{batch}</code> {collection} · {sender} · {age}{progress}",
         "status_recent": "<b>Recently finished</b>",
+        "status_collecting": "collecting {photos} – send /done",
+        "board_header": "📋 <b>Being analysed ({count})</b>",
+        "combined_header": "📊 <b>Results</b> of {count} analyses",
+        "combined_item": "<b>{sender}</b> – {collection} ({photos})",
+        "combined_summary": "✔️ {ok} of {total} · batch <code>{batch}</code>",
+        "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
             "<b>Batch</b> <code>{batch}</code>\nCollection: {collection}\nFrom: {sender}\n"
             "State: {state}\nProgress: {progress}\nPhotos: {photos}\nAge: {age}"
@@ -195,8 +202,32 @@ TEXTS: dict[str, dict[str, str]] = {
         "settings": (
             "⚙️ <b>Settings of this chat</b>\nDefault collection: {collection}\n"
             "Background removal: {background}\nLanguage: {language}\n"
-            "Settings changed by: {who}"
+            "Settings changed by: {who}\n"
+            "“Analysing” message: {analysing} (reactions 👀 → 👌 show progress either way)\n"
+            "Duplicate guard: {guard}"
         ),
+        "settings_analysing_button": "“Analysing” message: {state}",
+        "settings_guard_button": "Duplicate guard: {state}",
+        "settings_clear_default": "🗑 Clear default collection",
+        "default_cleared": "✅ No default collection any more: photos without a caption get a picker.",
+        "retry_button": "🔁 Retry failed ({count})",
+        "retry_started": "🔁 Analysing the {count} failed product(s) again…",
+        "retry_used": "Already retried.",
+        "retry_failed_start": "⚠️ I could not start the retry: {message}",
+        "listing_button": "📋 Listing text",
+        "listing_all_button": "📋 Listing texts",
+        "listing_none": "No analysed product to write a listing for.",
+        "duplicate_found": "🔁 {sender}, these photos were already analysed on {when} in <b>{collection}</b> (batch <code>{batch}</code>). Nothing is sent until you choose.",
+        "duplicate_show": "Show results",
+        "duplicate_again": "Analyse again",
+        "fields_wanted": "✍️ {collection} needs more details for the photos from {sender}. Reply to this message with <code>{fields}</code> (e.g. <code>{example}</code>); I keep the photos until then (/cancel drops them).",
+        "results_all_failed": "❌ The analysis of {count} product(s) failed (batch <code>{batch}</code>). A clearer photo usually helps: good light, the whole item, the label readable. Tap 🔁 Retry to analyse them again.",
+        "edit_too_late": "ℹ️ These photos were already sent to Resell Scan, so the edited caption changes nothing. To analyse failed items again use 🔁 Retry under the results, or send the photos again.",
+        "edit_applied": "✏️ Caption updated: {what}.",
+        "reply_fields_usage": "To fix it, reply with only <code>field=value</code> pairs, e.g. <code>purchasePrice=12.5 size=42</code>.",
+        "caption_ignored": "ℹ️ This album already has the caption “{applied}”; yours was ignored. Edit the first caption to change it.",
+        "batch_replaced": "📦 Your open batch in {collection} ({photos}) was sent first.",
+        "cancelled_scan": "🗑 Cancelled: your next photos no longer go to a chosen collection.",
         "settings_none": "none",
         "settings_on": "on",
         "settings_off": "off",
@@ -396,10 +427,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "fields_line": "• <code>{key}</code>{required} – {label} ({kind})",
         "fields_options": "    eines von: {options}",
         "fields_none": "📝 <b>{collection}</b> hat keine manuellen Felder.",
-        "use_usage": "So geht's: <code>/use &lt;Sammlungsname oder ID&gt;</code>. Siehe /collections.",
+        "use_usage": "So geht's: <code>/use &lt;Sammlungsname oder ID&gt;</code> (siehe /collections), oder <code>/use keine</code> zum Entfernen.",
         "fields_usage": "So geht's: <code>/fields &lt;Sammlung&gt;</code>, oder lege mit /use einen Standard fest.",
         "scan_usage": "So geht's: <code>/scan &lt;Sammlung&gt; [feld=wert …]</code> als Bildunterschrift oder als Nachricht vor den Fotos.",
-        "scan_pending": "📸 Deine nächsten Fotos in diesem Chat gehen an <b>{collection}</b>{fields} (für {minutes} Minuten).",
+        "scan_pending": "📸 In den nächsten {minutes} Minuten gehen deine Fotos in diesem Chat an <b>{collection}</b>{fields}.",
+        "scan_pending_fields": " mit {fields}",
         "results_usage": "So geht's: <code>/results &lt;Batch-ID&gt;</code>. /status listet sie auf.",
         "batch_not_found": "Kein Batch „{batch}“ in diesem Chat.",
         "results_not_ready": "Batch <code>{batch}</code> ist noch nicht fertig ({state}).",
@@ -407,6 +439,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_none": "Keine laufenden Analysen in diesem Chat.",
         "status_line": "• {state_icon} <code>{batch}</code> {collection} · {sender} · {age}{progress}",
         "status_recent": "<b>Zuletzt fertig</b>",
+        "status_collecting": "sammelt {photos} – sende /done",
+        "board_header": "📋 <b>Wird analysiert ({count})</b>",
+        "combined_header": "📊 <b>Ergebnisse</b> von {count} Analysen",
+        "combined_item": "<b>{sender}</b> – {collection} ({photos})",
+        "combined_summary": "✔️ {ok} von {total} · Batch <code>{batch}</code>",
+        "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
             "<b>Batch</b> <code>{batch}</code>\nSammlung: {collection}\nVon: {sender}\n"
             "Status: {state}\nFortschritt: {progress}\nFotos: {photos}\nAlter: {age}"
@@ -426,8 +464,32 @@ TEXTS: dict[str, dict[str, str]] = {
         "settings": (
             "⚙️ <b>Einstellungen dieses Chats</b>\nStandard-Sammlung: {collection}\n"
             "Hintergrundentfernung: {background}\nSprache: {language}\n"
-            "Einstellungen ändern: {who}"
+            "Einstellungen ändern: {who}\n"
+            "„Analysiere“-Nachricht: {analysing} (Reaktionen 👀 → 👌 zeigen den Stand so oder so)\n"
+            "Duplikat-Schutz: {guard}"
         ),
+        "settings_analysing_button": "„Analysiere“-Nachricht: {state}",
+        "settings_guard_button": "Duplikat-Schutz: {state}",
+        "settings_clear_default": "🗑 Standard-Sammlung entfernen",
+        "default_cleared": "✅ Keine Standard-Sammlung mehr: Fotos ohne Bildunterschrift bekommen eine Auswahl.",
+        "retry_button": "🔁 Fehlgeschlagene erneut ({count})",
+        "retry_started": "🔁 Analysiere die {count} fehlgeschlagenen Produkt(e) erneut…",
+        "retry_used": "Schon erneut versucht.",
+        "retry_failed_start": "⚠️ Ich konnte die Wiederholung nicht starten: {message}",
+        "listing_button": "📋 Anzeigentext",
+        "listing_all_button": "📋 Anzeigentexte",
+        "listing_none": "Kein analysiertes Produkt für einen Anzeigentext.",
+        "duplicate_found": "🔁 {sender}, diese Fotos wurden schon am {when} in <b>{collection}</b> analysiert (Batch <code>{batch}</code>). Ich sende nichts, bis du wählst.",
+        "duplicate_show": "Ergebnisse zeigen",
+        "duplicate_again": "Neu analysieren",
+        "fields_wanted": "✍️ {collection} braucht noch Angaben zu den Fotos von {sender}. Antworte auf diese Nachricht mit <code>{fields}</code> (z. B. <code>{example}</code>); bis dahin behalte ich die Fotos (/cancel verwirft sie).",
+        "results_all_failed": "❌ Die Analyse von {count} Produkt(en) ist fehlgeschlagen (Batch <code>{batch}</code>). Ein klareres Foto hilft meist: gutes Licht, der ganze Artikel, das Etikett lesbar. Tippe 🔁 Erneut, um sie noch einmal zu analysieren.",
+        "edit_too_late": "ℹ️ Diese Fotos sind schon bei Resell Scan, daher ändert die bearbeitete Bildunterschrift nichts. Fehlgeschlagene Artikel analysierst du mit 🔁 unter den Ergebnissen erneut, oder schick die Fotos noch einmal.",
+        "edit_applied": "✏️ Bildunterschrift übernommen: {what}.",
+        "reply_fields_usage": "Zum Korrigieren antworte nur mit <code>feld=wert</code>-Paaren, z. B. <code>purchasePrice=12,5 size=42</code>.",
+        "caption_ignored": "ℹ️ Dieses Album hat schon die Bildunterschrift „{applied}“; deine wurde ignoriert. Bearbeite die erste, um sie zu ändern.",
+        "batch_replaced": "📦 Dein offener Batch in {collection} ({photos}) wurde zuerst gesendet.",
+        "cancelled_scan": "🗑 Abgebrochen: deine nächsten Fotos gehen nicht mehr an eine gewählte Sammlung.",
         "settings_none": "keine",
         "settings_on": "an",
         "settings_off": "aus",
@@ -502,9 +564,15 @@ COMMANDS = (
 )
 
 
-def language_for(chat_language: str | None, user_language: str | None, default: str) -> str:
+def language_for(
+    chat_language: str | None, user_language: str | None, default: str, *, group: bool = False
+) -> str:
+    """The chat's language if set; in a private chat the user's; a group speaks one language
+    (its setting, else the default: not each sender's, which would mix languages)."""
     if chat_language in LANGUAGES:
         return chat_language
+    if group:
+        return default
     if user_language and user_language.lower().startswith("de"):
         return "de"
     if user_language and user_language.lower().startswith("en"):
