@@ -1,0 +1,338 @@
+"""Every analysed product as a row, kept for search and reports ("what did we analyse, what is
+it worth, what did we pay").
+
+One row per product of a finished submission, keyed by (submission_id, product_index), so
+adding a submission's products again (a retry of the notifier, a restart) changes nothing. Rows
+are a history: nothing here updates or deletes them, and they do not reference `submissions`
+(no foreign key), so a later pruning of submissions keeps the history.
+
+Search (`History.find`)
+    An FTS5 table `results_history_fts` over title, brand, category, collection_name and
+    sender_name with tokenizer `unicode61 remove_diacritics 2`: case-insensitive for every
+    script (Ü = ü, ẞ = ß), diacritics folded (ü = u, é = e), emoji and punctuation are
+    separators (so "👟 Nike Air" is found by "nike").
+    German spellings: a text holding ä, ö, ü or ß is indexed three times over, as written,
+    with ä/ö/ü/ß spelled ae/oe/ue/ss, and with only ß spelled ss; a search word holding them
+    is looked up in the same spellings (OR). So "Größe" is found by "größe", "grösse",
+    "groesse", "grosse" and "GRÖSSE"; "Müller" by "müller", "muller" and "mueller"; a title
+    written "Mueller" by "müller" and "mueller" (not by "muller", a different word). Text is
+    stored NFC-normalised, so a decomposed "u + ¨" from some keyboards matches as well.
+    Quoting: the user's text is never FTS5 syntax. It is split into words (runs of letters
+    and digits; everything else, `"` `*` `-` `:` `(` `^` `_` included, separates), each word
+    becomes a quoted prefix term `"word"*`, and every word must match (AND). `OR`, `NOT`,
+    `NEAR` typed by a user are plain words. At most `MAX_SEARCH_WORDS` words are used.
+    Empty text lists the chat's rows; text without any word (only emoji or punctuation)
+    finds nothing. Results are newest first, with the total count for paging.
+
+Why the FTS table keeps its own copy of the text (neither external content nor contentless):
+    the indexed text is not the column text (it carries the extra spellings), which an
+    external-content table must mirror exactly, and a contentless table (SQLite < 3.43) needs
+    the indexed values again to delete a row. Spelling the text in Python (`History.add`, in
+    the row's transaction) keeps the migration literal SQL, and the copy lets the delete
+    trigger remove a row by rowid alone, whatever spelling rules indexed it. A trigger refuses
+    to change the searchable columns of a stored row, so the index cannot go stale. The copy
+    costs a few hundred bytes per product.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.db import Database
+
+MAX_SEARCH_WORDS = 16
+_FTS_COLUMNS = ("title", "brand", "category", "collection_name", "sender_name")
+_TEXT_COLUMNS = ("sender_name", "collection_name", "title", "brand", "category")
+_WORD = re.compile(r"[^\W_]+")
+_GERMAN = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ẞ": "SS"}
+)
+_SHARP_S = str.maketrans({"ß": "ss", "ẞ": "SS"})
+_UMLAUTS = frozenset("äöüßÄÖÜẞ")
+
+
+HISTORY_SCHEMA: list[str] = [
+    """
+    CREATE TABLE results_history (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL,
+        thread_id INTEGER,
+        submission_id INTEGER NOT NULL,
+        product_index INTEGER NOT NULL,
+        sender_id INTEGER NOT NULL,
+        sender_name TEXT NOT NULL,
+        collection_name TEXT,
+        analysed_at REAL NOT NULL,
+        title TEXT,
+        brand TEXT,
+        category TEXT,
+        price_min REAL,
+        price_max REAL,
+        currency TEXT,
+        purchase_price REAL,
+        manual_fields TEXT NOT NULL DEFAULT '{}',
+        photo_file_id TEXT,
+        message_link TEXT,
+        UNIQUE (submission_id, product_index)
+    )
+    """,
+    "CREATE INDEX results_history_chat_time ON results_history (chat_id, analysed_at)",
+    """
+    CREATE VIRTUAL TABLE results_history_fts USING fts5 (
+        title, brand, category, collection_name, sender_name,
+        tokenize = 'unicode61 remove_diacritics 2'
+    )
+    """,
+    """
+    CREATE TRIGGER results_history_fts_delete AFTER DELETE ON results_history BEGIN
+        DELETE FROM results_history_fts WHERE rowid = old.id;
+    END
+    """,
+    """
+    CREATE TRIGGER results_history_fixed
+    BEFORE UPDATE OF id, title, brand, category, collection_name, sender_name
+    ON results_history BEGIN
+        SELECT RAISE (ABORT, 'results_history: searchable columns are fixed once added');
+    END
+    """,
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewHistoryRow:
+    """One analysed product to keep. Prices are what Resell Scan estimated (`price_min`,
+    `price_max` in `currency`); `purchase_price` is what the reseller paid (a manual field),
+    taken to be in the same currency."""
+
+    chat_id: int
+    submission_id: int
+    product_index: int  # the product's position in its submission, from 0 or 1 as the caller likes
+    sender_id: int
+    sender_name: str
+    analysed_at: float  # unix seconds
+    thread_id: int | None = None
+    collection_name: str | None = None
+    title: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    currency: str | None = None
+    purchase_price: float | None = None
+    manual_fields: dict[str, Any] = field(default_factory=dict)
+    photo_file_id: str | None = None
+    message_link: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryRow:
+    """A stored row (`NewHistoryRow`'s fields and the row id)."""
+
+    id: int
+    chat_id: int
+    submission_id: int
+    product_index: int
+    sender_id: int
+    sender_name: str
+    analysed_at: float
+    thread_id: int | None = None
+    collection_name: str | None = None
+    title: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    currency: str | None = None
+    purchase_price: float | None = None
+    manual_fields: dict[str, Any] = field(default_factory=dict)
+    photo_file_id: str | None = None
+    message_link: str | None = None
+
+
+_COLUMNS = (
+    "chat_id",
+    "thread_id",
+    "submission_id",
+    "product_index",
+    "sender_id",
+    "sender_name",
+    "collection_name",
+    "analysed_at",
+    "title",
+    "brand",
+    "category",
+    "price_min",
+    "price_max",
+    "currency",
+    "purchase_price",
+    "manual_fields",
+    "photo_file_id",
+    "message_link",
+)
+_SELECT = (
+    "SELECT h.id, h.chat_id, h.thread_id, h.submission_id, h.product_index, h.sender_id,"
+    " h.sender_name, h.collection_name, h.analysed_at, h.title, h.brand, h.category,"
+    " h.price_min, h.price_max, h.currency, h.purchase_price, h.manual_fields,"
+    " h.photo_file_id, h.message_link FROM results_history h"
+)
+_INSERT = (
+    "INSERT INTO results_history (chat_id, thread_id, submission_id, product_index, sender_id,"
+    " sender_name, collection_name, analysed_at, title, brand, category, price_min, price_max,"
+    " currency, purchase_price, manual_fields, photo_file_id, message_link)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (submission_id, product_index) DO NOTHING"
+)
+_NEWEST_FIRST = " ORDER BY h.analysed_at DESC, h.id DESC"
+
+
+class History:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, rows: Sequence[NewHistoryRow]) -> int:
+        """Keep `rows` in one transaction; returns how many were new (a (submission_id,
+        product_index) stored already changes nothing)."""
+        if not rows:
+            return 0
+        added = 0
+        async with self.db.transaction() as tx:
+            for row in rows:
+                params = _params(row)
+                row_id = await tx.insert(_INSERT, params)
+                if row_id is None:
+                    continue
+                added += 1
+                await tx.execute(
+                    "INSERT INTO results_history_fts"
+                    " (rowid, title, brand, category, collection_name, sender_name)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (row_id, *(_indexed(params[_COLUMNS.index(c)]) for c in _FTS_COLUMNS)),
+                )
+        return added
+
+    async def find(
+        self, chat_id: int, text: str, *, limit: int = 10, offset: int = 0
+    ) -> tuple[list[HistoryRow], int]:
+        """The chat's rows matching every word of `text` as a prefix (see the module doc),
+        newest first, `limit` from `offset`; and how many match in all."""
+        limit, offset = max(0, int(limit)), max(0, int(offset))
+        params: list[Any]
+        if not text.strip():
+            source = " WHERE h.chat_id = ?"
+            params = [chat_id]
+        else:
+            query = fts_query(text)
+            if query is None:
+                return [], 0
+            source = (
+                " JOIN results_history_fts ON results_history_fts.rowid = h.id"
+                " WHERE results_history_fts MATCH ? AND h.chat_id = ?"
+            )
+            params = [query, chat_id]
+        async with self.db.reading() as tx:
+            count = await tx.one(
+                "SELECT COUNT(*) FROM results_history h" + source,  # noqa: S608 (literals only)
+                params,
+            )
+            found = await tx.all(
+                _SELECT + source + _NEWEST_FIRST + " LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return [_row(r) for r in found], int(count[0]) if count else 0
+
+    async def between(self, chat_id: int, start: float, end: float) -> list[HistoryRow]:
+        """The chat's rows analysed in [start, end), oldest first."""
+        async with self.db.reading() as tx:
+            found = await tx.all(
+                f"{_SELECT} WHERE h.chat_id = ? AND h.analysed_at >= ? AND h.analysed_at < ?"
+                " ORDER BY h.analysed_at, h.id",
+                (chat_id, start, end),
+            )
+        return [_row(r) for r in found]
+
+    async def chats_with_rows(self) -> list[int]:
+        """Every chat that has at least one row, ascending."""
+        async with self.db.reading() as tx:
+            found = await tx.all("SELECT DISTINCT chat_id FROM results_history ORDER BY chat_id")
+        return [int(r[0]) for r in found]
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression for what a user typed, or None when it holds no word: every
+    word a quoted prefix term, German spellings as alternatives, words joined by AND. Never
+    a syntax error, whatever `text` holds."""
+    terms: list[str] = []
+    seen: set[str] = set()
+    for word in _WORD.findall(unicodedata.normalize("NFC", text)):
+        lower = word.lower()
+        if lower in seen:
+            continue
+        seen.add(lower)
+        spellings = dict.fromkeys((lower, lower.translate(_GERMAN), lower.translate(_SHARP_S)))
+        quoted = [f'"{s}"*' for s in spellings]  # a word holds no quote (see _WORD)
+        terms.append(quoted[0] if len(quoted) == 1 else f"({' OR '.join(quoted)})")
+        if len(terms) >= MAX_SEARCH_WORDS:
+            break
+    return " AND ".join(terms) if terms else None
+
+
+def _params(row: NewHistoryRow) -> tuple[Any, ...]:
+    values = {name: getattr(row, name) for name in _COLUMNS}
+    for name in _TEXT_COLUMNS:
+        if values[name] is not None:
+            values[name] = unicodedata.normalize("NFC", str(values[name]))
+    for name in ("price_min", "price_max", "purchase_price"):
+        values[name] = _finite(values[name])
+    currency = (row.currency or "").strip().upper()
+    values["currency"] = currency or None
+    values["manual_fields"] = json.dumps(row.manual_fields, ensure_ascii=False, default=str)
+    return tuple(values[name] for name in _COLUMNS)
+
+
+def _indexed(text: str | None) -> str | None:
+    """The text indexed for a column: as written, and in the other German spellings."""
+    if text is None or _UMLAUTS.isdisjoint(text):
+        return text
+    return f"{text} {text.translate(_GERMAN)} {text.translate(_SHARP_S)}"
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _row(r: sqlite3.Row) -> HistoryRow:
+    try:
+        fields = json.loads(r["manual_fields"] or "{}")
+    except ValueError:
+        fields = {}
+    return HistoryRow(
+        id=int(r["id"]),
+        chat_id=int(r["chat_id"]),
+        thread_id=r["thread_id"],
+        submission_id=int(r["submission_id"]),
+        product_index=int(r["product_index"]),
+        sender_id=int(r["sender_id"]),
+        sender_name=str(r["sender_name"]),
+        collection_name=r["collection_name"],
+        analysed_at=float(r["analysed_at"]),
+        title=r["title"],
+        brand=r["brand"],
+        category=r["category"],
+        price_min=r["price_min"],
+        price_max=r["price_max"],
+        currency=r["currency"],
+        purchase_price=r["purchase_price"],
+        manual_fields=fields if isinstance(fields, dict) else {},
+        photo_file_id=r["photo_file_id"],
+        message_link=r["message_link"],
+    )
