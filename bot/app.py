@@ -30,6 +30,7 @@ from bot.telegram.callbacks import CallbackCodec, derive_callback_key
 from bot.telegram.handlers import Handlers, Services, register_commands
 from bot.telegram.inbox import ALLOWED_UPDATES, UpdateInbox
 from bot.telegram.scheduler import SendLimits, SendScheduler
+from bot.telegram.team import Team
 from bot.telegram.texts import language_for
 from bot.tracker import Tracker
 from bot.web import TELEGRAM_PATH, EmbeddedServer, Health, build_web_app
@@ -60,6 +61,8 @@ class BotRuntime:
         self.server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._digests: asyncio.Task[None] | None = None
+        self.team: Team | None = None
         self.port: int = settings.http_port
 
     async def start(self) -> None:
@@ -142,6 +145,13 @@ class BotRuntime:
             boards=self.boards,
             clock=self.clock,
         )
+        self.team = Team(
+            settings=settings,
+            store=self.store,
+            bot=application.bot,
+            scheduler=self.scheduler,
+            clock=self.clock,
+        )
         services = Services(
             settings=settings,
             store=self.store,
@@ -149,6 +159,7 @@ class BotRuntime:
             tracker=self.tracker,
             callbacks=codec,
             scheduler=self.scheduler,
+            team=self.team,
             clock=self.clock,
         )
         Handlers(services).register(application)
@@ -207,6 +218,9 @@ class BotRuntime:
             self.inbox.start_polling()
             log.info("receiving Telegram updates by long polling")
         self._housekeeping = asyncio.create_task(self._prune_loop(), name="prune")
+        self._digests = asyncio.create_task(
+            self.team.run_digests(settings.digest_check_seconds), name="digests"
+        )
 
     async def _prune_loop(self) -> None:
         assert self.store is not None
@@ -232,10 +246,11 @@ class BotRuntime:
         """Stop taking updates, let in-flight work finish its transactions, close everything."""
         log.info("stopping")
         app = self.application
-        if self._housekeeping:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._digests):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.inbox is not None:
             await self.inbox.stop()
         if app is not None and app.running:

@@ -8,9 +8,19 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def valid_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows (tzdata)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 class LogFormat(enum.StrEnum):
@@ -190,6 +200,13 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(8, ge=1, le=64, description="submissions handled at once")
     default_language: str = Field("en", description="en or de, when the user's is unknown")
+    default_timezone: str = Field(
+        "Europe/Berlin",
+        description="IANA time zone of a chat's days (/report, digest) until /settings sets one",
+    )
+    digest_check_seconds: float = Field(
+        30.0, gt=0, description="how often due daily digests are looked for, seconds"
+    )
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", mode="before")
     @classmethod
@@ -224,6 +241,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if not valid_zone(value):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)")
+        return value
 
     @field_validator("default_language")
     @classmethod

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.resellscan.models import BatchStatus
 from bot.resellscan.read import Fields, as_float, label, norm
+from storage.history import NewHistoryRow
+from storage.models import Submission
 
 _PRICE_KEYS = (
     "estimatedPrice",
@@ -128,3 +131,57 @@ def extra_fields(result: dict[str, Any]) -> list[tuple[str, str]]:
         if len(out) >= MAX_EXTRA_LINES:
             break
     return out
+
+
+def message_link(chat_id: int, thread_id: int | None, message_id: int) -> str | None:
+    """A `t.me/c/…` link to a message: it works in supergroups (ids -100…) for their members;
+    other chats have no message links (a reply to the message is the way there)."""
+    text = str(chat_id)
+    if not text.startswith("-100"):
+        return None
+    thread = f"/{thread_id}" if thread_id else ""
+    return f"https://t.me/c/{text[4:]}{thread}/{message_id}"
+
+
+def history_rows(
+    sub: Submission,
+    status: BatchStatus,
+    photo_ids: list[str | None],
+    message_id: int | None,
+    now: float,
+) -> list[NewHistoryRow]:
+    """The analysed products of a finished submission as rows of the results history: one per
+    product that has a result (failed ones are not history), with its first photo when the
+    products line up with the photos sent (`photo_ids`, one per product, in order)."""
+    paid = as_float(Fields(sub.manual_fields).get(lambda v: v, "purchasePrice"))
+    link = message_link(sub.chat_id, sub.thread_id, message_id) if message_id else None
+    rows: list[NewHistoryRow] = []
+    line_up = len(photo_ids) == len(status.products)
+    for index, product in enumerate(status.products):
+        if product.failed or not product.result:
+            continue
+        facts = result_fields(product.result)
+        rows.append(
+            NewHistoryRow(
+                chat_id=sub.chat_id,
+                thread_id=sub.thread_id,
+                submission_id=sub.id,
+                product_index=index,
+                sender_id=sub.user_id,
+                sender_name=sub.user_name,
+                analysed_at=sub.completed_at or now,
+                collection_name=sub.collection_name,
+                title=facts["title"],
+                brand=facts["brand"],
+                category=facts["category"],
+                price_min=facts["price_min"],
+                price_max=facts["price_max"],
+                currency=facts["currency"],
+                purchase_price=paid,
+                manual_fields=dict(sub.manual_fields),
+                photo_file_id=photo_ids[index] if line_up else None,
+                message_link=link,
+                message_id=message_id,
+            )
+        )
+    return rows

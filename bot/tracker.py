@@ -62,6 +62,7 @@ from bot.resellscan import (
 )
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
+from bot.results import history_rows
 from bot.telegram import export, render
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec
@@ -965,6 +966,9 @@ class Tracker:
                     await self.store.note_message(sub.id, prompt_message_id=sent.message_id)
                 if messages[index].markup is not None and sub.state is State.COMPLETED:
                     await self.store.note_message(sub.id, results_message_id=sent.message_id)
+            if sub.state is State.COMPLETED:
+                # Idempotent, so a failure here retries it (the parts sent stay sent).
+                await self._keep_history(sub.id)
         except RetryAfter as exc:
             wait = retry_after_seconds(exc)
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
@@ -1009,6 +1013,18 @@ class Tracker:
                 self.metrics.completion_to_reply.observe(max(0.0, self.clock() - sub.completed_at))
             log.info("results sent", extra=ctx)
             await self._finish_progress(sub)
+
+    async def _keep_history(self, sub_id: int) -> None:
+        """The submission's analysed products into the results history (/find, /report), with
+        a link to the results message. Idempotent: a repeated notification adds nothing."""
+        sub = await self.store.get(sub_id)
+        if sub is None:
+            return
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+        photos = [] if sub.retry_of else products_of(await self.store.photos(sub.id))
+        photo_ids: list[str | None] = [group[0].file_id for group in photos]
+        rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
+        await self.store.history.add(rows)
 
     async def _should_combine(self, sub: Submission, messages: list[Outgoing]) -> bool:
         """In a group, results that would have to wait for the chat's budget are combined

@@ -155,7 +155,9 @@ def seed_collections() -> list[CollectionDef]:
 def analyse(images: list[bytes], collection_name: str, failure_rate: float) -> dict[str, Any]:
     """A deterministic per-product outcome from the image bytes.
 
-    An image containing the bytes `FAIL` always fails, so tests can ask for a failure."""
+    An image containing the bytes `FAIL` always fails, so tests can ask for a failure; one
+    containing `TITLE:<utf-8 text>\n` is given that title (umlauts, emoji: whatever a test
+    needs to find again)."""
     digest = hashlib.sha256(b"\x00".join(images)).digest()
     roll = int.from_bytes(digest[:4], "big") / 2**32
     if any(b"FAIL" in image for image in images) or roll < failure_rate:
@@ -171,7 +173,8 @@ def analyse(images: list[bytes], collection_name: str, failure_rate: float) -> d
         "status": "completed",
         "error": None,
         "result": {
-            "title": f"{brand} {NOUNS[digest[5] % len(NOUNS)]} {collection_name.split()[0]}",
+            "title": _title_in(images)
+            or f"{brand} {NOUNS[digest[5] % len(NOUNS)]} {collection_name.split()[0]}",
             "brand": brand,
             "category": collection_name,
             "condition": RESULT_CONDITIONS[digest[8] % len(RESULT_CONDITIONS)],
@@ -179,6 +182,15 @@ def analyse(images: list[bytes], collection_name: str, failure_rate: float) -> d
             "confidence": round(0.55 + digest[9] / 255 * 0.44, 2),
         },
     }
+
+
+def _title_in(images: list[bytes]) -> str | None:
+    for image in images:
+        start = image.find(b"TITLE:")
+        if start >= 0:
+            end = image.find(b"\n", start)
+            return image[start + 6 : end if end >= 0 else None].decode("utf-8", "replace")
+    return None
 
 
 def sniff_image(data: bytes) -> str | None:

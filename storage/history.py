@@ -80,6 +80,7 @@ HISTORY_SCHEMA: list[str] = [
         manual_fields TEXT NOT NULL DEFAULT '{}',
         photo_file_id TEXT,
         message_link TEXT,
+        message_id INTEGER,
         UNIQUE (submission_id, product_index)
     )
     """,
@@ -128,7 +129,8 @@ class NewHistoryRow:
     purchase_price: float | None = None
     manual_fields: dict[str, Any] = field(default_factory=dict)
     photo_file_id: str | None = None
-    message_link: str | None = None
+    message_link: str | None = None  # t.me/c/… to the results message (supergroups only)
+    message_id: int | None = None  # the results message, to reply to where no link works
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +155,8 @@ class HistoryRow:
     purchase_price: float | None = None
     manual_fields: dict[str, Any] = field(default_factory=dict)
     photo_file_id: str | None = None
-    message_link: str | None = None
+    message_link: str | None = None  # t.me/c/… to the results message (supergroups only)
+    message_id: int | None = None  # the results message, to reply to where no link works
 
 
 _COLUMNS = (
@@ -175,18 +178,19 @@ _COLUMNS = (
     "manual_fields",
     "photo_file_id",
     "message_link",
+    "message_id",
 )
 _SELECT = (
     "SELECT h.id, h.chat_id, h.thread_id, h.submission_id, h.product_index, h.sender_id,"
     " h.sender_name, h.collection_name, h.analysed_at, h.title, h.brand, h.category,"
     " h.price_min, h.price_max, h.currency, h.purchase_price, h.manual_fields,"
-    " h.photo_file_id, h.message_link FROM results_history h"
+    " h.photo_file_id, h.message_link, h.message_id FROM results_history h"
 )
 _INSERT = (
     "INSERT INTO results_history (chat_id, thread_id, submission_id, product_index, sender_id,"
     " sender_name, collection_name, analysed_at, title, brand, category, price_min, price_max,"
-    " currency, purchase_price, manual_fields, photo_file_id, message_link)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " currency, purchase_price, manual_fields, photo_file_id, message_link, message_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (submission_id, product_index) DO NOTHING"
 )
 _NEWEST_FIRST = " ORDER BY h.analysed_at DESC, h.id DESC"
@@ -246,6 +250,11 @@ class History:
                 [*params, limit, offset],
             )
         return [_row(r) for r in found], int(count[0]) if count else 0
+
+    async def get(self, row_id: int) -> HistoryRow | None:
+        async with self.db.reading() as tx:
+            found = await tx.one(f"{_SELECT} WHERE h.id = ?", (row_id,))
+        return _row(found) if found else None
 
     async def between(self, chat_id: int, start: float, end: float) -> list[HistoryRow]:
         """The chat's rows analysed in [start, end), oldest first."""
@@ -335,4 +344,5 @@ def _row(r: sqlite3.Row) -> HistoryRow:
         manual_fields=fields if isinstance(fields, dict) else {},
         photo_file_id=r["photo_file_id"],
         message_link=r["message_link"],
+        message_id=r["message_id"],
     )

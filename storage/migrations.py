@@ -9,6 +9,7 @@ with SQLite's table-rebuild procedure (see `Database.migrate`).
 from __future__ import annotations
 
 from storage.db import Migration
+from storage.history import HISTORY_SCHEMA  # literal SQL, frozen as version 8
 
 # The columns of `submissions` as of version 4, in order (copied by the version 5 rebuild).
 _SUBMISSION_COLUMNS_V4 = (
@@ -290,4 +291,5 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE chats ADD COLUMN digest_last_day TEXT",
         ],
     ),
+    Migration(8, "every analysed product, kept for /find, /report and the digest", HISTORY_SCHEMA),
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db import Database, Tx
+from storage.history import History
 from storage.models import (
     MESSAGE_STATES,
     CaptionInfo,
@@ -114,6 +115,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.history = History(db)
         self._photo_queue: list[tuple[_PhotoRequest, asyncio.Future[AddResult]]] = []
         self._photo_writer: asyncio.Task[None] | None = None
         # Chat settings change only through update_chat in this process: cache them, since
@@ -167,6 +169,15 @@ class Store:
         settings = ChatSettings.from_row(row)
         self._chats[chat_id] = settings
         return settings
+
+    async def digest_chats(self) -> list[ChatSettings]:
+        """Chats with a daily digest turned on that the bot can still reach."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM chats WHERE digest_time IS NOT NULL AND reachable = 1"
+                " ORDER BY chat_id"
+            )
+        return [ChatSettings.from_row(row) for row in rows]
 
     # Pending /scan choices -----------------------------------------------------------------
 

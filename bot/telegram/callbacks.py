@@ -31,10 +31,13 @@ KINDS: dict[str, tuple[int, bool]] = {
     "scan": (1, False),
     "fields": (1, False),
     "batch": (1, False),
-    "set": (1, False),  # rb, lang, admin
+    "set": (1, False),  # rb, lang, admin, am, dg, nodef, dig
+    "fp": (2, False),  # /find page: offset, search (results are always this chat's)
+    "fgo": (1, False),  # /find: reply to the results message of this history row
+    "rcsv": (1, False),  # /report CSV: the period's label (2026-11-01..2026-11-15)
 }
 # Kinds whose last argument is search text: cut by bytes to fit, may be empty.
-SEARCHABLE = frozenset({"cp", "pp"})
+SEARCHABLE = frozenset({"cp", "pp", "fp"})
 # Arguments that must be whole numbers, by kind and position.
 _NUMERIC = {
     ("pick", 0),
@@ -47,6 +50,8 @@ _NUMERIC = {
     ("lst", 0),
     ("lst", 1),
     ("dup", 0),
+    ("fp", 0),
+    ("fgo", 0),
 }
 
 

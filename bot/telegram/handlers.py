@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from telegram import (
@@ -20,6 +22,7 @@ from telegram import (
     BotCommandScopeAllGroupChats,
     BotCommandScopeDefault,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     ReplyParameters,
     Update,
@@ -37,7 +40,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.config import Settings
+from bot import report
+from bot.config import Settings, valid_zone
 from bot.images import HEIC_EXTENSIONS, heic_supported, is_heic
 from bot.intake import (
     CaptionError,
@@ -51,6 +55,7 @@ from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.scheduler import Priority, SendScheduler
+from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.tracker import Outgoing, Tracker
 from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
@@ -58,6 +63,7 @@ from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
 log = logging.getLogger(__name__)
 
 MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
+DEFAULT_DIGEST_TIME = "20:00"  # the digest button turns it on at this local time
 CLEAR_WORDS = frozenset({"none", "-", "off", "clear", "keine", "aus"})  # `/use none`
 # Rejections a corrected caption (or a reply with fields) can fix.
 FIXABLE_PROBLEMS = frozenset({"fields", "unknown_collection", "caption", "api_validation"})
@@ -72,7 +78,19 @@ class Services:
     tracker: Tracker
     callbacks: CallbackCodec
     scheduler: SendScheduler
+    team: Team
     clock: Callable[[], float] = time.time
+
+
+def digest_time(text: str) -> str | None:
+    """A time of day as the digest stores it ("HH:MM"), from 21:00, 21.30, 9:05 or 21."""
+    match = re.fullmatch(r"(\d{1,2})(?:[:.h](\d{2}))?", text.strip().lower())
+    if not match:
+        return None
+    hours, minutes = int(match[1]), int(match[2] or 0)
+    if hours > 23 or minutes > 59:
+        return None
+    return f"{hours:02d}:{minutes:02d}"
 
 
 class Handlers:
@@ -710,12 +728,78 @@ class Handlers:
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         await self.s.tracker.send(sub, await self.s.tracker.csv_for(sub, status))
 
+    async def cmd_find(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        text, markup = await self.s.team.find_view(chat.id, lang, " ".join(context.args or []))
+        await self.reply(message, text, markup)
+
+    async def cmd_report(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        lang = await self.lang(update)
+        try:
+            out = await self.s.team.report(chat.id, lang, " ".join(context.args or []))
+        except report.PeriodError as exc:
+            await self.reply(message, report.period_error_text(lang, exc))
+            return
+        await self.s.team.send_report(chat.id, lang, out, reply_to=message)
+
     async def cmd_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
         if message is None or chat is None:
             return
         lang = await self.lang(update)
+        if context.args:
+            await self._set_by_text(update, message, lang, list(context.args))
+            return
         await self.reply(message, *(await self._settings_view(chat.id, lang)))
+
+    async def _set_by_text(
+        self, update: Update, message: Message, lang: str, args: list[str]
+    ) -> None:
+        """`/settings digest 21:00|off` and `/settings timezone Europe/Berlin`."""
+        chat = update.effective_chat
+        assert chat is not None
+        what, value = args[0].lower(), " ".join(args[1:]).strip()
+        if what not in ("digest", "timezone", "zeitzone"):
+            await self.reply(message, t(lang, "settings_usage"))
+            return
+        if not await self.may_change_settings(update):
+            await self.reply(message, t(lang, "admins_only"))
+            return
+        now = self.s.clock()
+        if what == "digest":
+            if value.lower() in CLEAR_WORDS:
+                await self.s.store.update_chat(chat.id, now, digest_time=None)
+            else:
+                at = digest_time(value)
+                if at is None:
+                    await self.reply(message, t(lang, "digest_usage"))
+                    return
+                await self._turn_digest_on(chat.id, at)
+        else:
+            if not value or not valid_zone(value):
+                await self.reply(message, t(lang, "timezone_usage", zone=value))
+                return
+            await self.s.store.update_chat(chat.id, now, timezone=value)
+        await self.reply(message, *(await self._settings_view(chat.id, lang)))
+
+    async def _turn_digest_on(self, chat_id: int, at: str) -> None:
+        """Digests start with the next due time: a digest turned on at 22:00 for 21:00 is
+        first sent tomorrow, not at once for today (the day is recorded as sent)."""
+        now = self.s.clock()
+        settings = await self.s.store.chat(chat_id)
+        zone = settings.timezone or self.s.settings.default_timezone
+        zone_info, _ = report.zone(zone)
+        past = report.digest_due(None, now, zone, at)
+        last = (
+            past or (datetime.fromtimestamp(now, zone_info).date() - timedelta(days=1)).isoformat()
+        )
+        await self.s.store.update_chat(chat_id, now, digest_time=at, digest_last_day=last)
 
     async def _settings_view(self, chat_id: int, lang: str) -> tuple[str, InlineKeyboardMarkup]:
         settings = await self.s.store.chat(chat_id)
@@ -730,6 +814,8 @@ class Handlers:
                 lang, "settings_on" if render.analysing_message(settings) else "settings_off"
             ),
             guard=t(lang, "settings_on" if settings.duplicate_guard else "settings_off"),
+            digest=settings.digest_time or t(lang, "settings_off"),
+            zone=settings.timezone or self.s.settings.default_timezone,
         )
         return text, render.settings_keyboard(lang, settings)
 
@@ -810,10 +896,65 @@ class Handlers:
             return
         elif kind == "lst":
             await self._send_listing(update, found.number(0), found.number(1))
+        elif kind == "fp" and message is not None:
+            text, markup = await self.s.team.find_view(chat.id, lang, args[1], found.number(0))
+            await self._edit(message, text, markup)
+        elif kind == "fgo":
+            await self._show_found(update, lang, found.number(0))
+        elif kind == "rcsv":
+            try:
+                name, data = await self.s.team.report_csv(chat.id, lang, args[0])
+            except report.PeriodError:
+                await query.answer(t(lang, "stale_button"), show_alert=True)
+                return
+            await self._send_document(chat.id, message, name, data)
         elif kind == "dup":
             await self._duplicate_choice(update, lang, found.number(0), args[1])
             return
         await query.answer()
+
+    async def _show_found(self, update: Update, lang: str, row_id: int) -> None:
+        """A /find hit in a chat without message links: reply to its results message."""
+        chat = update.effective_chat
+        assert chat is not None
+        row = await self.s.team.history_row(chat.id, row_id)
+        if row is None or row.message_id is None:
+            return
+        title = row.title or row.brand or t(lang, "find_untitled")
+
+        async def call() -> Message:
+            return await self.s.tracker.bot.send_message(
+                chat.id,
+                t(lang, "find_here", title=title),
+                reply_parameters=ReplyParameters(row.message_id or 0),
+                message_thread_id=row.thread_id,
+                parse_mode=ParseMode.HTML,
+            )
+
+        try:
+            await self.s.scheduler.submit(chat.id, call, priority=Priority.REPLY)
+        except BadRequest:  # the results message was deleted
+            if update.callback_query:
+                await update.callback_query.answer(t(lang, "find_gone"), show_alert=True)
+
+    async def _send_document(
+        self, chat_id: int, message: Message | None, name: str, data: bytes
+    ) -> None:
+        async def call() -> Message:
+            return await self.s.tracker.bot.send_document(
+                chat_id,
+                InputFile(data, filename=name),
+                message_thread_id=message.message_thread_id
+                if message is not None and message.is_topic_message
+                else None,
+                reply_parameters=ReplyParameters(
+                    message.message_id, allow_sending_without_reply=True
+                )
+                if message is not None
+                else None,
+            )
+
+        await self.s.scheduler.submit(chat_id, call, priority=Priority.REPLY)
 
     async def _retry_failed(self, update: Update, lang: str, sub_id: int) -> None:
         """🔁 Retry failed: POST /products/analyze with exactly the failed product ids, tracked
@@ -976,6 +1117,11 @@ class Handlers:
             await self.s.store.update_chat(
                 chat.id, now, duplicate_guard=not current.duplicate_guard
             )
+        elif what == "dig":
+            if current.digest_time:
+                await self.s.store.update_chat(chat.id, now, digest_time=None)
+            else:
+                await self._turn_digest_on(chat.id, DEFAULT_DIGEST_TIME)
         elif what == "nodef":
             await self.s.store.update_chat(
                 chat.id, now, default_collection_id=None, default_collection_name=None

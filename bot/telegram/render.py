@@ -12,7 +12,7 @@ from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 from bot.intake import FieldProblem
 from bot.listing import fits_copy_button, listing_text
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
-from bot.results import extra_fields, result_fields
+from bot.results import extra_fields, message_link, result_fields
 from bot.telegram import callbacks
 from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.texts import Html, t
@@ -138,12 +138,8 @@ def render_results(
 
 
 def photo_link(sub: Submission) -> str | None:
-    """A link to a submission's first photo: `t.me/c/…` works in supergroups (ids -100…)."""
-    text = str(sub.chat_id)
-    if not text.startswith("-100"):
-        return None
-    thread = f"/{sub.thread_id}" if sub.thread_id else ""
-    return f"https://t.me/c/{text[4:]}{thread}/{sub.message_id}"
+    """A link to a submission's first photo (supergroups only, see `message_link`)."""
+    return message_link(sub.chat_id, sub.thread_id, sub.message_id)
 
 
 CombinedItem = tuple[Submission, BatchStatus, int]  # submission, its results, its photos
@@ -651,6 +647,9 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
             "am",
         ),
         button(t(lang, "settings_guard_button", state=on_off(settings.duplicate_guard)), "dg"),
+        button(
+            t(lang, "settings_digest_button", state=settings.digest_time or on_off(False)), "dig"
+        ),
     ]
     if settings.default_collection_id:
         rows.append(button(t(lang, "settings_clear_default"), "nodef"))

@@ -43,7 +43,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "/fields [collection] – manual fields of a collection\n"
             "/status [batch] – open and recent analyses\n"
             "/results &lt;batch&gt; – show results again (CSV for big batches)\n"
-            "/settings – background removal, language, who may change settings\n"
+            "/find &lt;text&gt; – search what this chat analysed (title, brand, sender …)\n"
+            "/report [today|week|month|2026-11-01..2026-11-15] – items, value and margin per member\n"
+            "/settings – background removal, language, who may change settings, daily digest"
+            " (<code>/settings digest 20:00</code>, <code>/settings timezone Europe/Berlin</code>)\n"
             "/cancel – drop photos that wait for a collection\n"
             "/help – this text"
         ),
@@ -204,10 +207,26 @@ TEXTS: dict[str, dict[str, str]] = {
             "Background removal: {background}\nLanguage: {language}\n"
             "Settings changed by: {who}\n"
             "“Analysing” message: {analysing} (reactions 👀 → 👌 show progress either way)\n"
-            "Duplicate guard: {guard}"
+            "Duplicate guard: {guard}\n"
+            "Daily digest: {digest} (time zone {zone})"
         ),
         "settings_analysing_button": "“Analysing” message: {state}",
         "settings_guard_button": "Duplicate guard: {state}",
+        "settings_digest_button": "Daily digest: {state}",
+        "settings_usage": "Change settings with the buttons of /settings, or: <code>/settings digest 20:00</code> (or <code>off</code>), <code>/settings timezone Europe/Berlin</code>.",
+        "digest_usage": "Give the digest a time of day, e.g. <code>/settings digest 20:00</code>, or <code>/settings digest off</code>.",
+        "timezone_usage": "“{zone}” is not a time zone I know. Use an IANA name such as <code>Europe/Berlin</code> or <code>Europe/Vienna</code>.",
+        "digest_heading": "🗓 <b>Daily digest</b>",
+        "find_none": "🔎 Nothing analysed here matches “{query}”.",
+        "find_empty": "🔎 Nothing analysed in this chat yet.",
+        "find_head": "🔎 “{query}”: {total} found, {first}–{last} (newest first)",
+        "find_head_all": "🔎 Analysed here: {total}, {first}–{last} (newest first). /find &lt;text&gt; searches.",
+        "find_untitled": "untitled product",
+        "find_no_price": "no price",
+        "find_here": "☝️ Here: {title}",
+        "find_gone": "That results message is gone.",
+        "report_csv_button": "📄 CSV of the period",
+        "report_chart_caption": "📊 Estimated value per day and member",
         "settings_clear_default": "🗑 Clear default collection",
         "default_cleared": "✅ No default collection any more: photos without a caption get a picker.",
         "retry_button": "🔁 Retry failed ({count})",
@@ -256,6 +275,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_status": "open and recent analyses",
         "cmd_results": "show results again",
         "cmd_settings": "chat settings",
+        "cmd_find": "search what this chat analysed",
+        "cmd_report": "what the team analysed: items, value, margin",
         "cmd_cancel": "drop waiting photos",
         "cmd_help": "how to use the bot",
         "cmd_start": "start",
@@ -305,7 +326,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "/fields [Sammlung] – manuelle Felder einer Sammlung\n"
             "/status [Batch] – laufende und letzte Analysen\n"
             "/results &lt;Batch&gt; – Ergebnisse erneut zeigen (CSV bei großen Batches)\n"
-            "/settings – Hintergrundentfernung, Sprache, wer Einstellungen ändern darf\n"
+            "/find &lt;Text&gt; – durchsuchen, was dieser Chat analysiert hat (Titel, Marke, Absender …)\n"
+            "/report [heute|woche|monat|01.11.2026..15.11.2026] – Artikel, Wert und Marge je Mitglied\n"
+            "/settings – Hintergrundentfernung, Sprache, wer Einstellungen ändern darf, Tagesbericht"
+            " (<code>/settings digest 20:00</code>, <code>/settings timezone Europe/Berlin</code>)\n"
             "/cancel – wartende Fotos verwerfen\n"
             "/help – dieser Text"
         ),
@@ -466,10 +490,26 @@ TEXTS: dict[str, dict[str, str]] = {
             "Hintergrundentfernung: {background}\nSprache: {language}\n"
             "Einstellungen ändern: {who}\n"
             "„Analysiere“-Nachricht: {analysing} (Reaktionen 👀 → 👌 zeigen den Stand so oder so)\n"
-            "Duplikat-Schutz: {guard}"
+            "Duplikat-Schutz: {guard}\n"
+            "Tagesbericht: {digest} (Zeitzone {zone})"
         ),
         "settings_analysing_button": "„Analysiere“-Nachricht: {state}",
         "settings_guard_button": "Duplikat-Schutz: {state}",
+        "settings_digest_button": "Tagesbericht: {state}",
+        "settings_usage": "Ändere Einstellungen mit den Knöpfen von /settings oder so: <code>/settings digest 20:00</code> (oder <code>aus</code>), <code>/settings timezone Europe/Berlin</code>.",
+        "digest_usage": "Gib dem Tagesbericht eine Uhrzeit, z. B. <code>/settings digest 20:00</code>, oder <code>/settings digest aus</code>.",
+        "timezone_usage": "„{zone}“ ist keine Zeitzone, die ich kenne. Nimm einen IANA-Namen wie <code>Europe/Berlin</code> oder <code>Europe/Vienna</code>.",
+        "digest_heading": "🗓 <b>Tagesbericht</b>",
+        "find_none": "🔎 Nichts hier Analysiertes passt zu „{query}“.",
+        "find_empty": "🔎 In diesem Chat wurde noch nichts analysiert.",
+        "find_head": "🔎 „{query}“: {total} gefunden, {first}–{last} (neueste zuerst)",
+        "find_head_all": "🔎 Hier analysiert: {total}, {first}–{last} (neueste zuerst). /find &lt;Text&gt; sucht.",
+        "find_untitled": "Produkt ohne Titel",
+        "find_no_price": "kein Preis",
+        "find_here": "☝️ Hier: {title}",
+        "find_gone": "Diese Ergebnis-Nachricht gibt es nicht mehr.",
+        "report_csv_button": "📄 CSV des Zeitraums",
+        "report_chart_caption": "📊 Geschätzter Wert pro Tag und Mitglied",
         "settings_clear_default": "🗑 Standard-Sammlung entfernen",
         "default_cleared": "✅ Keine Standard-Sammlung mehr: Fotos ohne Bildunterschrift bekommen eine Auswahl.",
         "retry_button": "🔁 Fehlgeschlagene erneut ({count})",
@@ -518,6 +558,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_status": "laufende und letzte Analysen",
         "cmd_results": "Ergebnisse erneut zeigen",
         "cmd_settings": "Chat-Einstellungen",
+        "cmd_find": "durchsuchen, was dieser Chat analysiert hat",
+        "cmd_report": "was das Team analysiert hat: Artikel, Wert, Marge",
         "cmd_cancel": "wartende Fotos verwerfen",
         "cmd_help": "Hilfe zum Bot",
         "cmd_start": "Start",
@@ -557,6 +599,8 @@ COMMANDS = (
     "fields",
     "status",
     "results",
+    "find",
+    "report",
     "settings",
     "cancel",
     "help",

@@ -1,0 +1,258 @@
+"""What a team analysed: `/find`, `/report` and the daily digest, read from the results history
+(`storage.history`) the tracker fills as results are sent. Nothing here asks Resell Scan.
+
+Texts and sums come from `bot.report` (pure); this module reads the store, builds messages and
+keyboards, and sends the digest through the chat's send queue.
+
+The digest is sent at most once per local day and never skipped for a day it was due on while
+the bot ran or was down for less than a day (`report.digest_due`): the day is recorded in the
+chat's row only after Telegram accepted the message, so a crash in between sends it again (a
+late duplicate is the one failure mode left, confined to that crash window, rather than a lost
+digest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    ReplyParameters,
+)
+from telegram.constants import ParseMode
+from telegram.error import Forbidden, TelegramError
+
+from bot import report
+from bot.config import Settings
+from bot.telegram import callbacks
+from bot.telegram.scheduler import Priority, SendScheduler
+from bot.telegram.texts import language_for, t
+from storage import Store
+from storage.history import HistoryRow
+
+log = logging.getLogger(__name__)
+
+FIND_PAGE = 8  # hits per /find page
+MAX_TITLE = 60
+
+
+@dataclass(frozen=True)
+class ReportOut:
+    text: str
+    markup: InlineKeyboardMarkup | None
+    chart: bytes | None
+    period: report.Period
+
+
+class Team:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        bot: Bot,
+        scheduler: SendScheduler,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bot = bot
+        self.scheduler = scheduler
+        self.clock = clock
+
+    async def zone(self, chat_id: int) -> str:
+        return (await self.store.chat(chat_id)).timezone or self.settings.default_timezone
+
+    # /find -------------------------------------------------------------------------------
+
+    async def find_view(
+        self, chat_id: int, lang: str, text: str, offset: int = 0
+    ) -> tuple[str, InlineKeyboardMarkup | None]:
+        """One page of the chat's results matching `text`, newest first."""
+        rows, total = await self.store.history.find(chat_id, text, limit=FIND_PAGE, offset=offset)
+        query = " ".join(text.split())
+        if not total:
+            return t(lang, "find_none" if query else "find_empty", query=query), None
+        zone = await self.zone(chat_id)
+        head = t(
+            lang,
+            "find_head" if query else "find_head_all",
+            query=query,
+            total=total,
+            first=offset + 1,
+            last=offset + len(rows),
+        )
+        lines = [head]
+        replies: list[InlineKeyboardButton] = []
+        for number, row in enumerate(rows, start=offset + 1):
+            lines.append(self._hit(lang, number, row, zone))
+            if row.message_link is None and row.message_id is not None:
+                replies.append(
+                    InlineKeyboardButton(
+                        f"↩ {number}", callback_data=callbacks.plain("fgo", row.id)
+                    )
+                )
+        keyboard = [replies[i : i + 4] for i in range(0, len(replies), 4)]
+        nav: list[InlineKeyboardButton] = []
+        if offset > 0:
+            back = max(0, offset - FIND_PAGE)
+            nav.append(InlineKeyboardButton("◀", callback_data=callbacks.plain("fp", back, query)))
+        if offset + len(rows) < total:
+            ahead = offset + FIND_PAGE
+            nav.append(InlineKeyboardButton("▶", callback_data=callbacks.plain("fp", ahead, query)))
+        if nav:
+            keyboard.append(nav)
+        return "\n".join(lines), InlineKeyboardMarkup(keyboard) if keyboard else None
+
+    @staticmethod
+    def _hit(lang: str, number: int, row: HistoryRow, zone: str) -> str:
+        title = row.title or row.brand or row.category or t(lang, "find_untitled")
+        if len(title) > MAX_TITLE:
+            title = title[: MAX_TITLE - 1] + "…"
+        shown = html.escape(title, quote=False)
+        if row.message_link:
+            shown = f'<a href="{html.escape(row.message_link)}">{shown}</a>'
+        else:
+            shown = f"<b>{shown}</b>"
+        guess = report.estimate(row)
+        currency = report.currency_of(row)
+        if guess is None:
+            price = t(lang, "find_no_price")
+        elif guess[0] == guess[2]:
+            price = report.money(guess[0], currency, lang)
+        else:
+            price = report.money_range(guess[0], guess[2], currency, lang)
+        zone_info, _ = report.zone(zone)
+        day = datetime.fromtimestamp(row.analysed_at, zone_info).date()
+        when = f"{day:%d.%m.%Y}" if lang == "de" else day.isoformat()
+        return f"{number}. {shown} · {html.escape(price, quote=False)} · {when} · " + html.escape(
+            row.sender_name, quote=False
+        )
+
+    async def history_row(self, chat_id: int, row_id: int) -> HistoryRow | None:
+        row = await self.store.history.get(row_id)
+        return row if row is not None and row.chat_id == chat_id else None
+
+    # /report -----------------------------------------------------------------------------
+
+    async def report(self, chat_id: int, lang: str, text: str | None) -> ReportOut:
+        """The chat's report for the period `text` names; raises report.PeriodError."""
+        period = report.parse_period(text, self.clock(), await self.zone(chat_id))
+        rows = await self.store.history.between(chat_id, period.start, period.end)
+        summary = report.summarise(rows)
+        markup = None
+        if rows:
+            button = InlineKeyboardButton(
+                t(lang, "report_csv_button"), callback_data=callbacks.plain("rcsv", period.label)
+            )
+            markup = InlineKeyboardMarkup([[button]])
+        chart = await asyncio.to_thread(report.report_chart, summary, rows, period, lang)
+        return ReportOut(report.report_text(lang, summary, period), markup, chart, period)
+
+    async def report_csv(self, chat_id: int, lang: str, label: str) -> tuple[str, bytes]:
+        zone = await self.zone(chat_id)
+        period = report.parse_period(label, self.clock(), zone)
+        rows = await self.store.history.between(chat_id, period.start, period.end)
+        name = f"resell-scan-report-{period.label.replace('..', '_')}.csv"
+        return name, report.report_csv(rows, lang, tz=period.tz)
+
+    async def send_report(
+        self,
+        chat_id: int,
+        lang: str,
+        out: ReportOut,
+        *,
+        reply_to: Message | None = None,
+        thread_id: int | None = None,
+    ) -> Message:
+        """The report's text (with its CSV button), then its chart when it has one."""
+
+        async def text() -> Message:
+            if reply_to is not None:
+                return await reply_to.reply_text(
+                    out.text, parse_mode=ParseMode.HTML, reply_markup=out.markup, do_quote=True
+                )
+            return await self.bot.send_message(
+                chat_id,
+                out.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=out.markup,
+                message_thread_id=thread_id,
+            )
+
+        sent = await self.scheduler.submit(chat_id, text, priority=Priority.REPLY)
+        if out.chart is not None:
+            chart = out.chart
+
+            async def photo() -> Message:
+                return await self.bot.send_photo(
+                    chat_id,
+                    InputFile(chart, filename="report.png"),
+                    caption=t(lang, "report_chart_caption"),
+                    message_thread_id=sent.message_thread_id if sent.is_topic_message else None,
+                    reply_parameters=ReplyParameters(
+                        sent.message_id, allow_sending_without_reply=True
+                    ),
+                )
+
+            await self.scheduler.submit(chat_id, photo, priority=Priority.REPLY)
+        return sent
+
+    # The daily digest --------------------------------------------------------------------
+
+    async def send_due_digests(self) -> int:
+        """Send every digest due now; returns how many were sent."""
+        sent = 0
+        for chat in await self.store.digest_chats():
+            assert chat.digest_time is not None
+            zone = chat.timezone or self.settings.default_timezone
+            try:
+                day = report.digest_due(chat.digest_last_day, self.clock(), zone, chat.digest_time)
+            except ValueError:
+                log.warning("chat %s has a malformed digest setting", chat.chat_id)
+                continue
+            if day is None:
+                continue
+            lang = language_for(chat.language, None, self.settings.default_language, group=True)
+            # A digest in the morning reports the day before; one from noon on, its own day.
+            covered = day if int(chat.digest_time.split(":")[0]) >= 12 else _day_before(day)
+            try:
+                out = await self.report(chat.chat_id, lang, covered)
+                heading = t(lang, "digest_heading")
+                await self.send_report(
+                    chat.chat_id,
+                    lang,
+                    ReportOut(f"{heading}\n{out.text}", out.markup, out.chart, out.period),
+                )
+            except Forbidden:
+                await self.store.update_chat(chat.chat_id, self.clock(), reachable=False)
+                log.warning("digest: chat %s unreachable", chat.chat_id)
+                continue
+            except TelegramError as exc:
+                log.warning("digest for chat %s not sent, will retry: %s", chat.chat_id, exc)
+                continue
+            await self.store.update_chat(chat.chat_id, self.clock(), digest_last_day=day)
+            sent += 1
+            log.info("digest sent", extra={"chat_id": chat.chat_id, "day": day})
+        return sent
+
+    async def run_digests(self, every: float) -> None:
+        while True:
+            try:
+                await self.send_due_digests()
+            except Exception:
+                log.exception("digest round failed")
+            await asyncio.sleep(every)
+
+
+def _day_before(day: str) -> str:
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
