@@ -20,7 +20,7 @@ import uvicorn
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import __version__
-from bot.config import Settings
+from bot.config import GroupMode, Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner, derive_key
 from bot.metrics import Metrics
@@ -125,13 +125,14 @@ class BotRuntime:
             chat = await store.chat(chat_id)
             return language_for(chat.language, None, settings.default_language, group=True)
 
-        self.boards = Boards(
+        boards = Boards(
             store=store,
             bot=application.bot,
             scheduler=self.scheduler,
             language=chat_language,
             interval=settings.board_interval_seconds,
         )
+        self.boards = boards if settings.group_mode is GroupMode.BOARD else None
         self.tracker = Tracker(
             settings=settings,
             store=self.store,

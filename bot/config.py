@@ -28,6 +28,13 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+class GroupMode(enum.StrEnum):
+    """How groups see analyses in progress and their results (README, "Team groups")."""
+
+    BOARD = "board"  # one live board per group (topic); results combined when the limit bites
+    PER_ALBUM = "per_album"  # an "analysing" message per album and a reply per result
+
+
 class ImageDelivery(enum.StrEnum):
     """How photos reach Resell Scan (a URL or base64, resell-scan-api.md §2.6)."""
 
@@ -88,6 +95,11 @@ class Settings(BaseSettings):
     )
     telegram_group_window_seconds: float = Field(
         60.0, gt=0, description="the minute of the group limit, seconds (tests shorten it)"
+    )
+    group_mode: GroupMode = Field(
+        GroupMode.BOARD,
+        description="board (a live board per group, results combined) or per_album"
+        " (a message per album, as before 0.3; the team benchmark's baseline)",
     )
     board_interval_seconds: float = Field(
         10.0, gt=0, description="least time between two edits of a group's live board, seconds"

@@ -587,6 +587,8 @@ class Tracker:
             return False  # a group's live board lists it instead
         chat = await self.store.chat(sub.chat_id)
         wanted = render.analysing_message(chat)
+        if self.boards is None and chat.analysing_message is None:
+            wanted = True  # GROUP_MODE=per_album: every chat gets its per-album message
         return wanted or chat.reactions is not True or sub.reaction is None
 
     def board_changed(self, sub: Submission) -> None:
