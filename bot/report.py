@@ -37,7 +37,7 @@ Numbers (`report_text`, `report_csv`)
     USD and GBP: €, $, £; other currencies by ISO code). Money always has 2 decimals in the
     text; dates are `2026-11-12` in English and `12.11.2026` in German. The CSV writes
     numbers without grouping, with a decimal comma for German, whole numbers without
-    decimals and others with at least 2 (as `bot.telegram.export`).
+    decimals and others with at least 2 (as `bot.export`).
 
 Chart (`report_chart`)
     Estimated value (sum of midpoints) per local day of the period, stacked by member (the
@@ -62,7 +62,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 import re
 import unicodedata
@@ -70,10 +69,10 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.export import cell
 from storage.history import HistoryRow
 
 DEFAULT_CURRENCY = "EUR"
@@ -545,7 +544,6 @@ CSV_COLUMNS = (
     "submission_id",
     "product_index",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def report_csv(rows: Sequence[HistoryRow], lang: str, *, tz: str = "UTC") -> bytes:
@@ -585,38 +583,13 @@ def report_csv(rows: Sequence[HistoryRow], lang: str, *, tz: str = "UTC") -> byt
             row.product_index,
             *(row.manual_fields.get(key) for key in keys),
         ]
-        writer.writerow([_cell(value, comma) for value in cells])
+        writer.writerow([cell(_rounded(value), comma) for value in cells])
     return buffer.getvalue().encode("utf-8-sig")
 
 
-def _cell(value: Any, comma: bool) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _csv_number(value, comma)
-    if isinstance(value, dict | list):
-        return _text(json.dumps(value, ensure_ascii=False, default=str))
-    return _text(str(value))
-
-
-def _csv_number(value: float, comma: bool) -> str:
-    """Whole: no decimals; else at least 2 decimals (computed values rounded to 6 places, so
-    20.1 - 12.5 is 7.60, not 7.600000000000001)."""
-    if not math.isfinite(value):
-        return ""
-    whole, _, fraction = f"{Decimal(repr(round(value, 6))):f}".partition(".")
-    fraction = fraction.rstrip("0")
-    if not fraction:
-        return "0" if whole == "-0" else whole
-    return f"{whole}{',' if comma else '.'}{fraction.ljust(2, '0')}"
-
-
-def _text(text: str) -> str:
-    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+def _rounded(value: Any) -> Any:
+    """Computed amounts to 6 places, so 20.1 - 12.5 is written 7.60, not 7.600000000000001."""
+    return round(value, 6) if isinstance(value, float) else value
 
 
 # Chart ------------------------------------------------------------------------------------

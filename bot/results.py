@@ -14,7 +14,7 @@ from bot.resellscan.read import Fields, as_float, label, norm
 from storage.history import NewHistoryRow
 from storage.models import Submission
 
-_PRICE_KEYS = (
+PRICE_KEYS = (
     "estimatedPrice",
     "estimated_price",
     "price",
@@ -30,7 +30,7 @@ _PRICE_KEYS = (
 KNOWN_RESULT_KEYS = {
     norm(k)
     for k in (
-        *_PRICE_KEYS,
+        *PRICE_KEYS,
         "title",
         "name",
         "product_name",
@@ -83,7 +83,7 @@ def result_fields(result: dict[str, Any]) -> dict[str, Any]:
     """Known facts from an undocumented `result` object, read tolerantly (§9 #5): values may
     be nested (`brand: {name: …}`, `price: {min, max, currency}`, `estimatedPrice: {value,
     currency}`), numbers may be strings."""
-    price = _pick(result, lambda v: v, *_PRICE_KEYS)
+    price = _pick(result, lambda v: v, *PRICE_KEYS)
     low = high = None
     currency = None
     if isinstance(price, dict):

@@ -32,7 +32,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from bot import reconcile
+from bot import export, reconcile
 from bot.config import Settings
 from bot.images import is_heic, to_jpeg
 from bot.intake import Catalog, coerce_fields, example_caption
@@ -63,7 +63,7 @@ from bot.resellscan import (
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
 from bot.results import history_rows
-from bot.telegram import export, render
+from bot.telegram import render
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.scheduler import Priority, SendScheduler, retry_after_seconds
@@ -1140,7 +1140,7 @@ class Tracker:
         return [Outgoing(render.problem_text(lang, sub, sub.problem))]
 
     async def csv_for(self, sub: Submission, status: BatchStatus) -> Outgoing:
-        """The results as a spreadsheet (bot/telegram/export.py), with the manual fields as
+        """The results as a spreadsheet (bot/export.py), with the manual fields as
         they were sent (typed: numbers as numbers, for margins)."""
         fields: dict[str, Any] = sub.manual_fields
         if sub.collection_id:

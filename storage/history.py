@@ -134,29 +134,10 @@ class NewHistoryRow:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HistoryRow:
-    """A stored row (`NewHistoryRow`'s fields and the row id)."""
+class HistoryRow(NewHistoryRow):
+    """A stored row: `NewHistoryRow`'s fields and the row id."""
 
     id: int
-    chat_id: int
-    submission_id: int
-    product_index: int
-    sender_id: int
-    sender_name: str
-    analysed_at: float
-    thread_id: int | None = None
-    collection_name: str | None = None
-    title: str | None = None
-    brand: str | None = None
-    category: str | None = None
-    price_min: float | None = None
-    price_max: float | None = None
-    currency: str | None = None
-    purchase_price: float | None = None
-    manual_fields: dict[str, Any] = field(default_factory=dict)
-    photo_file_id: str | None = None
-    message_link: str | None = None  # t.me/c/… to the results message (supergroups only)
-    message_id: int | None = None  # the results message, to reply to where no link works
 
 
 _COLUMNS = (

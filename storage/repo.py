@@ -1346,17 +1346,18 @@ class Store:
     ) -> tuple[list[Submission], list[Submission]]:
         async with self.db.reading() as tx:
             # Open: still moving, or waiting for the user (an uncertain upload not yet
-            # resolved is open too: its message points to /status).
+            # resolved is open too: its message points to /status). Completed ones have their
+            # results (the reply may be on its way): finished, for the user.
             open_rows = await tx.all(
-                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?, ?, ?)"
+                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?, ?)"
                 " ORDER BY id DESC LIMIT ?",
-                (chat_id, R.value, SI.value, SD.value, C.value, RC.value, U.value, open_limit),
+                (chat_id, R.value, SI.value, SD.value, RC.value, U.value, open_limit),
             )
             done_rows = await tx.all(
-                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?)"
+                "SELECT * FROM submissions WHERE chat_id = ? AND state IN (?, ?, ?, ?, ?)"
                 " AND batch_id IS NOT NULL ORDER BY COALESCE(completed_at, updated_at) DESC"
                 " LIMIT ?",
-                (chat_id, N.value, F.value, E.value, RJ.value, finished_limit),
+                (chat_id, C.value, N.value, F.value, E.value, RJ.value, finished_limit),
             )
         return (
             [Submission.from_row(r) for r in open_rows],

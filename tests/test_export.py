@@ -1,4 +1,4 @@
-"""The CSV export (bot/telegram/export.py): a pure function, read back as Excel would split it."""
+"""The CSV export (bot/export.py): a pure function, read back as Excel would split it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.export import KNOWN_COLUMNS, results_csv
 from bot.resellscan import BatchStatus
 from bot.results import result_fields
-from bot.telegram.export import KNOWN_COLUMNS, results_csv
 
 BOM = "\ufeff"
 

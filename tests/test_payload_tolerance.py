@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.config import Settings
+from bot.export import results_csv
 from bot.intake import Catalog
 from bot.media import MediaSigner
 from bot.metrics import Metrics
@@ -41,7 +42,6 @@ from bot.resellscan.read import as_bool, as_float, as_id, as_time, shape
 from bot.resellscan.webhooks import sign
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.export import results_csv
 from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.tracker import MAX_UNREADABLE, Tracker
 from bot.web import Health, build_web_app

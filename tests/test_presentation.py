@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.export import results_csv
 from bot.media import MediaSigner
 from bot.resellscan import BatchStatus
 from bot.results import result_fields
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.export import results_csv
 from bot.telegram.handlers import Handlers
 from bot.telegram.texts import COMMANDS, LANGUAGES, TEXTS, placeholders, t
 from bot.tracker import Budget, poll_delay, products_of

@@ -97,7 +97,7 @@ from typing import Any
 
 from bot.resellscan import BatchStatus, ProductResult
 from bot.resellscan.read import Fields, as_float, as_obj, label, norm
-from bot.results import confidence_percent, result_fields
+from bot.results import PRICE_KEYS, confidence_percent, result_fields
 
 __all__ = ["FIELD_PREFIX", "KNOWN_COLUMNS", "RAW_COLUMNS", "RESULT_PREFIX", "results_csv"]
 
@@ -129,19 +129,6 @@ _BRAND_KEYS = ("brand", "manufacturer")
 _CATEGORY_KEYS = ("category", "categoryName", "category_name")
 _CONDITION_KEYS = ("condition", "state")
 _CONFIDENCE_KEYS = ("confidence", "score", "certainty")
-_PRICE_KEYS = (
-    "estimatedPrice",
-    "estimated_price",
-    "price",
-    "priceRange",
-    "price_range",
-    "estimatedValue",
-    "estimated_value",
-    "priceEstimate",
-    "price_estimate",
-    "marketPrice",
-    "market_price",
-)
 _LOW_KEYS = ("min", "low", "from", "minimum")
 _HIGH_KEYS = ("max", "high", "to", "maximum")
 _CURRENCY_KEYS = ("currency", "currencyCode", "currency_code")
@@ -167,7 +154,7 @@ def results_csv(
     if not status.products:
         writer.writerow(RAW_COLUMNS)
         for path, value in _flatten(status.raw).items():
-            writer.writerow([_text(".".join(path)), _cell(value, comma)])
+            writer.writerow([_text(".".join(path)), cell(value, comma)])
         return buffer.getvalue().encode("utf-8-sig")
 
     sent = {str(k): v for k, v in (manual_fields or {}).items()}
@@ -190,7 +177,7 @@ def results_csv(
         zip(status.products, echoes, analysed, strict=True), start=1
     ):
         row = [
-            _cell(index, comma),
+            cell(index, comma),
             _text(product.product_id),
             _text(product.status),
             _text(product.error_text if product.failed else None),
@@ -198,13 +185,13 @@ def results_csv(
             _text(facts.get("brand")),
             _text(facts.get("category")),
             _text(facts.get("condition")),
-            _cell(facts.get("price_min"), comma),
-            _cell(facts.get("price_max"), comma),
+            cell(facts.get("price_min"), comma),
+            cell(facts.get("price_max"), comma),
             _text(facts.get("currency")),
-            _cell(facts.get("confidence"), comma),
+            cell(facts.get("confidence"), comma),
         ]
-        row += [_cell(_field_value(key, echo, sent), comma) for key in field_keys]
-        row += [_cell(extras.get(path), comma) for path in result_names.paths]
+        row += [cell(_field_value(key, echo, sent), comma) for key in field_keys]
+        row += [cell(extras.get(path), comma) for path in result_names.paths]
         writer.writerow(row)
     return buffer.getvalue().encode("utf-8-sig")
 
@@ -242,7 +229,7 @@ def _read_known(result: Mapping[str, Any]) -> Known:
         value, key = _pick(result, label, keys)
         known[column] = (value, _label_paths(result[key], (key,)) if key else [])
 
-    price, price_key = _pick(result, _same, _PRICE_KEYS)
+    price, price_key = _pick(result, _same, PRICE_KEYS)
     low: float | None = None
     high: float | None = None
     currency: str | None = None
@@ -406,7 +393,7 @@ def _decimal_comma(lang: str) -> bool:
     return re.split(r"[-_]", lang.strip().lower(), maxsplit=1)[0] == "de"
 
 
-def _cell(value: Any, comma: bool) -> str:
+def cell(value: Any, comma: bool) -> str:
     """One cell by the module's rule: numbers localised, null empty, JSON for containers."""
     if value is None:
         return ""
