@@ -170,7 +170,8 @@ async def test_a_rendering_fault_releases_the_claim_and_backs_off(
         await eventually(lambda: _true(time.monotonic() - first > 0.6), what="time to pass")
         assert len(calls) == 1, "backing off, not spinning"
         assert bot.store is not None
-        [sub] = (await bot.store.for_chat(ANNA["id"]))[0]
+        [sub] = (await bot.store.for_chat(ANNA["id"]))[1]  # completed: finished for /status
+        assert sub.state is State.COMPLETED
         assert sub.notify_claimed_at is None and sub.next_action_at is not None
         broken = False
         await harness.wait_text(ANNA["id"], "Results", within=10)
