@@ -29,6 +29,7 @@ from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, derive_callback_key
 from bot.telegram.handlers import Handlers, Services, register_commands
 from bot.telegram.inbox import ALLOWED_UPDATES, UpdateInbox
+from bot.telegram.outbox import TelegramChat
 from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.telegram.team import Team
 from bot.telegram.texts import language_for
@@ -55,6 +56,7 @@ class BotRuntime:
         self.http: httpx.AsyncClient | None = None
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.tracker: Tracker | None = None
+        self.chat: TelegramChat | None = None
         self.inbox: UpdateInbox | None = None
         self.scheduler: SendScheduler | None = None
         self.boards: Boards | None = None
@@ -133,17 +135,24 @@ class BotRuntime:
             interval=settings.board_interval_seconds,
         )
         self.boards = boards if settings.group_mode is GroupMode.BOARD else None
+        self.chat = TelegramChat(
+            settings=settings,
+            store=self.store,
+            catalog=catalog,
+            bot=application.bot,
+            callbacks=codec,
+            scheduler=self.scheduler,
+            boards=self.boards,
+            clock=self.clock,
+        )
         self.tracker = Tracker(
             settings=settings,
             store=self.store,
             client=client,
             catalog=catalog,
-            bot=application.bot,
+            chat=self.chat,
             metrics=self.metrics,
             media=media,
-            callbacks=codec,
-            scheduler=self.scheduler,
-            boards=self.boards,
             clock=self.clock,
         )
         self.team = Team(
@@ -158,6 +167,7 @@ class BotRuntime:
             store=self.store,
             catalog=catalog,
             tracker=self.tracker,
+            chat=self.chat,
             callbacks=codec,
             scheduler=self.scheduler,
             team=self.team,

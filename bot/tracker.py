@@ -18,22 +18,20 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from telegram import (
-    Bot,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Message,
-    ReplyParameters,
+from bot import reconcile
+from bot.chat import (
+    Chat,
+    ChatError,
+    ChatGone,
+    PhotoUnavailable,
+    Refused,
+    RetryLater,
+    Role,
+    analysing_message_wanted,
 )
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
-
-from bot import export, reconcile
-from bot.config import Settings
+from bot.config import GroupMode, Settings
 from bot.images import is_heic, to_jpeg
 from bot.intake import Catalog, coerce_fields, example_caption
 from bot.media import MediaSigner
@@ -63,11 +61,6 @@ from bot.resellscan import (
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
 from bot.results import history_rows
-from bot.telegram import render
-from bot.telegram.board import Boards
-from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.scheduler import Priority, SendScheduler, retry_after_seconds
-from bot.telegram.texts import t
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
 
 log = logging.getLogger(__name__)
@@ -151,14 +144,6 @@ def outcome_reaction(sub: Submission) -> str | None:
     return REACTION_REFUSED
 
 
-def photo_problem(exc: TelegramError) -> str:
-    """Which text explains a photo we could not fetch from Telegram."""
-    text = str(exc).lower()
-    if "too big" in text or "too large" in text:
-        return "photo_too_big"
-    return "photo_unavailable"
-
-
 def products_of(photos: list[Photo]) -> list[list[Photo]]:
     """One product per album or single photo, in the order they were sent."""
     groups: dict[str, list[Photo]] = {}
@@ -215,13 +200,6 @@ class Budget:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    text: str
-    markup: InlineKeyboardMarkup | None = None
-    document: tuple[str, bytes] | None = None  # (file name, content)
-
-
 class Tracker:
     def __init__(
         self,
@@ -230,12 +208,9 @@ class Tracker:
         store: Store,
         client: ResellScanClient,
         catalog: Catalog,
-        bot: Bot,
+        chat: Chat,
         metrics: Metrics,
         media: MediaSigner | None,
-        callbacks: CallbackCodec,
-        scheduler: SendScheduler | None = None,
-        boards: Boards | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -243,14 +218,9 @@ class Tracker:
         self.store = store
         self.client = client
         self.catalog = catalog
-        self.bot = bot
+        self.chat = chat
         self.metrics = metrics
         self.media = media
-        self.callbacks = callbacks
-        self.scheduler = scheduler or SendScheduler()
-        self.boards = boards
-        self._edits: set[asyncio.Future[None]] = set()
-        self._combining: dict[int, list[tuple[Submission, asyncio.Future[int]]]] = {}
         self.clock = clock
         self.rng = rng or random.Random()
         self.budget = Budget(settings.poll_budget_per_second)
@@ -428,9 +398,9 @@ class Tracker:
                 NewProduct(await self._images(sub, group, group_names, window), values)
                 for group, group_names in zip(groups, names, strict=True)
             ]
-        except TelegramError as exc:
-            if isinstance(exc, BadRequest) or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
-                await self.store.reject(sub.id, Problem(photo_problem(exc)), now)
+        except PhotoUnavailable as exc:
+            if exc.final or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
+                await self.store.reject(sub.id, Problem(exc.reason), now)
                 return await self.notify(sub.id)
             await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
             return None
@@ -479,14 +449,9 @@ class Tracker:
                 )
         return images
 
-    async def download(self, file_id: str) -> bytes:
-        """A photo's bytes from Telegram (the file URL carries the bot token: it stays here)."""
-        file = await self.bot.get_file(file_id)
-        return bytes(await file.download_as_bytearray())
-
     async def photo_bytes(self, photo: Photo) -> tuple[bytes, str]:
         """The bytes and type Resell Scan gets for a photo: HEIC/HEIF becomes JPEG."""
-        data = await self.download(photo.file_id)
+        data = await self.chat.download(photo.file_id)
         if is_heic(photo.mime_type, photo.file_name):
             return await asyncio.to_thread(to_jpeg, data), "image/jpeg"
         return data, photo.mime_type or "image/jpeg"
@@ -569,12 +534,9 @@ class Tracker:
             and await self._wants_analysing_message(fresh)
         ):
             try:
-                message = await self.send(
-                    fresh,
-                    Outgoing(render.analysing_text(fresh.language, fresh, products, None)),
-                )
-                await self.store.set_progress_message(sub_id, message.message_id)
-            except TelegramError as exc:
+                message_id = await self.chat.send(fresh, self.chat.analysing(fresh, products))
+                await self.store.set_progress_message(sub_id, message_id)
+            except ChatError as exc:
                 log.warning("analysing message not sent: %s", exc, extra=ctx)
         if completed:
             await self.notify(sub_id)
@@ -583,17 +545,16 @@ class Tracker:
         """The per-album "analysing" message: the chat's setting (default: on in private
         chats, off in groups, where 20 messages a minute is the limit), and always when
         reactions cannot stand in for it there."""
-        if self.boards is not None and self.boards.applies(sub.chat_id):
+        if self.chat.shows_board(sub.chat_id):
             return False  # a group's live board lists it instead
         chat = await self.store.chat(sub.chat_id)
-        wanted = render.analysing_message(chat)
-        if self.boards is None and chat.analysing_message is None:
-            wanted = True  # GROUP_MODE=per_album: every chat gets its per-album message
+        wanted = analysing_message_wanted(chat)
+        if self.settings.group_mode is GroupMode.PER_ALBUM and chat.analysing_message is None:
+            wanted = True  # every chat gets its per-album message
         return wanted or chat.reactions is not True or sub.reaction is None
 
     def board_changed(self, sub: Submission) -> None:
-        if self.boards is not None:
-            self.boards.touch(sub.chat_id, sub.thread_id)
+        self.chat.board_changed(sub)
 
     async def react(self, sub: Submission, emoji: str | None) -> bool:
         """Set the bot's reaction on the submission's first photo (👀 stored, 👌 results,
@@ -605,13 +566,13 @@ class Tracker:
         if chat.reactions is False:
             return False
         try:
-            await self.bot.set_message_reaction(sub.chat_id, sub.message_id, reaction=emoji)
-        except BadRequest as exc:
+            await self.chat.react(sub.chat_id, sub.message_id, emoji)
+        except Refused as exc:
             log.info("reactions refused in chat %s: %s", sub.chat_id, exc)
             if "reaction" in str(exc).lower():
                 await self.store.update_chat(sub.chat_id, self.clock(), reactions=False)
             return False
-        except TelegramError as exc:
+        except ChatError as exc:
             log.info("reaction not set: %s", exc)
             return False
         if chat.reactions is None:
@@ -757,35 +718,16 @@ class Tracker:
     async def ask_collection(
         self, sub: Submission, photos: list[Photo], candidates: list[Any] | None, *, ref: str = ""
     ) -> None:
-        lang = sub.language
-        markup: InlineKeyboardMarkup | None
-        if candidates:
-            text = t(lang, "pick_ambiguous", ref=ref)
-            markup = render.choice_keyboard(candidates, self._pick_button(sub))
-        else:
+        items: list[Collection] = []
+        if not candidates:
             try:
                 items = await self.catalog.collections()
             except ResellScanError as exc:
                 return await self._api_trouble(sub, exc)
-            text = t(
-                lang,
-                "pick_collection",
-                sender=sub.user_name,
-                photos=render.count_text(lang, len(photos), "photos_one", "photos_many"),
-            )
-            _, markup = render.collections_page(
-                lang,
-                items,
-                1,
-                None,
-                button=self._pick_button(sub),
-                nav=lambda page, q: self.callbacks.encode(
-                    "pp", sub.id, page, q, chat_id=sub.chat_id
-                ),
-            )
+        question = await self.chat.collection_question(sub, len(photos), candidates, ref, items)
         try:
-            await self.send(sub, Outgoing(text, markup))
-        except TelegramError as exc:
+            await self.chat.send(sub, question)
+        except ChatError as exc:
             await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
             return None
         await self.store.await_choice(sub.id, self.clock())
@@ -802,10 +744,9 @@ class Tracker:
         earlier = await self.store.previous_analysis(sub)
         if earlier is None:
             return False
-        text, markup = render.duplicate_question(sub.language, sub, earlier, self.callbacks)
         try:
-            await self.send(sub, Outgoing(text, markup))
-        except TelegramError as exc:
+            await self.chat.send(sub, self.chat.duplicate_question(sub, earlier))
+        except ChatError as exc:
             await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
             return True
         await self.store.hold_duplicate(sub.id, earlier.id, self.clock())
@@ -813,30 +754,15 @@ class Tracker:
         return True
 
     async def _ask_fields(self, sub: Submission, missing: list[str], example: str) -> None:
-        lang = sub.language
-        text = t(
-            lang,
-            "fields_wanted",
-            sender=sub.user_name,
-            collection=sub.collection_name or "?",
-            fields=" ".join(f"{key}=…" for key in missing),
-            example=example,
-        )
         try:
-            message = await self.send(sub, Outgoing(text))
-        except TelegramError as exc:
+            message_id = await self.chat.send(sub, self.chat.fields_question(sub, missing, example))
+        except ChatError as exc:
             await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
             return
         await self.store.await_fields(
             sub.id, Problem("fields_wanted", {"missing": missing}), self.clock()
         )
-        await self.store.note_message(sub.id, prompt_message_id=message.message_id)
-
-    def _pick_button(self, sub: Submission) -> Callable[[Collection], str]:
-        def data(collection: Collection) -> str:
-            return self.callbacks.encode("pick", sub.id, collection.id, chat_id=sub.chat_id)
-
-        return data
+        await self.store.note_message(sub.id, prompt_message_id=message_id)
 
     # Submitted: poll -------------------------------------------------------------------------
 
@@ -939,8 +865,7 @@ class Tracker:
             now - sub.progress_edited_at < self.settings.progress_edit_interval_seconds
         ):
             return
-        text = render.analysing_text(sub.language, sub, products, percent)
-        self.edit_later(sub.chat_id, sub.progress_message_id, text)
+        self.chat.show_progress(sub, products, percent)
         await self.store.note_progress_shown(sub.id, float(int(percent)), now)
 
     # Messages: exactly once ------------------------------------------------------------------
@@ -954,41 +879,42 @@ class Tracker:
         assert sub is not None
         ctx = {"submission_id": sub.id, "chat_id": sub.chat_id, "batch_id": sub.batch_id}
         try:
-            messages = await self.messages_for(sub)
-            if await self._should_combine(sub, messages):
-                message_id = await self._combined(sub)
+            messages = await self.chat.messages_for(sub)
+            combined = await self.chat.combined(sub, messages)
+            if combined is not None:
                 await self.store.mark_part_sent(sub.id, len(messages))
-                await self.store.note_message(sub.id, results_message_id=message_id)
+                await self.store.note_message(sub.id, results_message_id=combined)
                 messages = []
             for index in range(sub.parts_sent, len(messages)):
-                sent = await self.send(sub, messages[index])
+                message_id = await self.chat.send(sub, messages[index])
                 await self.store.mark_part_sent(sub.id, index + 1)
-                if index == 0 and sub.state is not State.COMPLETED:
+                if messages[index].role is Role.PROMPT:
                     # A rejection or question: a reply to it (field=value …) fixes it.
-                    await self.store.note_message(sub.id, prompt_message_id=sent.message_id)
-                if messages[index].markup is not None and sub.state is State.COMPLETED:
-                    await self.store.note_message(sub.id, results_message_id=sent.message_id)
+                    await self.store.note_message(sub.id, prompt_message_id=message_id)
+                elif messages[index].role is Role.RESULTS:
+                    await self.store.note_message(sub.id, results_message_id=message_id)
             if sub.state is State.COMPLETED:
                 # Idempotent, so a failure here retries it (the parts sent stay sent).
                 await self._keep_history(sub.id)
-        except RetryAfter as exc:
-            wait = retry_after_seconds(exc)
+        except RetryLater as exc:
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
-            await self.store.release_claim(sub.id, str(exc), self.clock() + wait, self.clock())
+            await self.store.release_claim(
+                sub.id, str(exc), self.clock() + exc.seconds, self.clock()
+            )
             return
-        except Forbidden as exc:
+        except ChatGone as exc:
             # The chat blocked or removed the bot: remember it and move on.
             self.metrics.telegram_sends.labels(outcome="forbidden").inc()
             await self.store.update_chat(sub.chat_id, self.clock(), reachable=False)
             await self.store.mark_notified(sub.id, self.clock(), error=f"unreachable: {exc}")
             log.warning("chat unreachable: %s", exc, extra=ctx)
             return
-        except BadRequest as exc:
+        except Refused as exc:
             self.metrics.telegram_sends.labels(outcome="bad_request").inc()
             await self.store.mark_notified(sub.id, self.clock(), error=f"refused: {exc}")
             log.error("message refused by Telegram: %s", exc, extra=ctx)
             return
-        except TelegramError as exc:
+        except ChatError as exc:
             self.metrics.telegram_sends.labels(outcome="error").inc()
             wait = self._backoff(sub.notify_attempts)
             await self.store.release_claim(
@@ -1028,193 +954,5 @@ class Tracker:
         rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
         await self.store.history.add(rows)
 
-    async def _should_combine(self, sub: Submission, messages: list[Outgoing]) -> bool:
-        """In a group, results that would have to wait for the chat's budget are combined
-        into one reply with the others finishing meanwhile (single results still reply to
-        their photos). Only results that fit one message, without a CSV, are combined."""
-        if sub.state is not State.COMPLETED or sub.parts_sent or len(messages) != 1:
-            return False
-        if self.boards is None or not self.boards.applies(sub.chat_id):
-            return False
-        return sub.chat_id in self._combining or self.scheduler.wait_for(sub.chat_id) > 0
-
-    async def _combined(self, sub: Submission) -> int:
-        """Wait for the chat's next combined results message; returns its message id."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        waiting = self._combining.setdefault(sub.chat_id, [])
-        waiting.append((sub, future))
-        if len(waiting) == 1:
-            job = asyncio.ensure_future(self._send_combined(sub.chat_id))
-            self._edits.add(job)
-            job.add_done_callback(self._edit_done)
-        return await future
-
-    async def _send_combined(self, chat_id: int) -> None:
-        """One job in the chat's queue; when it runs, every result waiting by then goes out
-        in one message (those that do not fit wait for the next one)."""
-        taken: list[tuple[Submission, asyncio.Future[int]]] = []
-
-        async def call() -> Message:
-            waiting = self._combining.get(chat_id, [])
-            items = []
-            for sub, _ in waiting:
-                status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-                items.append((sub, status, len(await self.store.photos(sub.retry_of or sub.id))))
-            count = render.combined_fit(waiting[0][0].language, items, now=self.clock())
-            taken.extend(waiting[:count])
-            rest = waiting[count:]
-            if rest:
-                self._combining[chat_id] = rest
-            else:
-                self._combining.pop(chat_id, None)
-            first = taken[0][0]
-            text, markup = render.combined_results(
-                first.language, items[:count], self.callbacks, now=self.clock()
-            )
-            message = await self.bot.send_message(
-                chat_id=chat_id,
-                text=text,
-                parse_mode=ParseMode.HTML,
-                message_thread_id=first.thread_id,
-                reply_markup=markup,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-            if rest:  # the next combined message for those that did not fit
-                job = asyncio.ensure_future(self._send_combined(chat_id))
-                self._edits.add(job)
-                job.add_done_callback(self._edit_done)
-            return message
-
-        try:
-            message = await self.scheduler.submit(chat_id, call, priority=Priority.RESULT)
-        except BaseException as exc:
-            for _, future in taken or self._combining.pop(chat_id, []):
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()
-            return
-        for _, future in taken:
-            if not future.done():
-                future.set_result(message.message_id)
-
-    async def messages_for(self, sub: Submission) -> list[Outgoing]:
-        lang = sub.language
-        if sub.state is State.COMPLETED:
-            status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-            if not status.products:
-                return [Outgoing(render.unreadable_text(lang, sub))]
-            photos = len(await self.store.photos(sub.retry_of or sub.id))
-            texts = render.render_results(lang, sub, status, photos, now=self.clock())
-            markup = render.results_keyboard(lang, sub, status, self.callbacks)
-            parts = [
-                Outgoing(text, markup if index == len(texts) - 1 else None)
-                for index, text in enumerate(texts)
-            ]
-            if status.counts()[0] > self.settings.csv_threshold:
-                parts.append(await self.csv_for(sub, status))
-            return parts
-        if sub.state is State.UNCERTAIN:
-            resend: InlineKeyboardMarkup | None = None
-            if not (sub.problem and sub.problem.params.get("found")):
-                # Sending again cannot duplicate what was not found; found products are not
-                # re-created (the user starts their analysis in the dashboard).
-                button = InlineKeyboardButton(
-                    t(lang, "resubmit_button"),
-                    callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
-                )
-                resend = InlineKeyboardMarkup([[button]])
-            return [Outgoing(render.uncertain_text(lang, sub), resend)]
-        if sub.state is State.EXPIRED:
-            minutes = int(self.settings.poll_deadline_seconds // 60) or 1
-            return [
-                Outgoing(
-                    t(
-                        lang,
-                        "expired",
-                        sender=sub.user_name,
-                        batch=render.short_batch(sub.batch_id),
-                        minutes=minutes,
-                    )
-                )
-            ]
-        return [Outgoing(render.problem_text(lang, sub, sub.problem))]
-
-    async def csv_for(self, sub: Submission, status: BatchStatus) -> Outgoing:
-        """The results as a spreadsheet (bot/export.py), with the manual fields as
-        they were sent (typed: numbers as numbers, for margins)."""
-        fields: dict[str, Any] = sub.manual_fields
-        if sub.collection_id:
-            with contextlib.suppress(ResellScanError):
-                typed, _ = coerce_fields(fields, await self.catalog.fields(sub.collection_id))
-                fields = {**fields, **typed}
-        name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
-        return Outgoing(
-            t(sub.language, "results_csv_caption", count=status.counts()[0]),
-            document=(name, export.results_csv(status, manual_fields=fields, lang=sub.language)),
-        )
-
-    async def send(self, sub: Submission, out: Outgoing) -> Message:
-        """Reply to the original photo message, in its forum topic."""
-        reply = ReplyParameters(message_id=sub.message_id, allow_sending_without_reply=True)
-
-        async def call() -> Message:
-            if out.document is not None:
-                name, content = out.document
-                return await self.bot.send_document(
-                    chat_id=sub.chat_id,
-                    document=content,
-                    filename=name,
-                    caption=out.text,
-                    parse_mode=ParseMode.HTML,
-                    message_thread_id=sub.thread_id,
-                    reply_parameters=reply,
-                )
-            return await self.bot.send_message(
-                chat_id=sub.chat_id,
-                text=out.text,
-                parse_mode=ParseMode.HTML,
-                message_thread_id=sub.thread_id,
-                reply_parameters=reply,
-                reply_markup=out.markup,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-
-        return await self.scheduler.submit(sub.chat_id, call, priority=Priority.RESULT)
-
-    def edit_later(self, chat_id: int, message_id: int, text: str) -> None:
-        """Edit a progress message when the chat's budget allows, without waiting for it; a
-        newer edit of the same message replaces one still queued."""
-
-        async def call() -> None:
-            try:
-                await self.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML
-                )
-            except BadRequest as exc:
-                if "not modified" not in str(exc).lower():
-                    log.info("progress edit refused: %s", exc)
-            except TelegramError as exc:
-                log.info("progress edit failed: %s", exc)
-
-        job = self.scheduler.submit(
-            chat_id, call, priority=Priority.PROGRESS, key=f"edit:{chat_id}:{message_id}"
-        )
-        task = asyncio.ensure_future(job)
-        self._edits.add(task)
-        task.add_done_callback(self._edit_done)
-
-    def _edit_done(self, task: asyncio.Future[None]) -> None:
-        self._edits.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            pass  # Superseded by a newer edit, or the chat's queue was closed
-
     async def _finish_progress(self, sub: Submission) -> None:
-        if sub.progress_message_id is None:
-            return
-        text = t(
-            sub.language,
-            "analysis_done",
-            sender=sub.user_name,
-            batch=render.short_batch(sub.batch_id),
-        )
-        self.edit_later(sub.chat_id, sub.progress_message_id, text)
+        self.chat.show_done(sub)

@@ -57,7 +57,7 @@ def make_settings(sandbox: SandboxThread, tmp_path: Path, **overrides: Any) -> S
         "log_level": "INFO",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class Harness:

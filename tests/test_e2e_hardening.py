@@ -152,8 +152,8 @@ async def test_a_rendering_fault_releases_the_claim_and_backs_off(
     """A bug while building the reply (here: rendering raises) must neither hold the claim
     forever nor retry in a tight loop; once the fault is gone the reply goes out, once."""
     async with bot_running(settings_for()) as bot:
-        assert bot.tracker is not None
-        real = bot.tracker.messages_for
+        assert bot.chat is not None
+        real = bot.chat.messages_for
         calls: list[float] = []
         broken = True
 
@@ -163,7 +163,7 @@ async def test_a_rendering_fault_releases_the_claim_and_backs_off(
                 raise KeyError("results_header")
             return await real(sub)
 
-        monkeypatch.setattr(bot.tracker, "messages_for", flaky)
+        monkeypatch.setattr(bot.chat, "messages_for", flaky)
         await harness.photo(ANNA, caption="/scan Electronics")
         await eventually(lambda: _true(calls), what="the first failed render")
         first = calls[0]

@@ -42,11 +42,11 @@ from bot.resellscan.read import as_bool, as_float, as_id, as_time, shape
 from bot.resellscan.webhooks import sign
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.outbox import TelegramChat
 from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.tracker import MAX_UNREADABLE, Tracker
 from bot.web import Health, build_web_app
 from storage import Database, NewPhoto, State, Store
-from tests.test_reliability_state_machine import FakeTelegram
 
 SECRET = "whsec_cHJvcGVydHktdGVzdHM"
 T0 = 1_764_331_200.0  # 2025-11-28T12:00:00Z
@@ -375,6 +375,43 @@ def batch_payloads(draw: st.DrawFn, batch_id: str, finished: bool) -> dict[str, 
     return data
 
 
+class FakeMessage:
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+
+
+class FakeTelegram:
+    """A Bot-shaped stand-in that records what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.reactions: list[tuple[int, int, Any]] = []
+        self.counter = 0
+
+    async def send_message(
+        self, *, chat_id: int, text: str, reply_parameters: Any, **_: Any
+    ) -> FakeMessage:
+        self.counter += 1
+        self.sent.append(
+            {"chat_id": chat_id, "text": text, "reply_to": reply_parameters.message_id}
+        )
+        return FakeMessage(self.counter)
+
+    async def send_document(self, **kw: Any) -> FakeMessage:
+        return await self.send_message(
+            chat_id=kw["chat_id"],
+            text=kw.get("caption") or "",
+            reply_parameters=kw["reply_parameters"],
+        )
+
+    async def edit_message_text(self, *args: Any, **kw: Any) -> None:
+        return None
+
+    async def set_message_reaction(self, chat_id: int, message_id: int, **kw: Any) -> bool:
+        self.reactions.append((chat_id, message_id, kw.get("reaction")))
+        return True
+
+
 class Rig:
     """The relay, the store and the tracker of one bot, with Telegram replaced by a recorder
     and Resell Scan by a transport the test fills in."""
@@ -414,16 +451,23 @@ class Rig:
             base_url="https://rs.test/api/v1",
             retry=RetryPolicy(sleep=no_sleep, max_attempts=1),
         )
+        self.chat = TelegramChat(
+            settings=self.settings,
+            store=self.store,
+            catalog=Catalog(client),
+            bot=self.telegram,  # type: ignore[arg-type]
+            callbacks=CallbackCodec(b"c" * 32),
+            scheduler=SendScheduler(SendLimits.unlimited()),
+            clock=self.clock,
+        )
         self.tracker = Tracker(
             settings=self.settings,
             store=self.store,
             client=client,
             catalog=Catalog(client),
-            bot=self.telegram,  # type: ignore[arg-type]
+            chat=self.chat,
             metrics=Metrics(),
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
-            callbacks=CallbackCodec(b"c" * 32),
-            scheduler=SendScheduler(SendLimits.unlimited()),
             clock=self.clock,
         )
         app = build_web_app(
@@ -475,7 +519,7 @@ class Rig:
             texts = [m["text"] for m in self.telegram.sent if m["reply_to"] == sub.message_id]
         else:
             assert sub.state is State.COMPLETED, sub.state
-            texts = [out.text for out in await self.tracker.messages_for(sub)]
+            texts = [out.text for out in await self.chat.messages_for(sub)]
         assert texts and all(0 < len(text) <= render.MESSAGE_LIMIT for text in texts)
         return texts
 
@@ -615,8 +659,8 @@ async def test_probe_says_what_it_understood_and_fails_without_ids() -> None:
 def test_a_download_refused_for_size_says_send_it_as_a_photo() -> None:
     from telegram.error import BadRequest
 
+    from bot.telegram.outbox import photo_problem
     from bot.telegram.texts import t
-    from bot.tracker import photo_problem
 
     assert photo_problem(BadRequest("File is too big")) == "photo_too_big"
     assert photo_problem(BadRequest("Wrong file_id")) == "photo_unavailable"

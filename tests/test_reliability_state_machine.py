@@ -8,8 +8,8 @@ Invariants (RELIABILITY.md): nothing received is lost; a batch never gets two re
 except after a crash inside the send window (counted); every completed batch is eventually
 notified; createAndAnalyze is never sent twice for one submission unless the user resubmits.
 
-Telegram and Resell Scan are fakes here, at the seams the tracker already has (a Bot-shaped
-object, and an httpx.MockTransport behind the real client): hundreds of examples with crashes
+Telegram and Resell Scan are fakes here, at the seams the tracker already has (the tracker's
+chat port, and an httpx.MockTransport behind the real client): hundreds of examples with crashes
 must run in seconds, deterministically. The end-to-end suites cover the real HTTP paths.
 """
 
@@ -35,17 +35,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from pydantic import SecretStr
-from telegram.error import RetryAfter, TimedOut
 
+from bot.chat import ChatError, Outgoing, RetryLater, Role
 from bot.config import Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner
 from bot.metrics import Metrics
-from bot.resellscan import ResellScanClient, RetryPolicy
-from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.scheduler import SendLimits, SendScheduler
+from bot.resellscan import Collection, ResellScanClient, RetryPolicy
 from bot.tracker import Tracker
-from storage import CaptionInfo, Database, NewPhoto, State, Store
+from storage import CaptionInfo, Database, NewPhoto, State, Store, Submission
 from tests.conftest import apply_webhook
 
 COLLECTION = {"id": "col-1", "name": "Electronics"}
@@ -137,51 +135,74 @@ class FakeResellScan:
         }
 
 
-class FakeMessage:
-    def __init__(self, message_id: int) -> None:
-        self.message_id = message_id
-
-
-class FakeTelegram:
-    """Records what was sent; fails on demand like Telegram (or like a dying process)."""
+class FakeChat:
+    """The tracker's chat (bot.chat.Chat, type-checked): records what was sent, fails on demand
+    like Telegram (or like a process dying just before or after Telegram took a message)."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
-        self.reactions: list[tuple[int, int, Any]] = []
+        self.reactions: list[tuple[int, int, str]] = []
         self.failure: str | None = None
         self.counter = 0
 
-    async def send_message(
-        self, *, chat_id: int, text: str, reply_parameters: Any, **_: Any
-    ) -> FakeMessage:
+    async def download(self, file_id: str) -> bytes:
+        return b"\xff\xd8\xff" + file_id.encode()
+
+    async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
+        self.reactions.append((chat_id, message_id, emoji))
+
+    def shows_board(self, chat_id: int) -> bool:
+        return False
+
+    def board_changed(self, sub: Submission) -> None:
+        return None
+
+    async def messages_for(self, sub: Submission) -> list[Outgoing]:
+        if sub.state is State.COMPLETED:
+            return [Outgoing(f"📊 results of {sub.batch_id}", role=Role.RESULTS)]
+        return [Outgoing(f"{sub.state.value}: {sub.problem}", role=Role.PROMPT)]
+
+    async def combined(self, sub: Submission, messages: list[Outgoing]) -> int | None:
+        return None
+
+    async def send(self, sub: Submission, out: Outgoing) -> int:
         failure, self.failure = self.failure, None
         if failure == "429":
-            raise RetryAfter(3)
+            raise RetryLater(3)
         if failure == "timeout":
-            raise TimedOut
+            raise ChatError("Timed out")
         if failure == "crash_before":
             raise Crash
         self.counter += 1
-        self.sent.append(
-            {"chat_id": chat_id, "text": text, "reply_to": reply_parameters.message_id}
-        )
+        self.sent.append({"chat_id": sub.chat_id, "text": out.text, "reply_to": sub.message_id})
         if failure == "crash_after":
             raise Crash
-        return FakeMessage(self.counter)
+        return self.counter
 
-    async def send_document(self, **kw: Any) -> FakeMessage:
-        return await self.send_message(
-            chat_id=kw["chat_id"],
-            text=kw.get("caption") or "",
-            reply_parameters=kw["reply_parameters"],
-        )
-
-    async def edit_message_text(self, *args: Any, **kw: Any) -> None:
+    def show_progress(self, sub: Submission, products: int, percent: float | None) -> None:
         return None
 
-    async def set_message_reaction(self, chat_id: int, message_id: int, **kw: Any) -> bool:
-        self.reactions.append((chat_id, message_id, kw.get("reaction")))
-        return True
+    def show_done(self, sub: Submission) -> None:
+        return None
+
+    def analysing(self, sub: Submission, products: int) -> Outgoing:
+        return Outgoing(f"⏳ analysing {products}")
+
+    async def collection_question(
+        self,
+        sub: Submission,
+        photos: int,
+        candidates: list[Collection] | None,
+        ref: str,
+        collections: list[Collection],
+    ) -> Outgoing:
+        return Outgoing(f"which collection for {photos} photo(s)?")
+
+    def duplicate_question(self, sub: Submission, earlier: Submission) -> Outgoing:
+        return Outgoing(f"analysed already in {earlier.id}")
+
+    def fields_question(self, sub: Submission, missing: list[str], example: str) -> Outgoing:
+        return Outgoing(f"reply with {missing}", role=Role.PROMPT)
 
 
 class Clock:
@@ -200,11 +221,11 @@ class SubmissionMachine(RuleBasedStateMachine):
         self.path = Path(self.tmp.name) / "sm.sqlite3"
         self.clock = Clock()
         self.api = FakeResellScan(self.clock)
-        self.telegram = FakeTelegram()
+        self.telegram = FakeChat()
         self.settings = Settings(
             _env_file=None,
             telegram_bot_token="1:x",
-            resell_scan_api_key="k",  # type: ignore[call-arg]
+            resell_scan_api_key="k",
             allow_all_users=True,
             public_base_url="https://bot.test",
             album_window_seconds=1,
@@ -242,11 +263,9 @@ class SubmissionMachine(RuleBasedStateMachine):
             store=self.store,
             client=client,
             catalog=Catalog(client),
-            bot=self.telegram,
-            metrics=Metrics(),  # type: ignore[arg-type]
+            chat=self.telegram,
+            metrics=Metrics(),
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
-            callbacks=CallbackCodec(b"c" * 32),
-            scheduler=SendScheduler(SendLimits.unlimited()),
             clock=self.clock,
         )
         await self.store.recover(self.clock(), self.clock() + 1.0)
@@ -296,7 +315,7 @@ class SubmissionMachine(RuleBasedStateMachine):
         if not done:
             return
         batch_id = data.draw(st.sampled_from(done))
-        event = {
+        event: dict[str, Any] = {
             "id": f"evt_{batch_id}",
             "event": "analysis.completed",
             "data": self.api.payload(batch_id),

@@ -41,6 +41,7 @@ from telegram.ext import (
 )
 
 from bot import report
+from bot.chat import Outgoing
 from bot.config import Settings, valid_zone
 from bot.images import HEIC_EXTENSIONS, heic_supported, is_heic
 from bot.intake import (
@@ -54,10 +55,11 @@ from bot.intake import (
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.outbox import TelegramChat
 from bot.telegram.scheduler import Priority, SendScheduler
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
-from bot.tracker import Outgoing, Tracker
+from bot.tracker import Tracker
 from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class Services:
     store: Store
     catalog: Catalog
     tracker: Tracker
+    chat: TelegramChat
     callbacks: CallbackCodec
     scheduler: SendScheduler
     team: Team
@@ -718,7 +721,7 @@ class Handlers:
         for index, part in enumerate(parts):
             await self.reply(message, part, markup if index == len(parts) - 1 else None)
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
-            await self.s.tracker.send(sub, await self.s.tracker.csv_for(sub, status))
+            await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
 
     async def _send_csv(self, update: Update, sub_id: int) -> None:
         sub = await self.s.store.get(sub_id)
@@ -726,7 +729,7 @@ class Handlers:
         if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
             return
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        await self.s.tracker.send(sub, await self.s.tracker.csv_for(sub, status))
+        await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
 
     async def cmd_find(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -923,7 +926,7 @@ class Handlers:
         title = row.title or row.brand or t(lang, "find_untitled")
 
         async def call() -> Message:
-            return await self.s.tracker.bot.send_message(
+            return await self.s.chat.bot.send_message(
                 chat.id,
                 t(lang, "find_here", title=title),
                 reply_parameters=ReplyParameters(row.message_id or 0),
@@ -941,7 +944,7 @@ class Handlers:
         self, chat_id: int, message: Message | None, name: str, data: bytes
     ) -> None:
         async def call() -> Message:
-            return await self.s.tracker.bot.send_document(
+            return await self.s.chat.bot.send_document(
                 chat_id,
                 InputFile(data, filename=name),
                 message_thread_id=message.message_thread_id
@@ -998,7 +1001,7 @@ class Handlers:
                     await message.edit_reply_markup(keyboard)
 
             await self.s.scheduler.submit(message.chat_id, drop_button, priority=Priority.REPLY)
-        await self.s.tracker.send(sub, Outgoing(t(lang, "retry_started", count=len(failed))))
+        await self.s.chat.send(sub, Outgoing(t(lang, "retry_started", count=len(failed))))
 
     async def _send_listing(self, update: Update, sub_id: int, index: int) -> None:
         sub = await self.s.store.get(sub_id)
@@ -1007,7 +1010,7 @@ class Handlers:
             return
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         for text in render.listing_messages(sub.language, sub, status, index):
-            await self.s.tracker.send(sub, Outgoing(text))
+            await self.s.chat.send(sub, Outgoing(text))
 
     async def _duplicate_choice(self, update: Update, lang: str, sub_id: int, choice: str) -> None:
         """Duplicate guard: show the earlier results (and drop these photos), or analyse."""

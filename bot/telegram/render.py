@@ -9,6 +9,7 @@ from typing import Any
 
 from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.chat import analysing_message_wanted
 from bot.intake import FieldProblem
 from bot.listing import fits_copy_button, listing_text
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
@@ -656,10 +657,4 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
     return InlineKeyboardMarkup(rows)
 
 
-def analysing_message(settings: ChatSettings) -> bool:
-    """Whether the chat gets the per-album "analysing" message: its setting, else on in
-    private chats and off in groups (reactions say it there; groups allow 20 messages a
-    minute)."""
-    if settings.analysing_message is not None:
-        return settings.analysing_message
-    return settings.chat_id > 0
+analysing_message = analysing_message_wanted  # the rule lives beside the tracker's port
