@@ -1,6 +1,7 @@
 """The package rules as a test: the tracker knows no Telegram (it has a port, bot/chat.py),
 storage knows nothing of the bot, the stand-ins know nothing of what they stand in for, and the
-pure parts of the bot (reading Resell Scan, reports, the CSV) know no Telegram. Imports anywhere in a module count, inside functions too."""
+pure parts of the bot (reading Resell Scan, reports, the CSV) know no Telegram. Imports
+anywhere in a module count, inside functions too."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from bot.media import MediaSigner
 from bot.resellscan import BatchStatus
 from bot.results import result_fields
 from bot.telegram import render
-from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.callbacks import CallbackCodec, Pick, PickerPage
 from bot.telegram.handlers import Handlers
 from bot.telegram.texts import COMMANDS, LANGUAGES, TEXTS, placeholders, t
 from bot.tracker import Budget, poll_delay, products_of
@@ -203,8 +203,8 @@ def test_collections_keyboard_pages_and_fits_callback_limits() -> None:
             items,
             2,
             search,
-            button=lambda c: codec.encode("pick", 1234567, c.id, chat_id=chat),
-            nav=lambda page, q: codec.encode("pp", 1234567, page, q, chat_id=chat),
+            button=lambda c: codec.encode(Pick(1234567, c.id), chat_id=chat),
+            nav=lambda page, q: codec.encode(PickerPage(1234567, page, q), chat_id=chat),
         )
         assert markup is not None
         buttons = [b for row in markup.inline_keyboard for b in row]
@@ -214,8 +214,8 @@ def test_collections_keyboard_pages_and_fits_callback_limits() -> None:
         assert all(len((b.callback_data or "").encode()) <= 64 for b in buttons)
         for button in buttons[8:]:
             opened = codec.decode(str(button.callback_data), chat)
-            assert opened is not None and opened.kind == "pp"
-            assert search.startswith(opened.args[2]) and opened.args[2]
+            assert isinstance(opened, PickerPage) and opened.sub_id == 1234567
+            assert search.startswith(opened.search) and opened.search
         assert "page 2/4" in text
 
 

@@ -1,58 +1,31 @@
-"""The one codec for inline-button `callback_data`.
+"""The one codec for inline-button `callback_data`: a typed record per kind of button.
 
 Telegram allows 1-64 **bytes** of callback data (not characters: an emoji is four). Data is
-`kind:arg:…`; buttons that act on a submission (pick a collection, page the picker, send again,
-CSV) also carry a short MAC over the kind, the chat and the arguments, `kind:mac:arg:…`. A
-button pressed in another chat, a guessed submission id, or data in an old or garbled format
-does not decode, and the handler answers that the button is stale, changing nothing.
+`prefix:arg:…`; buttons that act on a submission (pick a collection, page the picker, send
+again, CSV, retry, listing, duplicate guard) also carry a short MAC over the prefix, the chat
+and the arguments, `prefix:mac:arg:…`. A button pressed in another chat, a guessed submission
+id, or data in an old or garbled format does not decode, and the handler answers that the
+button is stale, changing nothing.
+
+Each record is a frozen dataclass: its fields, in order, are the arguments (`int` fields must
+be whole numbers; the last `str` field of a `searchable` record is search text, cut by bytes to
+fit and possibly empty; any other field must be non-empty and free of ':'). `Button.pattern`
+is the regular expression a `CallbackQueryHandler` is registered with, one handler per prefix.
+Records that name a submission (`sub_id`) are `OnSubmission`: their handler checks the
+presser's rights in one place (handlers.Handlers.button).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 MAX_BYTES = 64
-
-# kind -> (number of arguments, signed). The last argument may contain ':' (search text).
-KINDS: dict[str, tuple[int, bool]] = {
-    "pick": (2, True),  # submission id, collection id
-    "pp": (3, True),  # picker page: submission id, page, search
-    "resub": (1, True),  # submission id
-    "csv": (1, True),  # submission id
-    "retry": (1, True),  # "Retry failed" of this submission's results
-    "lst": (2, True),  # listing text: submission id, product index (0: all)
-    "dup": (2, True),  # duplicate guard: submission id, "show" or "again"
-    "cp": (2, False),  # /collections page: page, search
-    "use": (1, False),  # collection id
-    "scan": (1, False),
-    "fields": (1, False),
-    "batch": (1, False),
-    "set": (1, False),  # rb, lang, admin, am, dg, nodef, dig
-    "fp": (2, False),  # /find page: offset, search (results are always this chat's)
-    "fgo": (1, False),  # /find: reply to the results message of this history row
-    "rcsv": (1, False),  # /report CSV: the period's label (2026-11-01..2026-11-15)
-}
-# Kinds whose last argument is search text: cut by bytes to fit, may be empty.
-SEARCHABLE = frozenset({"cp", "pp", "fp"})
-# Arguments that must be whole numbers, by kind and position.
-_NUMERIC = {
-    ("pick", 0),
-    ("pp", 0),
-    ("pp", 1),
-    ("resub", 0),
-    ("csv", 0),
-    ("cp", 0),
-    ("retry", 0),
-    ("lst", 0),
-    ("lst", 1),
-    ("dup", 0),
-    ("fp", 0),
-    ("fgo", 0),
-}
 
 
 class CallbackTooLong(ValueError):
@@ -68,44 +41,202 @@ def fit(text: str, max_bytes: int) -> str:
 
 
 @dataclass(frozen=True)
-class Callback:
-    kind: str
-    args: tuple[str, ...]
+class Button:
+    """A kind of button. Subclasses set `prefix` (and `signed`, `searchable`)."""
 
-    def number(self, index: int) -> int:
-        return int(self.args[index])
+    prefix: ClassVar[str] = ""
+    signed: ClassVar[bool] = False  # carries a MAC: valid only in the chat it was made for
+    searchable: ClassVar[bool] = False  # the last field is search text, cut to fit
+
+    @classmethod
+    def pattern(cls) -> str:
+        return f"^{re.escape(cls.prefix)}:"
+
+    def args(self) -> tuple[str, ...]:
+        return tuple(str(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    def data(self) -> str:
+        """The callback data of an unsigned button (it names public things, such as a
+        collection id or a settings switch; its handler checks the presser's rights)."""
+        if self.signed:
+            raise ValueError(f"{self.prefix} buttons are signed: use CallbackCodec.encode")
+        return _encode(self, None)
+
+    @classmethod
+    def _parse(cls, parts: tuple[str, ...]) -> Self | None:
+        values: dict[str, Any] = {}
+        fields = dataclasses.fields(cls)
+        for index, (field, part) in enumerate(zip(fields, parts, strict=True)):
+            last_search = cls.searchable and index == len(fields) - 1
+            if field.type in ("int", int):
+                if not (part.isascii() and part.isdigit()):
+                    return None
+                values[field.name] = int(part)
+            elif not part and not last_search:
+                return None
+            else:
+                values[field.name] = part
+        return cls(**values)
 
 
-def plain(kind: str, *args: object) -> str:
-    """Data for a button of an unsigned kind (valid in any chat: it names public things, such
-    as a collection id or a settings switch, and its handler checks the presser's rights)."""
-    if KINDS[kind][1]:
-        raise ValueError(f"{kind} buttons must be signed (CallbackCodec.encode)")
-    return _encode(kind, args, None)
+class OnSubmission(Button):
+    """A button that acts on (or shows) one submission: signed, and its handler checks that
+    the presser may (the sender, or an admin in a group)."""
+
+    signed: ClassVar[bool] = True
+    sub_id: int
 
 
-def _encode(
-    kind: str, args: tuple[object, ...], sign: Callable[[tuple[str, ...]], str] | None
-) -> str:
-    """`kind[:mac]:args`. Search text (the last argument of SEARCHABLE kinds) is cut by bytes
-    to fit; anything else too long raises CallbackTooLong (an id must never be cut)."""
-    arity, _ = KINDS[kind]
-    if len(args) != arity:
-        raise ValueError(f"{kind} takes {arity} argument(s)")
-    parts = tuple(str(a) for a in args)
+@dataclass(frozen=True)
+class Pick(OnSubmission):
+    prefix: ClassVar[str] = "pick"
+    sub_id: int
+    collection_id: str
+
+
+@dataclass(frozen=True)
+class PickerPage(OnSubmission):
+    prefix: ClassVar[str] = "pp"
+    searchable: ClassVar[bool] = True
+    sub_id: int
+    page: int
+    search: str
+
+
+@dataclass(frozen=True)
+class Resubmit(OnSubmission):
+    prefix: ClassVar[str] = "resub"
+    sub_id: int
+
+
+@dataclass(frozen=True)
+class Csv(OnSubmission):
+    prefix: ClassVar[str] = "csv"
+    sub_id: int
+
+
+@dataclass(frozen=True)
+class RetryFailed(OnSubmission):
+    prefix: ClassVar[str] = "retry"
+    sub_id: int
+
+
+@dataclass(frozen=True)
+class Listing(OnSubmission):
+    prefix: ClassVar[str] = "lst"
+    sub_id: int
+    index: int  # the product, from 1; 0: every product
+
+
+@dataclass(frozen=True)
+class Duplicate(OnSubmission):
+    prefix: ClassVar[str] = "dup"
+    sub_id: int
+    choice: str  # "show" or "again"
+
+
+@dataclass(frozen=True)
+class CollectionsPage(Button):
+    prefix: ClassVar[str] = "cp"
+    searchable: ClassVar[bool] = True
+    page: int
+    search: str
+
+
+@dataclass(frozen=True)
+class UseCollection(Button):
+    prefix: ClassVar[str] = "use"
+    collection_id: str
+
+
+@dataclass(frozen=True)
+class ScanInto(Button):
+    prefix: ClassVar[str] = "scan"
+    collection_id: str
+
+
+@dataclass(frozen=True)
+class FieldsOf(Button):
+    prefix: ClassVar[str] = "fields"
+    collection_id: str
+
+
+@dataclass(frozen=True)
+class BatchInto(Button):
+    prefix: ClassVar[str] = "batch"
+    collection_id: str
+
+
+@dataclass(frozen=True)
+class Setting(Button):
+    prefix: ClassVar[str] = "set"
+    what: str  # rb, lang, admin, am, dg, nodef, dig
+
+
+@dataclass(frozen=True)
+class FindPage(Button):
+    """/find: results are always this chat's, so the button needs no MAC."""
+
+    prefix: ClassVar[str] = "fp"
+    searchable: ClassVar[bool] = True
+    offset: int
+    search: str
+
+
+@dataclass(frozen=True)
+class FindShow(Button):
+    """/find: reply to the results message of this history row (checked to be this chat's)."""
+
+    prefix: ClassVar[str] = "fgo"
+    row_id: int
+
+
+@dataclass(frozen=True)
+class ReportCsv(Button):
+    prefix: ClassVar[str] = "rcsv"
+    period: str  # the period's label (2026-11-01..2026-11-15)
+
+
+BUTTONS: dict[str, type[Button]] = {
+    kind.prefix: kind
+    for kind in (
+        Pick,
+        PickerPage,
+        Resubmit,
+        Csv,
+        RetryFailed,
+        Listing,
+        Duplicate,
+        CollectionsPage,
+        UseCollection,
+        ScanInto,
+        FieldsOf,
+        BatchInto,
+        Setting,
+        FindPage,
+        FindShow,
+        ReportCsv,
+    )
+}
+
+
+def _encode(button: Button, mac: Any) -> str:
+    """`prefix[:mac]:args`. Search text is cut by bytes to fit; anything else too long raises
+    CallbackTooLong (an id must never be cut)."""
+    parts = button.args()
     if any(":" in p for p in parts[:-1]):
         raise ValueError("only the last argument may contain ':'")
     for _ in range(2):
-        head = (kind, sign(parts)) if sign is not None else (kind,)
+        head = (button.prefix, mac(parts)) if mac is not None else (button.prefix,)
         data = ":".join((*head, *parts))
         overflow = len(data.encode("utf-8")) - MAX_BYTES
         if overflow <= 0:
             return data
-        if kind not in SEARCHABLE:
+        if not button.searchable:
             break
         last = parts[-1]
         parts = (*parts[:-1], fit(last, len(last.encode("utf-8")) - overflow))
-    raise CallbackTooLong(f"{kind} data longer than {MAX_BYTES} bytes")
+    raise CallbackTooLong(f"{button.prefix} data longer than {MAX_BYTES} bytes")
 
 
 def derive_callback_key(bot_token: str) -> bytes:
@@ -116,41 +247,38 @@ class CallbackCodec:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def _mac(self, kind: str, chat_id: int, args: tuple[str, ...]) -> str:
-        message = "\x1f".join((kind, str(chat_id), *args)).encode()
+    def _mac(self, prefix: str, chat_id: int, args: tuple[str, ...]) -> str:
+        message = "\x1f".join((prefix, str(chat_id), *args)).encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:6]).decode()  # 8 characters
 
-    def encode(self, kind: str, *args: object, chat_id: int) -> str:
-        """Data for a button of a signed kind, valid only in chat `chat_id`."""
-        return _encode(kind, args, lambda parts: self._mac(kind, chat_id, parts))
+    def encode(self, button: Button, *, chat_id: int) -> str:
+        """Data for a button, valid only in chat `chat_id` when its kind is signed."""
+        if not button.signed:
+            return button.data()
+        return _encode(button, lambda parts: self._mac(button.prefix, chat_id, parts))
 
-    def decode(self, data: str | None, chat_id: int) -> Callback | None:
-        """The button's meaning, or None for data that is not ours, not from this chat, or
+    def decode(self, data: str | None, chat_id: int) -> Button | None:
+        """The button's record, or None for data that is not ours, not from this chat, or
         not in the current format."""
         if not data or len(data.encode("utf-8")) > MAX_BYTES:
             return None
-        kind, _, rest = data.partition(":")
-        spec = KINDS.get(kind)
-        if spec is None:
+        prefix, _, rest = data.partition(":")
+        kind = BUTTONS.get(prefix)
+        if kind is None:
             return None
-        arity, signed = spec
         mac = ""
-        if signed:
+        if kind.signed:
             mac, sep, rest = rest.partition(":")
             if not sep:
                 return None
+        arity = len(dataclasses.fields(kind))
         parts = tuple(rest.split(":", arity - 1)) if arity else ()
         if len(parts) != arity:
             return None
-        for index, part in enumerate(parts):
-            if (kind, index) in _NUMERIC and not (part.isascii() and part.isdigit()):
-                return None
-        if any(not p for p in (parts[:-1] if kind in SEARCHABLE else parts)):
-            return None
-        if signed:
-            expected = self._mac(kind, chat_id, parts).encode()
+        if kind.signed:
+            expected = self._mac(prefix, chat_id, parts).encode()
             # bytes against bytes: compare_digest raises on non-ASCII str (forged data)
             if not hmac.compare_digest(mac.encode("utf-8"), expected):
                 return None
-        return Callback(kind, parts)
+        return kind._parse(parts)

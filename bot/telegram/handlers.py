@@ -12,10 +12,10 @@ import html
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from telegram import (
     BotCommand,
@@ -85,6 +85,26 @@ class Services:
     clock: Callable[[], float] = time.time
 
 
+B = TypeVar("B", bound=callbacks.Button)
+COLLECTION_BUTTONS: dict[str, Callable[[str], callbacks.Button]] = {
+    "use": callbacks.UseCollection,
+    "scan": callbacks.ScanInto,
+    "fields": callbacks.FieldsOf,
+    "batch": callbacks.BatchInto,
+}
+
+
+@dataclass(frozen=True)
+class Press(Generic[B]):
+    """A button press that decoded, with the submission it names (rights checked)."""
+
+    update: Update
+    lang: str
+    button: B
+    message: Message | None
+    sub: Submission | None
+
+
 def digest_time(text: str) -> str | None:
     """A time of day as the digest stores it ("HH:MM"), from 21:00, 21.30, 9:05 or 21."""
     match = re.fullmatch(r"(\d{1,2})(?:[:.h](\d{2}))?", text.strip().lower())
@@ -111,7 +131,9 @@ class Handlers:
         app.add_handler(
             MessageHandler(fresh & filters.TEXT & filters.REPLY & ~filters.COMMAND, self.on_reply)
         )
-        app.add_handler(CallbackQueryHandler(self.on_callback))
+        for kind, act in self.buttons():
+            app.add_handler(CallbackQueryHandler(self.button(kind, act), pattern=kind.pattern()))
+        app.add_handler(CallbackQueryHandler(self.on_stale_button))
         app.add_error_handler(self.on_error)
 
     # Helpers -------------------------------------------------------------------------------
@@ -564,7 +586,7 @@ class Handlers:
                 message,
                 t(lang, "pick_ambiguous", ref=ref),
                 render.choice_keyboard(
-                    resolution.candidates, lambda c: callbacks.plain(purpose, c.id)
+                    resolution.candidates, lambda c: COLLECTION_BUTTONS[purpose](c.id).data()
                 ),
             )
             return None
@@ -723,14 +745,6 @@ class Handlers:
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
             await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
 
-    async def _send_csv(self, update: Update, sub_id: int) -> None:
-        sub = await self.s.store.get(sub_id)
-        chat = update.effective_chat
-        if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
-            return
-        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
-
     async def cmd_find(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
         if message is None or chat is None:
@@ -838,83 +852,189 @@ class Handlers:
 
     # Buttons -------------------------------------------------------------------------------
 
-    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        query = update.callback_query
-        chat = update.effective_chat
-        if query is None or chat is None:
-            return
-        lang = await self.lang(update)
-        found = self.s.callbacks.decode(query.data, chat.id)
-        if found is None:
-            # Not ours, from another chat, forged or from an older version: change nothing.
-            await query.answer(t(lang, "stale_button"), show_alert=True)
-            return
-        message = query.message if isinstance(query.message, Message) else None
-        kind, args = found.kind, found.args
-        if kind == "pick":
-            await self._picked(update, lang, found.number(0), args[1], message)
-        elif kind == "pp" and message is not None:
-            sub_id, search = found.number(0), args[2]
-            items = await self.s.catalog.search(search or None)
-            _, markup = render.collections_page(
-                lang,
-                items,
-                found.number(1),
-                search or None,
-                button=lambda c: self.s.callbacks.encode("pick", sub_id, c.id, chat_id=chat.id),
-                nav=lambda page, q: self.s.callbacks.encode("pp", sub_id, page, q, chat_id=chat.id),
-            )
-            await self._edit(message, message.text_html or "", markup)
-        elif kind == "cp" and message is not None:
-            search = args[1]
-            items = await self.s.catalog.search(search or None)
-            text, markup = render.collections_page(lang, items, found.number(0), search or None)
-            await self._edit(message, text, markup)
-        elif kind in ("use", "scan", "fields", "batch") and message is not None:
-            collection = await self.s.catalog.by_id(args[0])
-            if collection is None:
-                await query.answer(t(lang, "unknown_collection", ref=args[0]))
+    def button(
+        self, kind: type[B], act: Callable[[Press[B]], Awaitable[bool | None]]
+    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+        """The handler of one kind of button: decode (a stale, forged or other chat's button
+        changes nothing), check the presser's rights on the submission it names (here, in
+        one place), act; the press is answered unless `act` answered it (returned True)."""
+
+        async def run(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            query, chat = update.callback_query, update.effective_chat
+            if query is None or chat is None:
                 return
-            if kind == "use":
-                if not await self.may_change_settings(update):
-                    await query.answer(t(lang, "admins_only"), show_alert=True)
-                    return
-                await self._set_default(update, lang, collection.id, collection.name, message)
-            elif kind == "fields":
-                await self._send_fields(message, lang, collection.id, collection.name)
-            elif kind == "batch":
-                await self._open_batch(update, lang, collection.id, collection.name, {})
-            else:
-                request = ScanRequest(collection.id, {})
-                await self._remember_scan(update, lang, request, collection.id, collection.name)
-        elif kind == "set" and message is not None:
-            await self._toggle(update, lang, args[0], message)
-        elif kind == "resub":
-            await self._resubmit(update, lang, found.number(0), message)
-            return
-        elif kind == "csv":
-            await self._send_csv(update, found.number(0))
-        elif kind == "retry":
-            await self._retry_failed(update, lang, found.number(0))
-            return
-        elif kind == "lst":
-            await self._send_listing(update, found.number(0), found.number(1))
-        elif kind == "fp" and message is not None:
-            text, markup = await self.s.team.find_view(chat.id, lang, args[1], found.number(0))
-            await self._edit(message, text, markup)
-        elif kind == "fgo":
-            await self._show_found(update, lang, found.number(0))
-        elif kind == "rcsv":
-            try:
-                name, data = await self.s.team.report_csv(chat.id, lang, args[0])
-            except report.PeriodError:
+            lang = await self.lang(update)
+            record = self.s.callbacks.decode(query.data, chat.id)
+            if not isinstance(record, kind):
                 await query.answer(t(lang, "stale_button"), show_alert=True)
                 return
-            await self._send_document(chat.id, message, name, data)
-        elif kind == "dup":
-            await self._duplicate_choice(update, lang, found.number(0), args[1])
+            sub = None
+            if isinstance(record, callbacks.OnSubmission):
+                sub = await self.s.store.get(record.sub_id)
+                if sub is None or not await self._may_press(update, record, sub):
+                    await query.answer(t(lang, "stale_button"), show_alert=True)
+                    return
+            message = query.message if isinstance(query.message, Message) else None
+            if not await act(Press(update, lang, record, message, sub)):
+                await query.answer()
+
+        return run
+
+    async def _may_press(
+        self, update: Update, record: callbacks.OnSubmission, sub: Submission
+    ) -> bool:
+        """Buttons that show a submission (CSV, listing, picker pages) work for anyone in its
+        chat; those that act on it for its sender or the chat's admins."""
+        chat = update.effective_chat
+        if chat is None or sub.chat_id != chat.id:
+            return False
+        if isinstance(record, callbacks.Csv | callbacks.Listing | callbacks.PickerPage):
+            return True
+        return await self._owns(update, sub)
+
+    def buttons(self) -> list[tuple[type[Any], Callable[[Press[Any]], Awaitable[bool | None]]]]:
+        return [
+            (callbacks.Pick, self.on_pick),
+            (callbacks.PickerPage, self.on_picker_page),
+            (callbacks.CollectionsPage, self.on_collections_page),
+            (callbacks.UseCollection, self.on_collection_button),
+            (callbacks.ScanInto, self.on_collection_button),
+            (callbacks.FieldsOf, self.on_collection_button),
+            (callbacks.BatchInto, self.on_collection_button),
+            (callbacks.Setting, self.on_setting),
+            (callbacks.Resubmit, self.on_resubmit),
+            (callbacks.Csv, self.on_csv),
+            (callbacks.RetryFailed, self.on_retry),
+            (callbacks.Listing, self.on_listing),
+            (callbacks.Duplicate, self.on_duplicate),
+            (callbacks.FindPage, self.on_find_page),
+            (callbacks.FindShow, self.on_find_show),
+            (callbacks.ReportCsv, self.on_report_csv),
+        ]
+
+    async def on_stale_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Data no kind of button matches (an older version's, or not ours)."""
+        if update.callback_query is not None:
+            lang = await self.lang(update)
+            await update.callback_query.answer(t(lang, "stale_button"), show_alert=True)
+
+    async def on_pick(self, press: Press[callbacks.Pick]) -> None:
+        assert press.sub is not None
+        await self._picked(press, press.sub, press.button.collection_id)
+
+    async def on_picker_page(self, press: Press[callbacks.PickerPage]) -> None:
+        if press.message is None:
             return
-        await query.answer()
+        chat_id, sub_id = press.message.chat_id, press.button.sub_id
+        search = press.button.search
+        items = await self.s.catalog.search(search or None)
+        _, markup = render.collections_page(
+            press.lang,
+            items,
+            press.button.page,
+            search or None,
+            button=lambda c: self.s.callbacks.encode(callbacks.Pick(sub_id, c.id), chat_id=chat_id),
+            nav=lambda page, q: self.s.callbacks.encode(
+                callbacks.PickerPage(sub_id, page, q), chat_id=chat_id
+            ),
+        )
+        await self._edit(press.message, press.message.text_html or "", markup)
+
+    async def on_collections_page(self, press: Press[callbacks.CollectionsPage]) -> None:
+        if press.message is None:
+            return
+        search = press.button.search
+        items = await self.s.catalog.search(search or None)
+        text, markup = render.collections_page(press.lang, items, press.button.page, search or None)
+        await self._edit(press.message, text, markup)
+
+    async def on_collection_button(
+        self,
+        press: Press[
+            callbacks.UseCollection | callbacks.ScanInto | callbacks.FieldsOf | callbacks.BatchInto
+        ],
+    ) -> bool:
+        update, lang, message = press.update, press.lang, press.message
+        query = update.callback_query
+        assert query is not None
+        collection = await self.s.catalog.by_id(press.button.collection_id)
+        if collection is None:
+            await query.answer(t(lang, "unknown_collection", ref=press.button.collection_id))
+            return True
+        if message is None:
+            return False
+        if isinstance(press.button, callbacks.UseCollection):
+            if not await self.may_change_settings(update):
+                await query.answer(t(lang, "admins_only"), show_alert=True)
+                return True
+            await self._set_default(update, lang, collection.id, collection.name, message)
+        elif isinstance(press.button, callbacks.FieldsOf):
+            await self._send_fields(message, lang, collection.id, collection.name)
+        elif isinstance(press.button, callbacks.BatchInto):
+            await self._open_batch(update, lang, collection.id, collection.name, {})
+        else:
+            request = ScanRequest(collection.id, {})
+            await self._remember_scan(update, lang, request, collection.id, collection.name)
+        return False
+
+    async def on_setting(self, press: Press[callbacks.Setting]) -> bool:
+        if press.message is None:
+            return False
+        return await self._toggle(press.update, press.lang, press.button.what, press.message)
+
+    async def on_resubmit(self, press: Press[callbacks.Resubmit]) -> bool:
+        assert press.sub is not None
+        await self._resubmit(press, press.sub)
+        return True
+
+    async def on_csv(self, press: Press[callbacks.Csv]) -> None:
+        assert press.sub is not None
+        sub = press.sub
+        if sub.results is not None:
+            status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+            await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
+
+    async def on_retry(self, press: Press[callbacks.RetryFailed]) -> bool:
+        assert press.sub is not None
+        await self._retry_failed(press, press.sub)
+        return True
+
+    async def on_listing(self, press: Press[callbacks.Listing]) -> None:
+        assert press.sub is not None
+        sub = press.sub
+        if sub.results is None:
+            return
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+        for text in render.listing_messages(sub.language, sub, status, press.button.index):
+            await self.s.chat.send(sub, Outgoing(text))
+
+    async def on_duplicate(self, press: Press[callbacks.Duplicate]) -> bool:
+        assert press.sub is not None
+        await self._duplicate_choice(press, press.sub)
+        return True
+
+    async def on_find_page(self, press: Press[callbacks.FindPage]) -> None:
+        if press.message is None:
+            return
+        text, markup = await self.s.team.find_view(
+            press.message.chat_id, press.lang, press.button.search, press.button.offset
+        )
+        await self._edit(press.message, text, markup)
+
+    async def on_find_show(self, press: Press[callbacks.FindShow]) -> None:
+        await self._show_found(press.update, press.lang, press.button.row_id)
+
+    async def on_report_csv(self, press: Press[callbacks.ReportCsv]) -> bool:
+        chat, query = press.update.effective_chat, press.update.callback_query
+        assert chat is not None
+        assert query is not None
+        try:
+            name, data = await self.s.team.report_csv(chat.id, press.lang, press.button.period)
+        except report.PeriodError:
+            await query.answer(t(press.lang, "stale_button"), show_alert=True)
+            return True
+        await self._send_document(chat.id, press.message, name, data)
+        return False
 
     async def _show_found(self, update: Update, lang: str, row_id: int) -> None:
         """A /find hit in a chat without message links: reply to its results message."""
@@ -959,13 +1079,12 @@ class Handlers:
 
         await self.s.scheduler.submit(chat_id, call, priority=Priority.REPLY)
 
-    async def _retry_failed(self, update: Update, lang: str, sub_id: int) -> None:
+    async def _retry_failed(self, press: Press[callbacks.RetryFailed], sub: Submission) -> None:
         """🔁 Retry failed: POST /products/analyze with exactly the failed product ids, tracked
         like any batch; one reply answers the original photos. The button is used up."""
-        query = update.callback_query
+        query, lang = press.update.callback_query, press.lang
         assert query is not None
-        sub = await self.s.store.get(sub_id)
-        if sub is None or sub.results is None or not await self._owns(update, sub):
+        if sub.results is None:
             await query.answer(t(lang, "stale_button"), show_alert=True)
             return
         failed = BatchStatus.read(sub.results).failed_product_ids()
@@ -989,7 +1108,7 @@ class Handlers:
         if retry is None:  # pressed twice at once: the other press won
             return
         self.s.tracker.wake()
-        message = query.message if isinstance(query.message, Message) else None
+        message = press.message
         if message is not None:  # the same keyboard without the used button
             fresh = await self.s.store.get(sub.id)
             assert fresh is not None
@@ -1003,31 +1122,15 @@ class Handlers:
             await self.s.scheduler.submit(message.chat_id, drop_button, priority=Priority.REPLY)
         await self.s.chat.send(sub, Outgoing(t(lang, "retry_started", count=len(failed))))
 
-    async def _send_listing(self, update: Update, sub_id: int, index: int) -> None:
-        sub = await self.s.store.get(sub_id)
-        chat = update.effective_chat
-        if sub is None or sub.results is None or chat is None or sub.chat_id != chat.id:
-            return
-        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        for text in render.listing_messages(sub.language, sub, status, index):
-            await self.s.chat.send(sub, Outgoing(text))
-
-    async def _duplicate_choice(self, update: Update, lang: str, sub_id: int, choice: str) -> None:
+    async def _duplicate_choice(self, press: Press[callbacks.Duplicate], sub: Submission) -> None:
         """Duplicate guard: show the earlier results (and drop these photos), or analyse."""
-        query = update.callback_query
+        query, lang, message = press.update.callback_query, press.lang, press.message
         assert query is not None
-        sub = await self.s.store.get(sub_id)
-        if (
-            sub is None
-            or sub.duplicate_of is None
-            or sub.state is not State.RECEIVED
-            or not await self._owns(update, sub)
-        ):
+        if sub.duplicate_of is None or sub.state is not State.RECEIVED:
             await query.answer(t(lang, "stale_button"), show_alert=True)
             return
         await query.answer()
-        message = query.message if isinstance(query.message, Message) else None
-        if choice == "again":
+        if press.button.choice == "again":
             if await self.s.store.pass_guard(sub.id, self.s.clock()):
                 self.s.tracker.wake()
             return
@@ -1046,15 +1149,9 @@ class Handlers:
             return True
         return chat.type != ChatType.PRIVATE and await self.is_admin(update)
 
-    async def _resubmit(
-        self, update: Update, lang: str, sub_id: int, message: Message | None
-    ) -> None:
-        query = update.callback_query
+    async def _resubmit(self, press: Press[callbacks.Resubmit], sub: Submission) -> None:
+        query, lang, message = press.update.callback_query, press.lang, press.message
         assert query is not None
-        sub = await self.s.store.get(sub_id)
-        if sub is None or not await self._owns(update, sub):
-            await query.answer(t(lang, "stale_button"), show_alert=True)
-            return
         if not await self.s.store.resubmit(sub.id, self.s.clock()):
             await query.answer(t(lang, "stale_button"))
             return
@@ -1064,11 +1161,11 @@ class Handlers:
             await self._edit(message, t(lang, "resubmitted"), None)
 
     async def _picked(
-        self, update: Update, lang: str, sub_id: int, collection_id: str, message: Message | None
+        self, press: Press[callbacks.Pick], sub: Submission, collection_id: str
     ) -> None:
-        sub = await self.s.store.get(sub_id)
+        update, lang, message = press.update, press.lang, press.message
         collection = await self.s.catalog.by_id(collection_id)
-        if sub is None or collection is None or not await self._owns(update, sub):
+        if collection is None:
             if update.callback_query is not None:
                 await update.callback_query.answer(t(lang, "stale_button"), show_alert=True)
             return
@@ -1093,7 +1190,8 @@ class Handlers:
                 None,
             )
 
-    async def _toggle(self, update: Update, lang: str, what: str, message: Message) -> None:
+    async def _toggle(self, update: Update, lang: str, what: str, message: Message) -> bool:
+        """A settings button; True when it answered the press itself."""
         chat = update.effective_chat
         assert chat is not None
         if not await self.may_change_settings(update) or (
@@ -1101,7 +1199,7 @@ class Handlers:
         ):
             if update.callback_query:
                 await update.callback_query.answer(t(lang, "admins_only"), show_alert=True)
-            return
+            return True
         current = await self.s.store.chat(chat.id)
         now = self.s.clock()
         if what == "rb":
@@ -1131,6 +1229,7 @@ class Handlers:
             )
         text, markup = await self._settings_view(chat.id, lang)
         await self._edit(message, text, markup)
+        return False
 
     async def _edit(self, message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
         async def call() -> None:

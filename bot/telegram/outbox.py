@@ -38,7 +38,7 @@ from bot.intake import Catalog, coerce_fields
 from bot.resellscan import BatchStatus, Collection, ResellScanError
 from bot.telegram import render
 from bot.telegram.board import Boards
-from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.callbacks import CallbackCodec, Pick, PickerPage, Resubmit
 from bot.telegram.scheduler import Priority, SendScheduler, retry_after_seconds
 from bot.telegram.texts import t
 from storage import State, Store, Submission
@@ -107,9 +107,7 @@ class TelegramChat:
             raise PhotoUnavailable(photo_problem(exc), str(exc), final=False) from exc
 
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
-        await translated(
-            lambda: self.bot.set_message_reaction(chat_id, message_id, reaction=emoji)
-        )
+        await translated(lambda: self.bot.set_message_reaction(chat_id, message_id, reaction=emoji))
 
     # The board -----------------------------------------------------------------------------
 
@@ -133,9 +131,7 @@ class TelegramChat:
             markup = render.results_keyboard(lang, sub, status, self.callbacks)
             last = len(texts) - 1
             parts = [
-                Outgoing(text, markup, role=Role.RESULTS)
-                if index == last
-                else Outgoing(text)
+                Outgoing(text, markup, role=Role.RESULTS) if index == last else Outgoing(text)
                 for index, text in enumerate(texts)
             ]
             if status.counts()[0] > self.settings.csv_threshold:
@@ -148,7 +144,7 @@ class TelegramChat:
                 # re-created (the user starts their analysis in the dashboard).
                 button = InlineKeyboardButton(
                     t(lang, "resubmit_button"),
-                    callback_data=self.callbacks.encode("resub", sub.id, chat_id=sub.chat_id),
+                    callback_data=self.callbacks.encode(Resubmit(sub.id), chat_id=sub.chat_id),
                 )
                 resend = InlineKeyboardMarkup([[button]])
             return [Outgoing(render.uncertain_text(lang, sub), resend, role=Role.PROMPT)]
@@ -192,7 +188,7 @@ class TelegramChat:
         lang = sub.language
 
         def pick(collection: Collection) -> str:
-            return self.callbacks.encode("pick", sub.id, collection.id, chat_id=sub.chat_id)
+            return self.callbacks.encode(Pick(sub.id, collection.id), chat_id=sub.chat_id)
 
         if candidates:
             return Outgoing(
@@ -210,7 +206,9 @@ class TelegramChat:
             1,
             None,
             button=pick,
-            nav=lambda page, q: self.callbacks.encode("pp", sub.id, page, q, chat_id=sub.chat_id),
+            nav=lambda page, q: self.callbacks.encode(
+                PickerPage(sub.id, page, q), chat_id=sub.chat_id
+            ),
         )
         return Outgoing(text, markup)
 

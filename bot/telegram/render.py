@@ -194,19 +194,20 @@ def combined_results(
             row.append(
                 InlineKeyboardButton(
                     f"{number}. 🔁 {len(failed)}",
-                    callback_data=codec.encode("retry", sub.id, chat_id=sub.chat_id),
+                    callback_data=codec.encode(callbacks.RetryFailed(sub.id), chat_id=sub.chat_id),
                 )
             )
         if any(not p.failed for p in status.products):
             row.append(
                 InlineKeyboardButton(
                     f"{number}. 📋",
-                    callback_data=codec.encode("lst", sub.id, 0, chat_id=sub.chat_id),
+                    callback_data=codec.encode(callbacks.Listing(sub.id, 0), chat_id=sub.chat_id),
                 )
             )
         row.append(
             InlineKeyboardButton(
-                f"{number}. 📄", callback_data=codec.encode("csv", sub.id, chat_id=sub.chat_id)
+                f"{number}. 📄",
+                callback_data=codec.encode(callbacks.Csv(sub.id), chat_id=sub.chat_id),
             )
         )
         rows.append(row)
@@ -484,11 +485,11 @@ PageData = Callable[[int, str], str]
 
 
 def _use_button(collection: Collection) -> str:
-    return callbacks.plain("use", collection.id)
+    return callbacks.UseCollection(collection.id).data()
 
 
 def _collections_nav(page: int, search: str) -> str:
-    return callbacks.plain("cp", page, search)
+    return callbacks.CollectionsPage(page, search).data()
 
 
 def collections_page(
@@ -542,7 +543,7 @@ def results_keyboard(
             [
                 InlineKeyboardButton(
                     t(lang, "retry_button", count=len(failed)),
-                    callback_data=codec.encode("retry", sub.id, chat_id=sub.chat_id),
+                    callback_data=codec.encode(callbacks.RetryFailed(sub.id), chat_id=sub.chat_id),
                 )
             ]
         )
@@ -552,7 +553,7 @@ def results_keyboard(
         listing_buttons.append(
             InlineKeyboardButton(
                 t(lang, "listing_all_button"),
-                callback_data=codec.encode("lst", sub.id, 0, chat_id=sub.chat_id),
+                callback_data=codec.encode(callbacks.Listing(sub.id, 0), chat_id=sub.chat_id),
             )
         )
     else:
@@ -569,7 +570,9 @@ def results_keyboard(
                 listing_buttons.append(
                     InlineKeyboardButton(
                         label,
-                        callback_data=codec.encode("lst", sub.id, index, chat_id=sub.chat_id),
+                        callback_data=codec.encode(
+                            callbacks.Listing(sub.id, index), chat_id=sub.chat_id
+                        ),
                     )
                 )
     rows += [listing_buttons[i : i + 4] for i in range(0, len(listing_buttons), 4)]
@@ -577,7 +580,7 @@ def results_keyboard(
         [
             InlineKeyboardButton(
                 t(lang, "csv_button"),
-                callback_data=codec.encode("csv", sub.id, chat_id=sub.chat_id),
+                callback_data=codec.encode(callbacks.Csv(sub.id), chat_id=sub.chat_id),
             )
         ]
     )
@@ -619,11 +622,15 @@ def duplicate_question(
             [
                 InlineKeyboardButton(
                     t(lang, "duplicate_show"),
-                    callback_data=codec.encode("dup", sub.id, "show", chat_id=sub.chat_id),
+                    callback_data=codec.encode(
+                        callbacks.Duplicate(sub.id, "show"), chat_id=sub.chat_id
+                    ),
                 ),
                 InlineKeyboardButton(
                     t(lang, "duplicate_again"),
-                    callback_data=codec.encode("dup", sub.id, "again", chat_id=sub.chat_id),
+                    callback_data=codec.encode(
+                        callbacks.Duplicate(sub.id, "again"), chat_id=sub.chat_id
+                    ),
                 ),
             ]
         ]
@@ -636,7 +643,7 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
         return t(lang, "settings_on" if value else "settings_off")
 
     def button(text: str, what: str) -> list[InlineKeyboardButton]:
-        return [InlineKeyboardButton(text, callback_data=callbacks.plain("set", what))]
+        return [InlineKeyboardButton(text, callback_data=callbacks.Setting(what).data())]
 
     who = t(lang, "settings_admins" if settings.admin_only else "settings_everyone")
     rows = [

@@ -98,17 +98,21 @@ class Team:
             if row.message_link is None and row.message_id is not None:
                 replies.append(
                     InlineKeyboardButton(
-                        f"↩ {number}", callback_data=callbacks.plain("fgo", row.id)
+                        f"↩ {number}", callback_data=callbacks.FindShow(row.id).data()
                     )
                 )
         keyboard = [replies[i : i + 4] for i in range(0, len(replies), 4)]
         nav: list[InlineKeyboardButton] = []
         if offset > 0:
             back = max(0, offset - FIND_PAGE)
-            nav.append(InlineKeyboardButton("◀", callback_data=callbacks.plain("fp", back, query)))
+            nav.append(
+                InlineKeyboardButton("◀", callback_data=callbacks.FindPage(back, query).data())
+            )
         if offset + len(rows) < total:
             ahead = offset + FIND_PAGE
-            nav.append(InlineKeyboardButton("▶", callback_data=callbacks.plain("fp", ahead, query)))
+            nav.append(
+                InlineKeyboardButton("▶", callback_data=callbacks.FindPage(ahead, query).data())
+            )
         if nav:
             keyboard.append(nav)
         return "\n".join(lines), InlineKeyboardMarkup(keyboard) if keyboard else None
@@ -152,7 +156,7 @@ class Team:
         markup = None
         if rows:
             button = InlineKeyboardButton(
-                t(lang, "report_csv_button"), callback_data=callbacks.plain("rcsv", period.label)
+                t(lang, "report_csv_button"), callback_data=callbacks.ReportCsv(period.label).data()
             )
             markup = InlineKeyboardMarkup([[button]])
         chart = await asyncio.to_thread(report.report_chart, summary, rows, period, lang)
