@@ -12,11 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HTTP_PORT=8080
 
 WORKDIR /app
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY storage ./storage
 COPY sandbox ./sandbox
-RUN pip install . \
+RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bot \
     && mkdir -p /data \
     && chown bot /data
