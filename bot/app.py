@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 import uvicorn
-from telegram.ext import Application, ApplicationBuilder
+from telegram import LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot import __version__
 from bot.config import GroupMode, Settings
@@ -100,6 +102,14 @@ class BotRuntime:
             .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
             # No PTB Updater: it confirms updates before they are stored (bot/telegram/inbox.py).
             .updater(None)
+            # Every text is Telegram HTML (bot/telegram/texts.py escapes parameters) and no
+            # message needs a link preview: said once here, not at every call.
+            .defaults(
+                Defaults(
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            )
         )
         application = builder.build()
         self.application = application

@@ -416,3 +416,38 @@ async def test_health_is_503_when_resell_scan_is_unreachable(
         )
         assert checks["database"]["ok"] and checks["telegram"]["ok"]
     assert await harness.rs_requests() == []
+
+
+async def test_a_progress_edit_refused_with_429_is_sent_after_the_wait(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """A flood wait on an edit pauses the chat and the edit goes out afterwards; it is not
+    dropped (the "finished" edit of the analysing message, here)."""
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        analysing = await harness.wait_text(ANNA["id"], "Analysing")
+        await harness.rs(
+            "/sandbox/telegram/faults",
+            {
+                "method": "editMessageText",
+                "kind": "429",
+                "retry_after": 1,
+                "count": 1,
+                "chat_id": ANNA["id"],
+            },
+        )
+        await one_reply(harness, ANNA["id"])
+        await harness.wait_sent(
+            ANNA["id"],
+            lambda a: a["kind"] == "edit"
+            and a["message_id"] == analysing["message_id"]
+            and "finished" in (a["text"] or ""),
+            what="the finished edit after the flood wait",
+        )
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    edits = [c for c in calls if c["method"] == "editMessageText"]
+    [refused] = [i for i, c in enumerate(edits) if not c["ok"]]
+    text = edits[refused]["params"]["text"]
+    assert any(c["ok"] and c["params"]["text"] == text for c in edits[refused + 1 :]), (
+        "the refused edit itself was sent again, not dropped"
+    )

@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from telegram import Bot, LinkPreviewOptions
-from telegram.constants import ParseMode
+from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
 from bot.telegram import render
@@ -104,23 +103,31 @@ class Boards:
                     lambda: self.bot.send_message(
                         chat_id,
                         text,
-                        parse_mode=ParseMode.HTML,
                         message_thread_id=thread or None,
-                        link_preview_options=LinkPreviewOptions(is_disabled=True),
                     ),
                     priority=Priority.REPLY,
                 )
                 await self.store.set_board(chat_id, thread, sent.message_id, text)
                 return
             board_message = message_id
+
+            async def edit() -> str | None:
+                # Rendered when the chat's queue gets to it (results go first, so this may be
+                # seconds later): the board shows what is open then, not when it was queued.
+                items = await self.store.board_items(chat_id, thread or None)
+                if not items:
+                    return None  # the refresh after the last result removes the board
+                counts = await self.store.photo_counts([s.id for s in items])
+                now_text = render.board_text(lang, items, counts, self.wall())
+                if now_text != shown:
+                    await self.bot.edit_message_text(
+                        now_text, chat_id=chat_id, message_id=board_message
+                    )
+                return now_text
+
             try:
-                await self.scheduler.submit(
-                    chat_id,
-                    lambda: self.bot.edit_message_text(
-                        text, chat_id=chat_id, message_id=board_message, parse_mode=ParseMode.HTML
-                    ),
-                    priority=Priority.PROGRESS,
-                    key=f"board:{chat_id}:{thread}",
+                edited = await self.scheduler.submit(
+                    chat_id, edit, priority=Priority.PROGRESS, key=f"board:{chat_id}:{thread}"
                 )
             except Superseded:
                 return
@@ -132,7 +139,8 @@ class Boards:
                     self.touch(chat_id, thread)
                     return
                 raise
-            await self.store.set_board(chat_id, thread, board_message, text)
+            if edited is not None:
+                await self.store.set_board(chat_id, thread, board_message, edited)
 
     async def close(self) -> None:
         for task in list(self._pending.values()):

@@ -27,7 +27,7 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
@@ -157,7 +157,6 @@ class Handlers:
         async def call() -> Message:
             return await message.reply_text(
                 text,
-                parse_mode=ParseMode.HTML,
                 reply_markup=markup,
                 reply_parameters=ReplyParameters(
                     message.message_id, allow_sending_without_reply=True
@@ -1051,7 +1050,6 @@ class Handlers:
                 t(lang, "find_here", title=title),
                 reply_parameters=ReplyParameters(row.message_id or 0),
                 message_thread_id=row.thread_id,
-                parse_mode=ParseMode.HTML,
             )
 
         try:
@@ -1234,7 +1232,7 @@ class Handlers:
     async def _edit(self, message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
         async def call() -> None:
             try:
-                await message.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+                await message.edit_text(text, reply_markup=markup)
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
                     raise

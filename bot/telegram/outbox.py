@@ -16,11 +16,9 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    LinkPreviewOptions,
     Message,
     ReplyParameters,
 )
-from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import export
@@ -240,18 +238,15 @@ class TelegramChat:
                     document=content,
                     filename=name,
                     caption=out.text,
-                    parse_mode=ParseMode.HTML,
                     message_thread_id=sub.thread_id,
                     reply_parameters=reply,
                 )
             return await self.bot.send_message(
                 chat_id=sub.chat_id,
                 text=out.text,
-                parse_mode=ParseMode.HTML,
                 message_thread_id=sub.thread_id,
                 reply_parameters=reply,
                 reply_markup=markup,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
 
         async def scheduled() -> Message:
@@ -297,17 +292,24 @@ class TelegramChat:
                 self._combining[chat_id] = rest
             else:
                 self._combining.pop(chat_id, None)
-            first = taken[0][0]
-            text, markup = render.combined_results(
-                first.language, items[:count], self.callbacks, now=self.clock()
-            )
+            first, status, photos = items[0]
+            texts = render.render_results(first.language, first, status, photos, now=self.clock())
+            reply: ReplyParameters | None = None
+            if count == 1 and len(texts) == 1:
+                # Alone after all: an ordinary results reply to its photos.
+                reply = ReplyParameters(first.message_id, allow_sending_without_reply=True)
+                markup = render.results_keyboard(first.language, first, status, self.callbacks)
+                text = texts[0]
+            else:
+                text, markup = render.combined_results(
+                    first.language, items[:count], self.callbacks, now=self.clock()
+                )
             message = await self.bot.send_message(
                 chat_id=chat_id,
                 text=text,
-                parse_mode=ParseMode.HTML,
                 message_thread_id=first.thread_id,
                 reply_markup=markup,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_parameters=reply,
             )
             if rest:  # the next combined message for those that did not fit
                 self._spawn(self._send_combined(chat_id))
@@ -353,9 +355,9 @@ class TelegramChat:
 
         async def call() -> None:
             try:
-                await self.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML
-                )
+                await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+            except RetryAfter:
+                raise  # the scheduler pauses the chat and sends this edit again
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
                     log.info("progress edit refused: %s", exc)

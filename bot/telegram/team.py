@@ -28,7 +28,6 @@ from telegram import (
     Message,
     ReplyParameters,
 )
-from telegram.constants import ParseMode
 from telegram.error import Forbidden, TelegramError
 
 from bot import report
@@ -182,13 +181,10 @@ class Team:
 
         async def text() -> Message:
             if reply_to is not None:
-                return await reply_to.reply_text(
-                    out.text, parse_mode=ParseMode.HTML, reply_markup=out.markup, do_quote=True
-                )
+                return await reply_to.reply_text(out.text, reply_markup=out.markup, do_quote=True)
             return await self.bot.send_message(
                 chat_id,
                 out.text,
-                parse_mode=ParseMode.HTML,
                 reply_markup=out.markup,
                 message_thread_id=thread_id,
             )
