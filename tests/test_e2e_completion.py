@@ -439,9 +439,11 @@ async def test_a_progress_edit_refused_with_429_is_sent_after_the_wait(
         await one_reply(harness, ANNA["id"])
         await harness.wait_sent(
             ANNA["id"],
-            lambda a: a["kind"] == "edit"
-            and a["message_id"] == analysing["message_id"]
-            and "finished" in (a["text"] or ""),
+            lambda a: (
+                a["kind"] == "edit"
+                and a["message_id"] == analysing["message_id"]
+                and "finished" in (a["text"] or "")
+            ),
             what="the finished edit after the flood wait",
         )
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
