@@ -1,4 +1,4 @@
-"""Plain records returned by the repositories."""
+"""Plain records: what the repositories return, and what callers hand them."""
 
 from __future__ import annotations
 
@@ -184,6 +184,32 @@ class Submission:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A batch's summary as the caller read it from Resell Scan (storage reads no payloads:
+    it keeps them as they came, and these counts beside them)."""
+
+    status: str | None = None
+    total: int | None = None
+    successful: int | None = None
+    failed: int | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "status": self.status,
+                "total": self.total,
+                "ok": self.successful,
+                "failed": self.failed,
+            }
+        )
+
+    @classmethod
+    def loads(cls, text: str | None) -> Counts:
+        data = json.loads(text) if text else {}
+        return cls(data.get("status"), data.get("total"), data.get("ok"), data.get("failed"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Chats and their settings: default collection, language, who may use the bot, the digest.
+
+A chat without a row has the defaults of `ChatSettings`; the first change creates its row.
+Settings change only through `update_chat` in this process, so they are cached here: every
+photo reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.db import Database
+from storage.models import ChatSettings
+
+# The columns `update_chat` may set (they are put into the SQL by name).
+SETTINGS = frozenset(
+    {
+        "default_collection_id",
+        "default_collection_name",
+        "remove_background",
+        "language",
+        "admin_only",
+        "reachable",
+        "analysing_message",
+        "reactions",
+        "duplicate_guard",
+        "digest_time",
+        "timezone",
+        "digest_last_day",
+    }
+)
+
+
+class Chats:
+    """The `chats` table; see the module doc."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._chats: dict[int, ChatSettings] = {}
+
+    async def chat(self, chat_id: int) -> ChatSettings:
+        cached = self._chats.get(chat_id)
+        if cached is not None:
+            return cached
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+        settings = ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
+        self._chats[chat_id] = settings
+        return settings
+
+    async def update_chat(self, chat_id: int, now: float, **values: Any) -> ChatSettings:
+        unknown = set(values) - SETTINGS
+        if unknown:
+            raise ValueError(f"unknown chat settings: {sorted(unknown)}")
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO chats (chat_id, updated_at) VALUES (?, ?) "
+                "ON CONFLICT (chat_id) DO NOTHING",
+                (chat_id, now),
+            )
+            if values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await tx.execute(
+                    f"UPDATE chats SET {sets}, updated_at = ? WHERE chat_id = ?",  # noqa: S608 (names from SETTINGS)
+                    (*values.values(), now, chat_id),
+                )
+            row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+        assert row is not None
+        settings = ChatSettings.from_row(row)
+        self._chats[chat_id] = settings
+        return settings
+
+    async def digest_chats(self) -> list[ChatSettings]:
+        """Chats with a daily digest turned on that the bot can still reach."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM chats WHERE digest_time IS NOT NULL AND reachable = 1"
+                " ORDER BY chat_id"
+            )
+        return [ChatSettings.from_row(row) for row in rows]
