@@ -164,6 +164,7 @@ class BotRuntime:
             metrics=self.metrics,
             media=media,
             clock=self.clock,
+            intake_quiet=self._intake_quiet,
         )
         self.team = Team(
             settings=settings,
@@ -242,6 +243,10 @@ class BotRuntime:
         self._digests = asyncio.create_task(
             self.team.run_digests(settings.digest_check_seconds), name="digests"
         )
+
+    async def _intake_quiet(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.quiet()
 
     async def _prune_loop(self) -> None:
         assert self.store is not None

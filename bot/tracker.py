@@ -17,7 +17,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import reconcile
@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
+INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
 MAX_NOTIFY_BACKOFF = 300.0
 # How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
 # before the user is asked; a refusal (403, 401) asks at once.
@@ -213,6 +214,7 @@ class Tracker:
         media: MediaSigner | None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        intake_quiet: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -223,6 +225,7 @@ class Tracker:
         self.media = media
         self.clock = clock
         self.rng = rng or random.Random()
+        self.intake_quiet = intake_quiet
         self.budget = Budget(settings.poll_budget_per_second)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -261,6 +264,7 @@ class Tracker:
     async def _run(self) -> None:
         limit = self.settings.worker_concurrency
         while not self._stopping:
+            await self._let_intake_finish()
             self._wake.clear()
             now = self.clock()
             try:
@@ -284,6 +288,15 @@ class Tracker:
             # A burst of photos wakes the loop once per photo: gather them for a moment so the
             # due query runs once per burst, not once per photo, and intake keeps the database.
             await asyncio.sleep(WAKE_COALESCE)
+
+    async def _let_intake_finish(self) -> None:
+        """Intake first: while a burst of updates is being fetched and stored, new work waits
+        (at most INTAKE_FIRST_MAX_SECONDS), so photos become durable at the pace of Telegram
+        and the database, not behind uploads; work in flight goes on."""
+        if self.intake_quiet is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(INTAKE_FIRST_MAX_SECONDS):
+                    await self.intake_quiet()
 
     def _done_callback(self, sub_id: int) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:

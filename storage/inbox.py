@@ -31,6 +31,10 @@ class NewUpdate:
     update_id: int
     chat_id: int | None
     payload: str  # the update's JSON as received
+    data: dict[str, Any] | None = None  # the same, parsed (saves parsing it back)
+
+
+INSERT_CHUNK = 200  # rows per INSERT statement (4 parameters each, far below SQLite's limit)
 
 
 class Inbox:
@@ -43,19 +47,25 @@ class Inbox:
         fresh: list[InboxUpdate] = []
         if not updates:
             return fresh
+        by_id = {u.update_id: u for u in updates}
         async with self.db.transaction() as tx:
-            for update in updates:
-                row_id = await tx.insert(
-                    "INSERT INTO inbox (update_id, chat_id, payload, received_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (update_id) DO NOTHING",
-                    (update.update_id, update.chat_id, update.payload, now),
+            for start in range(0, len(updates), INSERT_CHUNK):
+                chunk = updates[start : start + INSERT_CHUNK]
+                values = ", ".join("(?, ?, ?, ?)" for _ in chunk)
+                params = [p for u in chunk for p in (u.update_id, u.chat_id, u.payload, now)]
+                # One statement per chunk (one trip to the database thread, not one per row);
+                # RETURNING names the rows that were new.
+                rows = await tx.all(
+                    "INSERT INTO inbox (update_id, chat_id, payload, received_at)"  # noqa: S608 (placeholders only)
+                    f" VALUES {values} ON CONFLICT (update_id) DO NOTHING"
+                    " RETURNING id, update_id",
+                    params,
                 )
-                if row_id is not None:
-                    fresh.append(
-                        InboxUpdate(
-                            row_id, update.update_id, update.chat_id, json.loads(update.payload)
-                        )
-                    )
+                for row in rows:
+                    update = by_id[int(row[1])]
+                    data = update.data if update.data is not None else json.loads(update.payload)
+                    fresh.append(InboxUpdate(int(row[0]), update.update_id, update.chat_id, data))
+        fresh.sort(key=lambda u: u.id)
         return fresh
 
     async def pending(self, *, after: int = 0, limit: int = 500) -> list[InboxUpdate]:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 MAX_BACKOFF = 30.0
+GET_UPDATES_READ_MARGIN = 10.0  # seconds beyond the long-poll timeout before giving up
+GET_UPDATES_LIMIT = 100  # getUpdates answers at most this many (Bot API default and maximum)
+MAX_HELD = 1000  # a burst longer than this is processed in parts, not held back indefinitely
 
 
 def chat_of(payload: dict[str, Any]) -> int | None:
@@ -75,6 +78,20 @@ class UpdateInbox:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._more_waiting = False  # the last getUpdates came back full: more are queued
+        self._held: list[InboxUpdate] = []  # stored, waiting for the end of the burst
+        self._quiet = asyncio.Event()  # no burst of updates is being fetched
+        self._quiet.set()
+
+    def _update_quiet(self) -> None:
+        if self._more_waiting:
+            self._quiet.clear()
+        else:
+            self._quiet.set()
+
+    async def quiet(self) -> None:
+        """Return once no burst of updates is being fetched (processing may go on)."""
+        await self._quiet.wait()
 
     # Intake ----------------------------------------------------------------------------------
 
@@ -92,15 +109,30 @@ class UpdateInbox:
             log.info("processing %d stored updates left by the last run", count)
         return count
 
-    async def store(self, payloads: Sequence[dict[str, Any]]) -> list[InboxUpdate]:
-        """Commit raw updates (one transaction); the fresh ones are dispatched. Returns them."""
+    async def store(
+        self, payloads: Sequence[dict[str, Any]], *, hold: bool = False
+    ) -> list[InboxUpdate]:
+        """Commit raw updates (one transaction); the fresh ones are dispatched, or with `hold`
+        kept back until the next call without it (a burst is stored first, then processed).
+        Returns them."""
         batch = [
-            NewUpdate(int(p["update_id"]), chat_of(p), json.dumps(p, ensure_ascii=False))
+            NewUpdate(int(p["update_id"]), chat_of(p), json.dumps(p, ensure_ascii=False), p)
             for p in payloads
         ]
         fresh = await self.inbox.add(batch, self.clock())
-        self._dispatch(fresh)
+        self._held.extend(fresh)
+        if not hold or len(self._held) >= MAX_HELD:
+            self._release_held()
         return fresh
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        self._dispatch(held)
+
+    def _burst_over(self) -> None:
+        self._more_waiting = False
+        self._release_held()
+        self._update_quiet()
 
     def start_polling(self) -> None:
         self._stopping = False
@@ -113,31 +145,52 @@ class UpdateInbox:
         backoff = 1.0
         while not self._stopping:
             try:
-                updates = await bot.get_updates(
-                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
-                )
+                updates = await self._get_updates(offset)
             except TimedOut:
+                self._burst_over()
                 continue
             except InvalidToken:
                 log.error("Telegram refused the bot token; no more updates")
                 return
             except TelegramError as exc:
+                self._burst_over()
                 log.warning("getUpdates failed (%s); retry in %.0fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 continue
             backoff = 1.0
+            self._more_waiting = len(updates) >= GET_UPDATES_LIMIT
+            self._update_quiet()
             if not updates:
+                self._burst_over()  # it ended exactly at a full answer
                 continue
             try:
-                await self.store([u.to_dict() for u in updates])
+                # A full answer means more are waiting: store them all before processing any,
+                # so the burst is durable (and confirmed to Telegram) as fast as it arrives.
+                await self.store(updates, hold=self._more_waiting)
             except Exception:
                 # Not stored: do not confirm. The same updates come again with this offset.
                 log.exception("storing %d updates failed; fetching them again", len(updates))
                 await asyncio.sleep(1.0)
                 continue
             # Only now: the next getUpdates tells Telegram these are delivered.
-            offset = max(u.update_id for u in updates) + 1
+            offset = max(int(u["update_id"]) for u in updates) + 1
+
+    async def _get_updates(self, offset: int | None) -> list[dict[str, Any]]:
+        """getUpdates as the JSON Telegram sent: the inbox stores it as it came, so PTB's
+        parsing into `Update` objects (and back, to store them) is skipped here; each update
+        is parsed once, when processed. PTB's own request for getUpdates (its long-poll read
+        timeout) is used, through `Bot._post`, the one call `get_updates` makes before
+        parsing (`do_api_request` would warn that `get_updates` exists)."""
+        bot = self.application.bot
+        data: dict[str, Any] = {"timeout": self.poll_timeout, "allowed_updates": ALLOWED_UPDATES}
+        if offset is not None:
+            data["offset"] = offset
+        read_timeout = self.poll_timeout + GET_UPDATES_READ_MARGIN
+        result = await bot._post("getUpdates", data, read_timeout=read_timeout)
+        if not isinstance(result, list):
+            raise TelegramError(f"getUpdates answered {type(result).__name__}, not a list")
+        return [u for u in result if isinstance(u, dict) and "update_id" in u]
 
     # Processing ------------------------------------------------------------------------------
 
@@ -148,6 +201,7 @@ class UpdateInbox:
             if key not in self._workers:
                 self._idle.clear()
                 self._workers[key] = asyncio.create_task(self._work(key), name=f"chat-{key}")
+        self._update_quiet()
 
     async def _work(self, key: Any) -> None:
         queue = self._queues[key]
@@ -167,6 +221,7 @@ class UpdateInbox:
             self._queues.pop(key, None)
             if not self._workers:
                 self._idle.set()
+            self._update_quiet()
 
     def _mark_done(self, row_id: int) -> None:
         self._done.append(row_id)
