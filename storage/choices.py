@@ -167,12 +167,13 @@ class Choices:
 
     async def drop(self, sub_id: int, now: float) -> bool:
         """The user let a waiting submission go (nothing sent, no message owed)."""
-        # "reject", not "cancel": it may start from submitting too, as it always could.
+        # "cancel": only from received. A submission already being sent is not dropped (its
+        # upload may have happened); the tracker finishes it and answers as usual.
         async with self.db.transaction() as tx:
             return await move(
                 tx,
                 sub_id,
-                "reject",
+                "cancel",
                 now,
                 problem=Problem("cancelled").dumps(),
                 next_action_at=None,

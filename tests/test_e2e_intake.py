@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from tests.conftest import eventually
 from tests.harness import ANNA, Harness, bot_running, results_replies
 
 
@@ -296,3 +299,37 @@ async def test_killed_between_album_members_and_submit_submits_once(
     creates = await harness.creates()
     assert len(creates) == 1 and len(creates[0]["body"]["products"][0]["images"]) == 3
     assert len(results_replies(await harness.sent(ANNA["id"]))) == 1
+
+
+@pytest.mark.parametrize("count", [100, 230])
+async def test_a_burst_is_stored_whole_then_every_update_is_handled(
+    harness: Harness, settings_for: Callable[..., Any], count: int
+) -> None:
+    """Updates waiting before the bot starts come in full getUpdates answers (100): they are
+    stored before any is processed, and every one is processed once the burst ends, also when
+    it ends exactly at a full answer (the next answer is empty)."""
+    file_id = await harness.upload(None)
+    senders = [{"id": 7000 + i, "first_name": f"Seller {i}"} for i in range(count)]
+    for sender in senders:  # one private chat each: nothing waits for an album
+        await harness.message(sender, photo_file_id=file_id, caption="/scan Electronics")
+    settings = settings_for(album_window_seconds=0.1, allow_all_users=True)
+    async with bot_running(settings) as bot:
+        assert bot.store is not None
+
+        async def all_handled() -> bool:
+            assert bot.db is not None
+            async with bot.db.reading() as tx:
+                row = await tx.one("SELECT COUNT(*) FROM photos")
+            return bool(row) and int(row[0]) == count
+
+        await eventually(all_handled, within=30, what=f"all {count} photos handled")
+        assert bot.inbox is not None
+        inbox = bot.inbox.inbox
+
+        async def all_done() -> bool:
+            return await inbox.pending() == []
+
+        await eventually(all_done, what="every update marked done")
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    sizes = [len(c["result"]) for c in calls if c["method"] == "getUpdates" and c.get("ok")]
+    assert sizes[: (count // 100) + 1][:-1] == [100] * (count // 100), sizes[:5]
