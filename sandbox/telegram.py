@@ -1093,7 +1093,9 @@ class TelegramEmulator:
     async def api(self, request: Request) -> Response:
         token = request.path_params["token"]
         method_name = request.path_params["method"]
-        call: dict[str, Any] = {"method": method_name, "at": time.time()}
+        # Logged on arrival (the control API may read it while it is answered): the params
+        # come once parsed, `ok` and `answered_at` once answered.
+        call: dict[str, Any] = {"method": method_name, "at": time.time(), "params": {}}
         self.state.calls.append(call)
         head, sep, tail = token.partition(":")
         if not (sep and head.isdigit() and tail):

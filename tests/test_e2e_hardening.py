@@ -23,7 +23,11 @@ GROUP = {"id": -100777, "type": "supergroup", "title": "Team"}
 
 async def _answers(harness: Harness) -> list[str | None]:
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
-    return [c["params"].get("text") for c in calls if c["method"] == "answerCallbackQuery"]
+    return [
+        c["params"].get("text")
+        for c in calls
+        if c["method"] == "answerCallbackQuery" and "answered_at" in c
+    ]
 
 
 def heic_bytes() -> bytes:
