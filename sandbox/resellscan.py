@@ -98,6 +98,10 @@ KEYS = {
 @dataclass
 class Config:
     analysis_seconds: float = 3.0
+    # With a maximum, each batch takes its own time, uniform between the two, drawn from
+    # `analysis_seed` and the batch's number (the same run draws the same times).
+    analysis_seconds_max: float | None = None
+    analysis_seed: int = 7
     failure_rate: float = 0.05
     rate_limit: int = 600  # requests per key per window
     rate_window: float = 60.0
@@ -1039,13 +1043,20 @@ class ResellScanSandbox:
             outcomes=outcomes,
             started=self.clock(),
             started_at=_now(),
-            duration=self.config.analysis_seconds,
+            duration=self._analysis_duration(),
             webhook_state="pending" if self.webhook_url else "none",
         )
         self.batches[batch.id] = batch
         self.aliases.add("batch", batch.id)
         self._wake.set()
         return batch
+
+    def _analysis_duration(self) -> float:
+        low, high = self.config.analysis_seconds, self.config.analysis_seconds_max
+        if high is None or high <= low:
+            return low
+        draw = random.Random(f"{self.config.analysis_seed}:{len(self.batches)}")
+        return draw.uniform(low, high)
 
     def _settle(self) -> None:
         """Apply finished analyses to their products: `updatedAt` becomes the moment the

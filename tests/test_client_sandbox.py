@@ -305,3 +305,34 @@ async def test_connection_refused_is_connection_failed(http: httpx.AsyncClient) 
     )
     with pytest.raises(ConnectionFailed):
         await client.list_collections()
+
+
+def test_analysis_times_spread_between_the_bounds_and_repeat_per_seed(
+    sandbox: SandboxThread,
+) -> None:
+    """`analysis_seconds_max` gives each batch its own time, uniform between the bounds and
+    drawn from the seed and the batch's number: a run repeats itself."""
+    from bench.common import create_batches
+
+    def durations(seed: int) -> list[float]:
+        control(sandbox, "/sandbox/reset", {})
+        control(
+            sandbox,
+            "/sandbox/config",
+            {"analysis_seconds": 1, "analysis_seconds_max": 5, "analysis_seed": seed},
+        )
+        with httpx.Client(base_url=sandbox.url, timeout=10) as http:
+            ids = set(create_batches(http, 12))
+        batches = sandbox.sandbox.resellscan.batches
+        return sorted(batches[b].duration for b in ids)
+
+    first = durations(3)
+    assert all(1 <= d <= 5 for d in first) and len(set(first)) == len(first)
+    assert max(first) - min(first) > 1, "spread over the range"
+    assert durations(3) == first, "the same seed draws the same times"
+    assert durations(4) != first
+    control(sandbox, "/sandbox/reset", {})
+    control(sandbox, "/sandbox/config", {"analysis_seconds": 2})
+    with httpx.Client(base_url=sandbox.url, timeout=10) as http:
+        ids = set(create_batches(http, 3))
+    assert {sandbox.sandbox.resellscan.batches[b].duration for b in ids} == {2}
