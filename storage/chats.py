@@ -71,10 +71,10 @@ class Chats:
         return settings
 
     async def digest_chats(self) -> list[ChatSettings]:
-        """Chats with a daily digest turned on that the bot can still reach."""
+        """Chats with a daily digest turned on (also those that blocked the bot: one try a
+        day finds out whether it is back, as nothing else marks a chat reachable again)."""
         async with self.db.reading() as tx:
             rows = await tx.all(
-                "SELECT * FROM chats WHERE digest_time IS NOT NULL AND reachable = 1"
-                " ORDER BY chat_id"
+                "SELECT * FROM chats WHERE digest_time IS NOT NULL ORDER BY chat_id"
             )
         return [ChatSettings.from_row(row) for row in rows]

@@ -295,8 +295,16 @@ async def test_the_digest_is_sent_once_a_day_across_restarts(
         assert runtime.team is not None
         assert await runtime.team.send_due_digests() == 0, "a restart sends nothing again"
         assert len(digests(await harness.sent(group["id"]))) == 1
+        # Moved to a later time the same evening: today's is not sent again.
+        await harness.text(ANNA, "/settings digest 21:00", group)
+        await harness.wait_text(group["id"], "Daily digest: 21:00")
+        clock.set(datetime(2026, 11, 28, 21, 0, 5, tzinfo=BERLIN))
+        assert await runtime.team.send_due_digests() == 0, "moving the time resends nothing"
+        # A chat once marked unreachable (it had blocked the bot) is tried again each day.
+        assert runtime.store is not None
+        await runtime.store.update_chat(group["id"], clock(), reachable=False)
         # The next evening: the next digest.
-        clock.set(datetime(2026, 11, 29, 20, 0, 5, tzinfo=BERLIN))
+        clock.set(datetime(2026, 11, 29, 21, 0, 5, tzinfo=BERLIN))
         await eventually(
             lambda: _digest_count(harness, group["id"], 2), what="the next day's digest"
         )

@@ -312,7 +312,10 @@ async def test_a_burst_is_stored_whole_then_every_update_is_handled(
     senders = [{"id": 7000 + i, "first_name": f"Seller {i}"} for i in range(count)]
     for sender in senders:  # one private chat each: nothing waits for an album
         await harness.message(sender, photo_file_id=file_id, caption="/scan Electronics")
-    settings = settings_for(album_window_seconds=0.1, allow_all_users=True)
+    # A long poll of 20 s: a burst that ends at a full answer must not wait for it.
+    settings = settings_for(
+        album_window_seconds=0.1, allow_all_users=True, telegram_poll_timeout=20
+    )
     async with bot_running(settings) as bot:
         assert bot.store is not None
 
@@ -322,7 +325,7 @@ async def test_a_burst_is_stored_whole_then_every_update_is_handled(
                 row = await tx.one("SELECT COUNT(*) FROM photos")
             return bool(row) and int(row[0]) == count
 
-        await eventually(all_handled, within=30, what=f"all {count} photos handled")
+        await eventually(all_handled, within=10, what=f"all {count} photos handled")
         assert bot.inbox is not None
         inbox = bot.inbox.inbox
 

@@ -806,7 +806,8 @@ class Handlers:
 
     async def _turn_digest_on(self, chat_id: int, at: str) -> None:
         """Digests start with the next due time: a digest turned on at 22:00 for 21:00 is
-        first sent tomorrow, not at once for today (the day is recorded as sent)."""
+        first sent tomorrow, not at once for today (the day is recorded as sent). Moving the
+        time of a digest already sent today never sends today's again."""
         now = self.s.clock()
         settings = await self.s.store.chat(chat_id)
         zone = settings.timezone or self.s.settings.default_timezone
@@ -815,6 +816,8 @@ class Handlers:
         last = (
             past or (datetime.fromtimestamp(now, zone_info).date() - timedelta(days=1)).isoformat()
         )
+        if settings.digest_last_day is not None and settings.digest_last_day > last:
+            last = settings.digest_last_day
         await self.s.store.update_chat(chat_id, now, digest_time=at, digest_last_day=last)
 
     async def _settings_view(self, chat_id: int, lang: str) -> tuple[str, InlineKeyboardMarkup]:

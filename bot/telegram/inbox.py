@@ -151,6 +151,7 @@ class UpdateInbox:
                 continue
             except InvalidToken:
                 log.error("Telegram refused the bot token; no more updates")
+                self._burst_over()  # what was stored is still handled
                 return
             except TelegramError as exc:
                 self._burst_over()
@@ -183,7 +184,10 @@ class UpdateInbox:
         timeout) is used, through `Bot._post`, the one call `get_updates` makes before
         parsing (`do_api_request` would warn that `get_updates` exists)."""
         bot = self.application.bot
-        data: dict[str, Any] = {"timeout": self.poll_timeout, "allowed_updates": ALLOWED_UPDATES}
+        # In a burst, ask without waiting: a burst that ends exactly at a full answer must not
+        # sit held for a whole long poll.
+        timeout = 0 if self._more_waiting else self.poll_timeout
+        data: dict[str, Any] = {"timeout": timeout, "allowed_updates": ALLOWED_UPDATES}
         if offset is not None:
             data["offset"] = offset
         read_timeout = self.poll_timeout + GET_UPDATES_READ_MARGIN

@@ -90,7 +90,8 @@ class TelegramChat:
         self.boards = boards
         self.clock = clock
         self._jobs: set[asyncio.Future[None]] = set()
-        self._combining: dict[int, list[tuple[Submission, asyncio.Future[int]]]] = {}
+        self._combining: dict[tuple[int, int], list[tuple[Submission, asyncio.Future[int]]]] = {}
+        self._combine_jobs: set[tuple[int, int]] = set()  # (chat, topic) with a job queued
 
     # Photos and reactions ------------------------------------------------------------------
 
@@ -265,55 +266,51 @@ class TelegramChat:
             return None
         if not self.shows_board(sub.chat_id):
             return None
-        if sub.chat_id not in self._combining and self.scheduler.wait_for(sub.chat_id) <= 0:
+        key = (sub.chat_id, sub.thread_id or 0)  # one combined reply per forum topic
+        if key not in self._combining and self.scheduler.wait_for(sub.chat_id) <= 0:
             return None
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        waiting = self._combining.setdefault(sub.chat_id, [])
-        waiting.append((sub, future))
-        if len(waiting) == 1:
-            self._spawn(self._send_combined(sub.chat_id))
+        self._combining.setdefault(key, []).append((sub, future))
+        if key not in self._combine_jobs:
+            self._combine_jobs.add(key)
+            self._spawn(self._send_combined(key))
         return await future
 
-    async def _send_combined(self, chat_id: int) -> None:
-        """One job in the chat's queue; when it runs, every result waiting by then goes out
-        in one message (those that do not fit wait for the next one)."""
-        taken: list[tuple[Submission, asyncio.Future[int]]] = []
+    async def _send_combined(self, key: tuple[int, int]) -> None:
+        """One job in the chat's queue (one per topic at a time); when it runs, the results
+        waiting by then go out in one message, as many as fit. What it took is chosen once: a
+        send Telegram refuses with 429 is retried by the scheduler with the same message. Every
+        result it took gets the outcome (the message id, or the error, so its notification is
+        retried); whatever waits still gets the next job."""
+        chat_id, thread = key
+        chosen: list[tuple[Submission, asyncio.Future[int]]] = []
+        content: tuple[str, Any, ReplyParameters | None] | None = None
 
         async def call() -> Message:
-            waiting = self._combining.get(chat_id, [])
-            items = []
-            for sub, _ in waiting:
-                status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-                items.append((sub, status, len(await self.store.photos(sub.retry_of or sub.id))))
-            count = render.combined_fit(waiting[0][0].language, items, now=self.clock())
-            taken.extend(waiting[:count])
-            rest = waiting[count:]
-            if rest:
-                self._combining[chat_id] = rest
-            else:
-                self._combining.pop(chat_id, None)
-            first, status, photos = items[0]
-            texts = render.render_results(first.language, first, status, photos, now=self.clock())
-            reply: ReplyParameters | None = None
-            if count == 1 and len(texts) == 1:
-                # Alone after all: an ordinary results reply to its photos.
-                reply = ReplyParameters(first.message_id, allow_sending_without_reply=True)
-                markup = render.results_keyboard(first.language, first, status, self.callbacks)
-                text = texts[0]
-            else:
-                text, markup = render.combined_results(
-                    first.language, items[:count], self.callbacks, now=self.clock()
-                )
-            message = await self.bot.send_message(
+            nonlocal content
+            if content is None:
+                waiting = self._combining.get(key, [])
+                items = []
+                for sub, _ in waiting:
+                    status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+                    photos = len(await self.store.photos(sub.retry_of or sub.id))
+                    items.append((sub, status, photos))
+                lang = waiting[0][0].language
+                count = render.combined_fit(lang, items, self.callbacks, now=self.clock())
+                chosen.extend(waiting[:count])
+                if waiting[count:]:
+                    self._combining[key] = waiting[count:]
+                else:
+                    self._combining.pop(key, None)
+                content = self._combined_content(items[:count])
+            text, markup, reply = content
+            return await self.bot.send_message(
                 chat_id=chat_id,
                 text=text,
-                message_thread_id=first.thread_id,
+                message_thread_id=thread or None,
                 reply_markup=markup,
                 reply_parameters=reply,
             )
-            if rest:  # the next combined message for those that did not fit
-                self._spawn(self._send_combined(chat_id))
-            return message
 
         async def scheduled() -> Message:
             return await self.scheduler.submit(chat_id, call, priority=Priority.RESULT)
@@ -321,14 +318,37 @@ class TelegramChat:
         try:
             message = await translated(scheduled)
         except BaseException as exc:
-            for _, future in taken or self._combining.pop(chat_id, []):
+            # Nothing chosen yet (the queue closed): everything waiting shares the failure.
+            failed = chosen or self._combining.pop(key, [])
+            for _, future in failed:
                 if not future.done():
                     future.set_exception(exc)
                     future.exception()
-            return
-        for _, future in taken:
-            if not future.done():
-                future.set_result(message.message_id)
+        else:
+            for _, future in chosen:
+                if not future.done():
+                    future.set_result(message.message_id)
+        finally:
+            if self._combining.get(key):
+                self._spawn(self._send_combined(key))
+            else:
+                self._combine_jobs.discard(key)
+
+    def _combined_content(
+        self, items: list[render.CombinedItem]
+    ) -> tuple[str, Any, ReplyParameters | None]:
+        first, status, photos = items[0]
+        if len(items) == 1:
+            texts = render.render_results(first.language, first, status, photos, now=self.clock())
+            if len(texts) == 1:
+                # Alone after all: an ordinary results reply to its photos.
+                reply = ReplyParameters(first.message_id, allow_sending_without_reply=True)
+                markup = render.results_keyboard(first.language, first, status, self.callbacks)
+                return texts[0], markup, reply
+        text, markup = render.combined_results(
+            first.language, items, self.callbacks, now=self.clock()
+        )
+        return text, markup, None
 
     # Progress edits ------------------------------------------------------------------------
 

@@ -166,16 +166,16 @@ def _combined_block(lang: str, item: CombinedItem, now: float) -> str:
     return "\n".join([head, *blocks, tail])
 
 
-def combined_fit(lang: str, items: Sequence[CombinedItem], *, now: float) -> int:
-    """How many of `items` (at least one) fit one message together."""
-    size = len(t(lang, "combined_header", count=len(items))) + 2
-    count = 0
-    for item in items:
-        size += len(_combined_block(lang, item, now)) + 2
-        if size > SAFE_LIMIT and count:
-            break
-        count += 1
-    return max(1, count)
+def combined_fit(
+    lang: str, items: Sequence[CombinedItem], codec: CallbackCodec, *, now: float
+) -> int:
+    """How many of `items` (at least one) fit one message together: measured on the very text
+    `combined_results` writes, so nothing is ever cut."""
+    for count in range(len(items), 1, -1):
+        text, _ = combined_results(lang, items[:count], codec, now=now)
+        if len(text) <= SAFE_LIMIT:
+            return count
+    return 1
 
 
 def combined_results(
@@ -211,8 +211,7 @@ def combined_results(
             )
         )
         rows.append(row)
-    text = "\n\n".join(blocks)
-    return _cut(text, SAFE_LIMIT)[0], InlineKeyboardMarkup(rows)
+    return "\n\n".join(blocks), InlineKeyboardMarkup(rows)
 
 
 def split_message(
