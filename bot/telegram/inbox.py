@@ -80,6 +80,8 @@ class UpdateInbox:
         self._idle.set()
         self._more_waiting = False  # the last getUpdates came back full: more are queued
         self._held: list[InboxUpdate] = []  # stored, waiting for the end of the burst
+        self._resumed = False  # resume() has run: new updates are handled as they come
+        self._early: list[InboxUpdate] = []  # stored before resume() ran
         self._quiet = asyncio.Event()  # no burst of updates is being fetched
         self._quiet.set()
 
@@ -96,15 +98,22 @@ class UpdateInbox:
     # Intake ----------------------------------------------------------------------------------
 
     async def resume(self) -> int:
-        """Hand over what a previous process stored but did not finish."""
+        """Hand over what a previous process stored but did not finish. Updates stored
+        meanwhile (a Telegram webhook may deliver before this runs) are handled once: by this
+        reading, or after it."""
         after, count = 0, 0
+        seen: set[int] = set()
         while True:
             rows = await self.inbox.pending(after=after)
             if not rows:
                 break
             self._dispatch(rows)
+            seen.update(row.id for row in rows)
             count += len(rows)
             after = rows[-1].id
+        self._resumed = True
+        early, self._early = self._early, []
+        self._dispatch([row for row in early if row.id not in seen])
         if count:
             log.info("processing %d stored updates left by the last run", count)
         return count
@@ -120,6 +129,9 @@ class UpdateInbox:
             for p in payloads
         ]
         fresh = await self.inbox.add(batch, self.clock())
+        if not self._resumed:
+            self._early.extend(fresh)  # resume() hands them over, once
+            return fresh
         self._held.extend(fresh)
         if not hold or len(self._held) >= MAX_HELD:
             self._release_held()
