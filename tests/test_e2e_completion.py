@@ -453,3 +453,17 @@ async def test_a_progress_edit_refused_with_429_is_sent_after_the_wait(
     assert any(c.get("ok") and c["params"]["text"] == text for c in edits[refused + 1 :]), (
         "the refused edit itself was sent again, not dropped"
     )
+
+
+async def test_a_failing_delete_webhook_at_start_is_retried_and_polling_begins(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/telegram/faults", {"method": "deleteWebhook", "kind": "error", "count": 1}
+    )
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await one_reply(harness, ANNA["id"])
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    deletes = [c for c in calls if c["method"] == "deleteWebhook"]
+    assert [c.get("ok") for c in deletes][:2] == [False, True], deletes

@@ -11,12 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from telegram.error import RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TimedOut
 
-from bot.chat import Outgoing, Role
+from bot.chat import ChatError, Outgoing, RetryLater, Role
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.outbox import TelegramChat
+from bot.telegram.outbox import TelegramChat, translated
 from bot.telegram.scheduler import SendLimits, SendScheduler
 from storage import Submission
 from tests.test_presentation import batch, make_sub
@@ -151,3 +151,24 @@ def test_as_many_as_fit_and_nothing_is_cut() -> None:
         if count < len(items):
             bigger, _ = render.combined_results("en", items[: count + 1], codec, now=100.0)
             assert len(bigger) > render.SAFE_LIMIT, "one more would not have fit"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RetryAfter(timedelta(seconds=3)), "RetryLater"),
+        (Forbidden("bot was blocked by the user"), "ChatGone"),
+        (ChatMigrated(-1009999), "ChatGone"),
+        (BadRequest("message is too long"), "Refused"),
+        (TimedOut(), "ChatError"),
+    ],
+)
+async def test_telegram_errors_become_the_ports(error: Exception, expected: str) -> None:
+    async def call() -> None:
+        raise error
+
+    with pytest.raises(ChatError) as caught:
+        await translated(call)
+    assert type(caught.value).__name__ == expected
+    if isinstance(caught.value, RetryLater):
+        assert caught.value.seconds == 3

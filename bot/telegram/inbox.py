@@ -152,7 +152,18 @@ class UpdateInbox:
 
     async def _poll_loop(self) -> None:
         bot = self.application.bot
-        await bot.delete_webhook()  # getUpdates is refused while a webhook is set
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                await bot.delete_webhook()  # getUpdates is refused while a webhook is set
+                break
+            except InvalidToken:
+                log.error("Telegram refused the bot token; no updates")
+                return
+            except TelegramError as exc:
+                log.warning("deleteWebhook failed (%s); retry in %.0fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
         offset: int | None = None  # None: Telegram resends everything not yet confirmed
         backoff = 1.0
         while not self._stopping:

@@ -19,7 +19,7 @@ from telegram import (
     Message,
     ReplyParameters,
 )
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
 from bot import export
 from bot.chat import (
@@ -54,6 +54,8 @@ async def translated(call: Callable[[], Awaitable[T]]) -> T:
         raise RetryLater(retry_after_seconds(exc), str(exc)) from exc
     except Forbidden as exc:
         raise ChatGone(str(exc)) from exc
+    except ChatMigrated as exc:  # a group became a supergroup: this id takes no messages
+        raise ChatGone(f"migrated to {exc.new_chat_id}") from exc
     except BadRequest as exc:
         raise Refused(str(exc)) from exc
     except TelegramError as exc:
