@@ -134,10 +134,10 @@ class Chat(Protocol):
         ...
 
 
-def analysing_message_wanted(settings: ChatSettings) -> bool:
+def analysing_message_wanted(settings: ChatSettings, *, in_groups: bool = False) -> bool:
     """Whether the chat gets the per-album "analysing" message: its setting, else on in
-    private chats and off in groups (reactions say it there; groups allow 20 messages a
-    minute)."""
+    private chats, and in groups only with `in_groups` (GROUP_MODE=per_album; otherwise the
+    board and reactions say it there, and groups allow 20 messages a minute)."""
     if settings.analysing_message is not None:
         return settings.analysing_message
-    return settings.chat_id > 0
+    return settings.chat_id > 0 or in_groups

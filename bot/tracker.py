@@ -561,9 +561,8 @@ class Tracker:
         if self.chat.shows_board(sub.chat_id):
             return False  # a group's live board lists it instead
         chat = await self.store.chat(sub.chat_id)
-        wanted = analysing_message_wanted(chat)
-        if self.settings.group_mode is GroupMode.PER_ALBUM and chat.analysing_message is None:
-            wanted = True  # every chat gets its per-album message
+        in_groups = self.settings.group_mode is GroupMode.PER_ALBUM
+        wanted = analysing_message_wanted(chat, in_groups=in_groups)
         return wanted or chat.reactions is not True or sub.reaction is None
 
     def board_changed(self, sub: Submission) -> None:
@@ -953,7 +952,7 @@ class Tracker:
             if sub.completed_at is not None:
                 self.metrics.completion_to_reply.observe(max(0.0, self.clock() - sub.completed_at))
             log.info("results sent", extra=ctx)
-            await self._finish_progress(sub)
+            self.chat.show_done(sub)
 
     async def _keep_history(self, sub_id: int) -> None:
         """The submission's analysed products into the results history (/find, /report), with
@@ -966,6 +965,3 @@ class Tracker:
         photo_ids: list[str | None] = [group[0].file_id for group in photos]
         rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
         await self.store.history.add(rows)
-
-    async def _finish_progress(self, sub: Submission) -> None:
-        self.chat.show_done(sub)

@@ -41,8 +41,8 @@ from telegram.ext import (
 )
 
 from bot import report
-from bot.chat import Outgoing
-from bot.config import Settings, valid_zone
+from bot.chat import Outgoing, analysing_message_wanted
+from bot.config import GroupMode, Settings, valid_zone
 from bot.images import HEIC_EXTENSIONS, heic_supported, is_heic
 from bot.intake import (
     CaptionError,
@@ -60,7 +60,7 @@ from bot.telegram.scheduler import Priority, SendScheduler
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.tracker import Tracker
-from storage import CaptionInfo, NewPhoto, Problem, State, Store, Submission
+from storage import CaptionInfo, ChatSettings, NewPhoto, Problem, State, Store, Submission
 
 log = logging.getLogger(__name__)
 
@@ -829,14 +829,16 @@ class Handlers:
             background=t(lang, "settings_on" if settings.remove_background else "settings_off"),
             language={"en": "English", "de": "Deutsch"}[lang],
             who=t(lang, "settings_admins" if settings.admin_only else "settings_everyone"),
-            analysing=t(
-                lang, "settings_on" if render.analysing_message(settings) else "settings_off"
-            ),
+            analysing=t(lang, "settings_on" if self._analysing(settings) else "settings_off"),
             guard=t(lang, "settings_on" if settings.duplicate_guard else "settings_off"),
             digest=settings.digest_time or t(lang, "settings_off"),
             zone=settings.timezone or self.s.settings.default_timezone,
         )
-        return text, render.settings_keyboard(lang, settings)
+        return text, render.settings_keyboard(lang, settings, self._analysing(settings))
+
+    def _analysing(self, settings: ChatSettings) -> bool:
+        in_groups = self.s.settings.group_mode is GroupMode.PER_ALBUM
+        return analysing_message_wanted(settings, in_groups=in_groups)
 
     async def cmd_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat, user = update.effective_message, update.effective_chat, update.effective_user
@@ -1213,7 +1215,7 @@ class Handlers:
             lang = "en" if lang == "de" else "de"
             await self.s.store.update_chat(chat.id, now, language=lang)
         elif what == "am":
-            shown = render.analysing_message(current)
+            shown = self._analysing(current)
             await self.s.store.update_chat(chat.id, now, analysing_message=not shown)
         elif what == "dg":
             await self.s.store.update_chat(

@@ -9,7 +9,6 @@ from typing import Any
 
 from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.chat import analysing_message_wanted
 from bot.intake import FieldProblem
 from bot.listing import fits_copy_button, listing_text
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
@@ -637,7 +636,9 @@ def duplicate_question(
     return text, markup
 
 
-def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup:
+def settings_keyboard(lang: str, settings: ChatSettings, analysing: bool) -> InlineKeyboardMarkup:
+    """The /settings buttons; `analysing`: whether the chat gets the "analysing" message."""
+
     def on_off(value: bool) -> str:
         return t(lang, "settings_on" if value else "settings_off")
 
@@ -650,7 +651,7 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
         button(t(lang, "settings_lang_button"), "lang"),
         button(t(lang, "settings_admin_button", who=who), "admin"),
         button(
-            t(lang, "settings_analysing_button", state=on_off(analysing_message(settings))),
+            t(lang, "settings_analysing_button", state=on_off(analysing)),
             "am",
         ),
         button(t(lang, "settings_guard_button", state=on_off(settings.duplicate_guard)), "dg"),
@@ -661,6 +662,3 @@ def settings_keyboard(lang: str, settings: ChatSettings) -> InlineKeyboardMarkup
     if settings.default_collection_id:
         rows.append(button(t(lang, "settings_clear_default"), "nodef"))
     return InlineKeyboardMarkup(rows)
-
-
-analysing_message = analysing_message_wanted  # the rule lives beside the tracker's port
