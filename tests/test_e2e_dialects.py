@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import eventually
 from tests.harness import ANNA, WEBHOOK_SECRET, Harness, bot_running, results_replies
 
 DIALECTS = ("standard", "snake", "envelope", "webhook_only")
@@ -48,6 +49,19 @@ async def test_photo_to_one_results_reply(
         sub = await bot.store.get(1)
         assert sub is not None
         assert sub.completed_by == ("webhook" if path == "webhook" else "poll")
+        # What /find and /report read is kept whatever the dialect: title, brand, price.
+        store = bot.store
+
+        async def kept() -> list[Any]:
+            rows, _ = await store.history.find(ANNA["id"], "")
+            return rows
+
+        if "failed" not in reply["text"]:
+            [row] = await eventually(kept, what="the product kept for /find and /report")
+            assert row.title and row.brand and row.currency == "EUR"
+            assert row.price_min is not None and row.price_max is not None
+            assert row.price_min <= row.price_max
+            assert row.message_id is not None
     text = reply["text"]
     assert "Electronics" in text
     assert "1 of 1 analysed" in text or "failed" in text
