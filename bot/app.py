@@ -26,13 +26,14 @@ from bot.config import GroupMode, Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner, derive_key
 from bot.metrics import Metrics
+from bot.outbox import Deliverer
 from bot.resellscan import ResellScanClient, RetryPolicy
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, derive_callback_key
+from bot.telegram.delivery import DeliveryLoop, SendLimits
 from bot.telegram.handlers import Handlers, Services, register_commands
 from bot.telegram.inbox import ALLOWED_UPDATES, UpdateInbox
 from bot.telegram.outbox import TelegramChat
-from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.telegram.team import Team
 from bot.telegram.texts import language_for
 from bot.tracker import Tracker
@@ -60,8 +61,7 @@ class BotRuntime:
         self.tracker: Tracker | None = None
         self.chat: TelegramChat | None = None
         self.inbox: UpdateInbox | None = None
-        self.scheduler: SendScheduler | None = None
-        self.boards: Boards | None = None
+        self.delivery: DeliveryLoop | None = None
         self.server: EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -121,46 +121,52 @@ class BotRuntime:
             settings.media_url_ttl_seconds,
         )
         codec = CallbackCodec(derive_callback_key(token))
-        # Every counted message goes through one scheduler that keeps Telegram's limits by
-        # design (bot/telegram/scheduler.py); PTB's AIORateLimiter would retry instead.
-        self.scheduler = SendScheduler(
-            SendLimits(
-                per_bot_per_second=settings.telegram_messages_per_second,
-                per_chat_per_second=settings.telegram_chat_messages_per_second,
-                per_group_per_minute=settings.telegram_group_messages_per_minute,
-                group_window=settings.telegram_group_window_seconds,
-            )
-        )
+        # Every message goes through the outbox and its delivery loop, which keeps Telegram's
+        # limits by design (bot/telegram/delivery.py); PTB's AIORateLimiter would retry instead.
         store = self.store
 
         async def chat_language(chat_id: int) -> str:
             chat = await store.chat(chat_id)
             return language_for(chat.language, None, settings.default_language, group=True)
 
-        boards = Boards(
-            store=store,
-            bot=application.bot,
-            scheduler=self.scheduler,
-            language=chat_language,
-            interval=settings.board_interval_seconds,
-        )
-        self.boards = boards if settings.group_mode is GroupMode.BOARD else None
+        group_boards = settings.group_mode is GroupMode.BOARD
         self.chat = TelegramChat(
             settings=settings,
             store=self.store,
             catalog=catalog,
             bot=application.bot,
             callbacks=codec,
-            scheduler=self.scheduler,
-            boards=self.boards,
+            boards=Boards(store=store, bot=application.bot, language=chat_language),
+            group_boards=group_boards,
             clock=self.clock,
         )
+        deliverer = Deliverer(
+            store=store,
+            chat=self.chat,
+            metrics=self.metrics,
+            board_interval=settings.board_interval_seconds,
+            clock=self.clock,
+        )
+        self.delivery = DeliveryLoop(
+            store=store,
+            deliverer=deliverer,
+            limits=SendLimits(
+                per_bot_per_second=settings.telegram_messages_per_second,
+                per_chat_per_second=settings.telegram_chat_messages_per_second,
+                per_group_per_minute=settings.telegram_group_messages_per_minute,
+                group_window=settings.telegram_group_window_seconds,
+            ),
+            combine=lambda chat_id: group_boards and chat_id < 0,
+            wall=self.clock,
+        )
+        self.db.on_owed = self.delivery.wake
         self.tracker = Tracker(
             settings=settings,
             store=self.store,
             client=client,
             catalog=catalog,
             chat=self.chat,
+            shows_board=self.chat.shows_board,
             metrics=self.metrics,
             media=media,
             clock=self.clock,
@@ -170,7 +176,6 @@ class BotRuntime:
             settings=settings,
             store=self.store,
             bot=application.bot,
-            scheduler=self.scheduler,
             clock=self.clock,
         )
         services = Services(
@@ -180,7 +185,6 @@ class BotRuntime:
             tracker=self.tracker,
             chat=self.chat,
             callbacks=codec,
-            scheduler=self.scheduler,
             team=self.team,
             clock=self.clock,
         )
@@ -227,6 +231,7 @@ class BotRuntime:
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         log.info("HTTP side on %s:%d", settings.http_host, self.port)
         await application.start()
+        self.delivery.start()
         await self.tracker.start()
         await self.inbox.resume()
         if settings.telegram_webhook_url:
@@ -283,10 +288,8 @@ class BotRuntime:
             await app.stop()
         if self.tracker is not None:
             await self.tracker.stop()
-        if self.boards is not None:
-            await self.boards.close()
-        if self.scheduler is not None:
-            await self.scheduler.close()
+        if self.delivery is not None:
+            await self.delivery.stop()
         if self.server is not None and self._server_task is not None:
             self.server.should_exit = True
             with contextlib.suppress(Exception):

@@ -1,7 +1,7 @@
-"""The port between the tracker and the chat: what the tracker needs from Telegram, in its own
-terms. The tracker (bot/tracker.py) decides what a submission owes the chat and when; an
-implementation of `Chat` (bot/telegram/outbox.py) decides how it looks and gets it there,
-within Telegram's limits. The tracker imports nothing from Telegram.
+"""The port between the bot's core and the chat: what it needs from Telegram, in its own terms.
+The tracker (bot/tracker.py) decides what a submission owes the chat and writes it to the
+outbox; the deliverer (bot/outbox.py) sends each row through an implementation of `Chat`
+(bot/telegram/outbox.py), which decides how it looks. Neither imports Telegram.
 
 Failures come back as the few errors the tracker acts on: `RetryLater` (wait that long, as
 told), `ChatGone` (the chat blocked or removed the bot), `Refused` (this message will never be
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.resellscan import Collection
 from storage import ChatSettings, Submission
+from storage.outbox import OutboxRow
 
 
 class ChatError(Exception):
@@ -68,8 +68,10 @@ class Outgoing:
 
 
 class Chat(Protocol):
-    """What the tracker asks of the chat. Every send replies to the submission's first photo,
-    in its forum topic, through the chat's send queue."""
+    """What the bot needs from the chat. The tracker only downloads photos through it (what
+    it owes the chat it writes to the outbox); the outbox's deliverer (bot/outbox.py) renders
+    and sends through the rest, one Telegram call at a time, when the delivery loop lets it.
+    Every send replies to the submission's first photo, in its forum topic."""
 
     async def download(self, file_id: str) -> bytes:
         """A photo's bytes. PhotoUnavailable, ChatError."""
@@ -79,58 +81,41 @@ class Chat(Protocol):
         """Set the bot's reaction on a message. Refused where the chat allows none."""
         ...
 
-    def shows_board(self, chat_id: int) -> bool:
-        """Whether the chat lists open analyses on a live board (groups)."""
-        ...
-
-    def board_changed(self, sub: Submission) -> None:
-        """Something the chat's board shows changed: refresh it soon."""
-        ...
-
     async def messages_for(self, sub: Submission) -> list[Outgoing]:
-        """What the submission's state owes the chat (results, a refusal, a question)."""
+        """What the submission's state owes the chat (results, a refusal, a failure)."""
         ...
 
-    async def combined(self, sub: Submission, messages: list[Outgoing]) -> int | None:
-        """Where the chat's budget would make the results wait, send them combined with
-        others finishing meanwhile and return that message's id; None to send as usual."""
-        ...
-
-    async def send(self, sub: Submission, out: Outgoing) -> int:
-        """Send one message; its id."""
-        ...
-
-    def show_progress(self, sub: Submission, products: int, percent: float | None) -> None:
-        """Edit the submission's analysing message when the chat's budget allows (a newer
-        edit replaces one still waiting); never waits, never raises."""
-        ...
-
-    def show_done(self, sub: Submission) -> None:
-        """Edit the analysing message to say the analysis finished (as show_progress)."""
+    async def question(self, sub: Submission, payload: dict[str, Any]) -> Outgoing:
+        """A question the submission waits on: `payload["question"]` is "collection" (with
+        `candidates` and `ref`), "duplicate" (with `earlier`) or "fields" (with `missing`
+        and `example`)."""
         ...
 
     def analysing(self, sub: Submission, products: int) -> Outgoing:
         """The per-album "analysing" message."""
         ...
 
-    async def collection_question(
-        self,
-        sub: Submission,
-        photos: int,
-        candidates: list[Collection] | None,
-        ref: str,
-        collections: list[Collection],
-    ) -> Outgoing:
-        """Which collection? With buttons for `candidates` (an ambiguous name) or a page of
-        `collections`."""
+    async def send(self, sub: Submission, out: Outgoing) -> int:
+        """Send one message; its id."""
         ...
 
-    def duplicate_question(self, sub: Submission, earlier: Submission) -> Outgoing:
-        """These photos were analysed already: show those results, or analyse again?"""
+    async def send_combined(self, subs: list[Submission]) -> tuple[int, int]:
+        """Results of several submissions in one reply, as many as fit from the first: the
+        message id and how many it took."""
         ...
 
-    def fields_question(self, sub: Submission, missing: list[str], example: str) -> Outgoing:
-        """The collection needs fields the caption lacks: reply with them."""
+    async def edit_progress(self, sub: Submission) -> None:
+        """Edit the submission's analysing message to its progress now (or "done")."""
+        ...
+
+    async def refresh_board(self, chat_id: int, thread: int) -> int:
+        """Show the chat's (topic's) open analyses on its board, or remove the board; how
+        many messages that counted (a send or an edit: 1)."""
+        ...
+
+    async def post(self, row: OutboxRow) -> int | None:
+        """Send a message, document or photo rendered when it was owed (TEXT), or edit a
+        message's text or keyboard (EDIT); the id of a message sent."""
         ...
 
 

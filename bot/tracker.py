@@ -21,27 +21,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import reconcile
-from bot.chat import (
-    Chat,
-    ChatError,
-    ChatGone,
-    PhotoUnavailable,
-    Refused,
-    RetryLater,
-    Role,
-    analysing_message_wanted,
-)
+from bot.chat import Chat, PhotoUnavailable, analysing_message_wanted
 from bot.config import GroupMode, Settings
 from bot.images import is_heic, to_jpeg
 from bot.intake import Catalog, coerce_fields, example_caption
 from bot.media import MediaSigner
 from bot.metrics import Metrics
+from bot.outbox import (
+    REACTION_SEEN,
+    analysing_row,
+    products_of,
+    progress_row,
+    question_row,
+    reaction_row,
+)
 from bot.resellscan import (
     AmbiguousWrite,
     APIError,
     AuthError,
     BatchStatus,
-    Collection,
     ConnectionFailed,
     InvalidRequest,
     NewProduct,
@@ -60,15 +58,15 @@ from bot.resellscan import (
 )
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
-from bot.results import history_rows
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
+from storage.outbox import Owed
 
 log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
-MAX_NOTIFY_BACKOFF = 300.0
+MAX_BACKOFF = 300.0
 # How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
 # before the user is asked; a refusal (403, 401) asks at once.
 LOOKUP_BUDGET_SECONDS = 900.0
@@ -125,32 +123,6 @@ def lookup_problem(exc: ResellScanError) -> dict[str, Any]:
     if isinstance(exc, AuthError):
         return {"code": "auth"}
     return {"code": "unreachable", "error": type(exc).__name__}
-
-
-REACTION_SEEN = "👀"
-REACTION_DONE = "👌"
-REACTION_REFUSED = "👎"
-REACTION_UNSURE = "🤔"
-
-
-def outcome_reaction(sub: Submission) -> str | None:
-    """The reaction that says how a submission ended (all from Telegram's allowed set)."""
-    if sub.state is State.COMPLETED:
-        ok = BatchStatus.read(sub.results).counts()[1] if sub.results is not None else 1
-        return REACTION_DONE if ok else REACTION_REFUSED
-    if sub.state is State.UNCERTAIN:
-        return REACTION_UNSURE
-    if sub.problem is not None and sub.problem.code == "cancelled":
-        return None
-    return REACTION_REFUSED
-
-
-def products_of(photos: list[Photo]) -> list[list[Photo]]:
-    """One product per album or single photo, in the order they were sent."""
-    groups: dict[str, list[Photo]] = {}
-    for photo in sorted(photos, key=lambda p: p.message_id):
-        groups.setdefault(photo.product_key, []).append(photo)
-    return list(groups.values())
 
 
 def request_window(created_at: float, now: float, ttl: float) -> int:
@@ -210,6 +182,7 @@ class Tracker:
         client: ResellScanClient,
         catalog: Catalog,
         chat: Chat,
+        shows_board: Callable[[int], bool] = lambda chat_id: chat_id < 0,
         metrics: Metrics,
         media: MediaSigner | None,
         clock: Callable[[], float] = time.time,
@@ -220,7 +193,8 @@ class Tracker:
         self.store = store
         self.client = client
         self.catalog = catalog
-        self.chat = chat
+        self.chat = chat  # photo downloads only: what the chat is owed goes to the outbox
+        self.shows_board = shows_board  # whether a chat lists open analyses on a live board
         self.metrics = metrics
         self.media = media
         self.clock = clock
@@ -325,7 +299,8 @@ class Tracker:
         elif sub.state is State.RECONCILING:
             await self.reconcile(sub)
         elif sub.state in MESSAGE_STATES:
-            await self.notify(sub.id)
+            # Its message was owed (an outbox row) by the transition into this state.
+            await self.store.defer(sub.id, None)
         else:  # submitting is only due after a crash, and recover() already moved it
             await self.store.defer(sub.id, None)
 
@@ -340,7 +315,7 @@ class Tracker:
             await self.store.stop_collecting(sub.id, now)
         photos = await self.store.photos(sub.id)
         await self.react(sub, REACTION_SEEN)
-        self.board_changed(sub)
+        await self.board_changed(sub)
         if await self._held_as_duplicate(sub):
             return None
         if not sub.collection_id:
@@ -368,7 +343,7 @@ class Tracker:
             if resolution.candidates:
                 return await self.ask_collection(sub, photos, resolution.candidates, ref=ref)
             await self.store.reject(sub.id, Problem("unknown_collection", {"ref": ref}), now)
-            return await self.notify(sub.id)
+            return None
         assert sub.collection_id is not None
         groups = products_of(photos)
         biggest = max((len(g) for g in groups), default=0)
@@ -378,7 +353,7 @@ class Tracker:
                 {"limit": self.settings.max_photos_per_product, "count": biggest},
             )
             await self.store.reject(sub.id, problem, now)
-            return await self.notify(sub.id)
+            return None
         try:
             definitions = await self.catalog.fields(sub.collection_id)
         except ResellScanError as exc:
@@ -396,14 +371,14 @@ class Tracker:
                 return await self._ask_fields(sub, [p.key for p in problems], example)
             await self.store.reject(sub.id, problem, now)
             log.info("fields rejected: %s", [p.code for p in problems], extra=ctx)
-            return await self.notify(sub.id)
+            return None
         if len(groups) > self.settings.max_products_per_batch:
             problem = Problem(
                 "too_many_products",
                 {"limit": self.settings.max_products_per_batch, "count": len(groups)},
             )
             await self.store.reject(sub.id, problem, now)
-            return await self.notify(sub.id)
+            return None
         try:
             window = self.request_window(sub)
             names = reconcile.file_names(sub, groups)
@@ -414,14 +389,14 @@ class Tracker:
         except PhotoUnavailable as exc:
             if exc.final or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
                 await self.store.reject(sub.id, Problem(exc.reason), now)
-                return await self.notify(sub.id)
+                return None
             await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
             return None
         except Exception:
             # A request we cannot build will not build on the next try either: say so, once.
             log.exception("building the request failed", extra=ctx)
             await self.store.reject(sub.id, Problem("request_invalid"), now)
-            return await self.notify(sub.id)
+            return None
         await self.submit(sub, products, f"{sub.idempotency_key}.{window}")
         return None
 
@@ -489,7 +464,7 @@ class Tracker:
             if self.clock() - since > self.settings.rate_limit_deadline_seconds:
                 hours = max(1, round(self.settings.rate_limit_deadline_seconds / 3600))
                 await self.store.fail(sub.id, Problem("api_rate_limited", {"hours": hours}), now)
-                return await self.notify(sub.id)
+                return None
             wait = exc.retry_after or self._backoff(sub.attempts)
             await self.store.submit_retry(
                 sub.id, str(exc)[:300], self.clock() + wait, self.clock(), rate_limited=True
@@ -501,7 +476,7 @@ class Tracker:
             if sub.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
                 problem = Problem("api_unreachable", {"attempts": sub.attempts + 1})
                 await self.store.fail(sub.id, problem, self.clock())
-                return await self.notify(sub.id)
+                return None
             retry_at = self.clock() + self._backoff(sub.attempts)
             await self.store.submit_retry(sub.id, str(exc)[:300], retry_at, self.clock())
             log.warning("submit deferred: %s", exc, extra=ctx)
@@ -509,7 +484,7 @@ class Tracker:
         except InvalidRequest as exc:
             log.error("request not buildable: %s", exc, extra=ctx)
             await self.store.reject(sub.id, Problem("request_invalid"), self.clock())
-            return await self.notify(sub.id)
+            return None
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
             # It may have been processed: never resend blindly (no documented idempotency);
             # look our file names up after a settle delay instead (reconcile()).
@@ -526,71 +501,49 @@ class Tracker:
         except APIError as exc:
             await self.store.reject(sub.id, self._api_problem(exc), self.clock())
             log.info("submission rejected by Resell Scan: %s", exc, extra=ctx)
-            return await self.notify(sub.id)
+            return None
         ctx["batch_id"] = started.batch_id
-        completed = await self.store.mark_submitted(
-            sub.id, started.batch_id, self.clock() + poll_delay(0, self.settings), self.clock()
+        await self.store.mark_submitted(
+            sub.id,
+            started.batch_id,
+            self.clock() + poll_delay(0, self.settings),
+            self.clock(),
+            owed=await self._analysing(sub, len(products)),
         )
         log.info("submitted", extra=ctx)
-        await self._tracking(sub.id, len(products), completed)
+        await self.board_changed(sub)
         return None
 
-    async def _tracking(self, sub_id: int, products: int, completed: bool) -> None:
-        """A batch is known: say it is being analysed (or answer at once if it is done)."""
-        ctx = {"submission_id": sub_id}
-        fresh = await self.store.get(sub_id)
-        if fresh is not None:
-            self.board_changed(fresh)
-        if (
-            fresh is not None
-            and fresh.progress_message_id is None
-            and await self._wants_analysing_message(fresh)
-        ):
-            try:
-                message_id = await self.chat.send(fresh, self.chat.analysing(fresh, products))
-                await self.store.set_progress_message(sub_id, message_id)
-            except ChatError as exc:
-                log.warning("analysing message not sent: %s", exc, extra=ctx)
-        if completed:
-            await self.notify(sub_id)
-
-    async def _wants_analysing_message(self, sub: Submission) -> bool:
-        """The per-album "analysing" message: the chat's setting (default: on in private
-        chats, off in groups, where 20 messages a minute is the limit), and always when
-        reactions cannot stand in for it there."""
-        if self.chat.shows_board(sub.chat_id):
-            return False  # a group's live board lists it instead
+    async def _analysing(self, sub: Submission, products: int) -> list[Owed]:
+        """The per-album "analysing" message, owed with the batch: the chat's setting
+        (default: on in private chats, off in groups, where 20 messages a minute is the
+        limit), and always where reactions cannot stand in for it. Delivery drops it if the
+        results are owed first."""
+        if sub.progress_message_id is not None or self.shows_board(sub.chat_id):
+            return []  # a group's live board lists it instead
         chat = await self.store.chat(sub.chat_id)
         in_groups = self.settings.group_mode is GroupMode.PER_ALBUM
-        wanted = analysing_message_wanted(chat, in_groups=in_groups)
-        return wanted or chat.reactions is not True or sub.reaction is None
+        if analysing_message_wanted(chat, in_groups=in_groups) or chat.reactions is False:
+            return [analysing_row(sub, products)]
+        return []
 
-    def board_changed(self, sub: Submission) -> None:
-        self.chat.board_changed(sub)
+    async def board_changed(self, sub: Submission) -> None:
+        """Something the chat's live board shows changed: refresh it (at most once per
+        interval, rendered when delivered)."""
+        if self.shows_board(sub.chat_id) or sub.chat_id > 0:
+            await self.store.owe_board(
+                sub.chat_id, sub.thread_id, self.settings.board_interval_seconds, self.clock()
+            )
 
-    async def react(self, sub: Submission, emoji: str | None) -> bool:
-        """Set the bot's reaction on the submission's first photo (👀 stored, 👌 results,
-        👎 refused or failed, 🤔 uncertain). Best effort: where Telegram refuses reactions,
-        the chat is remembered as one without them and the texts carry on alone."""
+    async def react(self, sub: Submission, emoji: str | None) -> None:
+        """The bot's reaction on the submission's first photo (👀 stored, 👌 results,
+        👎 refused or failed, 🤔 uncertain): optional output, owed to the outbox (where
+        Telegram refuses reactions, delivery remembers the chat as one without them)."""
         if emoji is None or sub.reaction == emoji:
-            return False
-        chat = await self.store.chat(sub.chat_id)
-        if chat.reactions is False:
-            return False
-        try:
-            await self.chat.react(sub.chat_id, sub.message_id, emoji)
-        except Refused as exc:
-            log.info("reactions refused in chat %s: %s", sub.chat_id, exc)
-            if "reaction" in str(exc).lower():
-                await self.store.update_chat(sub.chat_id, self.clock(), reactions=False)
-            return False
-        except ChatError as exc:
-            log.info("reaction not set: %s", exc)
-            return False
-        if chat.reactions is None:
-            await self.store.update_chat(sub.chat_id, self.clock(), reactions=True)
-        await self.store.note_message(sub.id, reaction=emoji)
-        return True
+            return
+        if (await self.store.chat(sub.chat_id)).reactions is False:
+            return
+        await self.store.owe(reaction_row(sub, emoji), now=self.clock())
 
     # Reconciling: an answer was lost --------------------------------------------------------
 
@@ -630,7 +583,7 @@ class Tracker:
             if sub.attempts >= MAX_SUBMIT_ATTEMPTS:
                 problem = Problem("api_unreachable", {"attempts": sub.attempts})
                 await self.store.fail(sub.id, problem, now)
-                return await self.notify(sub.id)
+                return None
             log.info("not created: sending again (same key)", extra=ctx)
             await self.store.reconcile_resend(sub.id, now)
             self.wake()
@@ -646,7 +599,7 @@ class Tracker:
             sub.id, found.product_ids, now + wait if wait > 0 else None, now
         )
         if outcome is not None:  # its completion webhook had come already
-            return await self.notify(sub.id)
+            return None
         if wait <= 0:
             fresh = await self.store.get(sub.id)
             if fresh is not None and fresh.state is State.RECONCILING:
@@ -681,11 +634,15 @@ class Tracker:
             return None
         except ResellScanError as exc:
             return await self._ask(sub, found=len(sub.product_ids), lookup=lookup_problem(exc))
-        completed = await self.store.attach_batch(
-            sub.id, started.batch_id, now + poll_delay(0, self.settings), now
+        await self.store.attach_batch(
+            sub.id,
+            started.batch_id,
+            now + poll_delay(0, self.settings),
+            now,
+            owed=await self._analysing(sub, len(sub.product_ids)),
         )
         log.info("analysing the found products", extra={**ctx, "batch_id": started.batch_id})
-        await self._tracking(sub.id, len(sub.product_ids), completed)
+        await self.board_changed(sub)
         return None
 
     async def _ask(
@@ -696,7 +653,6 @@ class Tracker:
         params.setdefault("cause", "interrupted")
         params.update(found=found, lookup=lookup or {})
         await self.store.ask_user(sub.id, Problem("uncertain_ask", params), self.clock())
-        await self.notify(sub.id)
 
     @staticmethod
     def _api_problem(exc: APIError) -> Problem:
@@ -719,30 +675,29 @@ class Tracker:
         now = self.clock()
         if isinstance(exc, APIError) and not exc.retryable and not isinstance(exc, NotFound):
             await self.store.reject(sub.id, self._api_problem(exc), now)
-            await self.notify(sub.id)
             return
         await self.store.defer(sub.id, now + self._backoff(sub.attempts + 1), str(exc)[:300])
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(MAX_NOTIFY_BACKOFF, 2.0 * 2 ** max(0, attempt))
+        ceiling = min(MAX_BACKOFF, 2.0 * 2 ** max(0, attempt))
         return self.rng.uniform(ceiling / 2, ceiling)
 
     async def ask_collection(
         self, sub: Submission, photos: list[Photo], candidates: list[Any] | None, *, ref: str = ""
     ) -> None:
-        items: list[Collection] = []
         if not candidates:
-            try:
-                items = await self.catalog.collections()
+            try:  # the picker lists them when delivered (cached): fail here, not there
+                await self.catalog.collections()
             except ResellScanError as exc:
                 return await self._api_trouble(sub, exc)
-        question = await self.chat.collection_question(sub, len(photos), candidates, ref, items)
-        try:
-            await self.chat.send(sub, question)
-        except ChatError as exc:
-            await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
-            return None
-        await self.store.await_choice(sub.id, self.clock())
+        question = question_row(
+            sub,
+            "collection",
+            photos=len(photos),
+            ref=ref,
+            candidates=[{"id": c.id, "name": c.name} for c in candidates or []],
+        )
+        await self.store.await_choice(sub.id, self.clock(), owed=[question])
         return None
 
     async def _held_as_duplicate(self, sub: Submission) -> bool:
@@ -756,25 +711,18 @@ class Tracker:
         earlier = await self.store.previous_analysis(sub)
         if earlier is None:
             return False
-        try:
-            await self.chat.send(sub, self.chat.duplicate_question(sub, earlier))
-        except ChatError as exc:
-            await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
-            return True
-        await self.store.hold_duplicate(sub.id, earlier.id, self.clock())
+        question = question_row(sub, "duplicate", earlier=earlier.id)
+        await self.store.hold_duplicate(sub.id, earlier.id, self.clock(), owed=[question])
         log.info("held as a duplicate of %d", earlier.id, extra={"submission_id": sub.id})
         return True
 
     async def _ask_fields(self, sub: Submission, missing: list[str], example: str) -> None:
-        try:
-            message_id = await self.chat.send(sub, self.chat.fields_question(sub, missing, example))
-        except ChatError as exc:
-            await self.store.defer(sub.id, self.clock() + self._backoff(1), str(exc)[:300])
-            return
         await self.store.await_fields(
-            sub.id, Problem("fields_wanted", {"missing": missing}), self.clock()
+            sub.id,
+            Problem("fields_wanted", {"missing": missing}),
+            self.clock(),
+            owed=[question_row(sub, "fields", missing=missing, example=example)],
         )
-        await self.store.note_message(sub.id, prompt_message_id=message_id)
 
     # Submitted: poll -------------------------------------------------------------------------
 
@@ -787,7 +735,6 @@ class Tracker:
         ):
             if await self.store.expire(sub.id, now):
                 log.info("batch expired", extra={"submission_id": sub.id, "batch_id": sub.batch_id})
-                await self.notify(sub.id)
             return
         wait = self.budget.take()
         if wait > 0:
@@ -808,7 +755,6 @@ class Tracker:
             await self.store.fail(
                 sub.id, Problem("failed", {"reason": "batch_missing"}), self.clock()
             )
-            await self.notify(sub.id)
             return
         except ProtocolError as exc:  # not JSON at all
             await self._unreadable(sub, None, str(exc))
@@ -828,7 +774,6 @@ class Tracker:
                     "batch completed (poll)",
                     extra={"submission_id": sub.id, "batch_id": sub.batch_id},
                 )
-                await self.notify(sub.id)
             return
         total, ok, failed = status.counts()
         gap = poll_delay(sub.poll_count + 1, self.settings) * self.rng.uniform(0.9, 1.1)
@@ -841,7 +786,7 @@ class Tracker:
             now=self.clock(),
         )
         await self._show_progress(sub, status.percent, max(1, total))
-        self.board_changed(sub)
+        await self.board_changed(sub)
 
     async def _unreadable(self, sub: Submission, status: BatchStatus | None, error: str) -> None:
         """An answer about this batch we cannot read. Logged once with its shape (keys and
@@ -863,7 +808,6 @@ class Tracker:
         raw = status.raw if status is not None else None
         if await self.store.complete(sub.id, raw, Counts(), "poll", self.clock()):
             log.warning("batch reported as unreadable after %d answers", count, extra=ctx)
-            await self.notify(sub.id)
 
     async def _show_progress(self, sub: Submission, percent: float | None, products: int) -> None:
         """Edit the analysing message only on a real change, and not too often."""
@@ -877,91 +821,5 @@ class Tracker:
             now - sub.progress_edited_at < self.settings.progress_edit_interval_seconds
         ):
             return
-        self.chat.show_progress(sub, products, percent)
+        await self.store.owe(progress_row(sub), now=now)
         await self.store.note_progress_shown(sub.id, float(int(percent)), now)
-
-    # Messages: exactly once ------------------------------------------------------------------
-
-    async def notify(self, sub_id: int) -> None:
-        """Claim, send, mark. A failed send releases the claim and is retried with backoff."""
-        now = self.clock()
-        if not await self.store.claim_notification(sub_id, now):
-            return
-        sub = await self.store.get(sub_id)
-        assert sub is not None
-        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id, "batch_id": sub.batch_id}
-        try:
-            messages = await self.chat.messages_for(sub)
-            combined = await self.chat.combined(sub, messages)
-            if combined is not None:
-                await self.store.mark_part_sent(sub.id, len(messages))
-                await self.store.note_message(sub.id, results_message_id=combined)
-                messages = []
-            for index in range(sub.parts_sent, len(messages)):
-                message_id = await self.chat.send(sub, messages[index])
-                await self.store.mark_part_sent(sub.id, index + 1)
-                if messages[index].role is Role.PROMPT:
-                    # A rejection or question: a reply to it (field=value …) fixes it.
-                    await self.store.note_message(sub.id, prompt_message_id=message_id)
-                elif messages[index].role is Role.RESULTS:
-                    await self.store.note_message(sub.id, results_message_id=message_id)
-            if sub.state is State.COMPLETED:
-                # Idempotent, so a failure here retries it (the parts sent stay sent).
-                await self._keep_history(sub.id)
-        except RetryLater as exc:
-            self.metrics.telegram_sends.labels(outcome="retry_after").inc()
-            await self.store.release_claim(
-                sub.id, str(exc), self.clock() + exc.seconds, self.clock()
-            )
-            return
-        except ChatGone as exc:
-            # The chat blocked or removed the bot: remember it and move on.
-            self.metrics.telegram_sends.labels(outcome="forbidden").inc()
-            await self.store.update_chat(sub.chat_id, self.clock(), reachable=False)
-            await self.store.mark_notified(sub.id, self.clock(), error=f"unreachable: {exc}")
-            log.warning("chat unreachable: %s", exc, extra=ctx)
-            return
-        except Refused as exc:
-            self.metrics.telegram_sends.labels(outcome="bad_request").inc()
-            await self.store.mark_notified(sub.id, self.clock(), error=f"refused: {exc}")
-            log.error("message refused by Telegram: %s", exc, extra=ctx)
-            return
-        except ChatError as exc:
-            self.metrics.telegram_sends.labels(outcome="error").inc()
-            wait = self._backoff(sub.notify_attempts)
-            await self.store.release_claim(
-                sub.id, str(exc)[:300], self.clock() + wait, self.clock()
-            )
-            log.warning("send failed, retry in %.1fs: %s", wait, exc, extra=ctx)
-            return
-        except Exception as exc:
-            # Our own fault (rendering, a text key, the database): release what we hold and
-            # back off, so the row is neither stuck claimed nor retried in a tight loop.
-            wait = self._backoff(sub.notify_attempts)
-            log.exception("notification failed, retry in %.1fs", wait, extra=ctx)
-            with contextlib.suppress(Exception):
-                await self.store.release_claim(
-                    sub.id, f"internal: {exc!r}"[:300], self.clock() + wait, self.clock()
-                )
-            return
-        await self.store.mark_notified(sub.id, self.clock())
-        self.metrics.telegram_sends.labels(outcome="ok").inc()
-        await self.react(sub, outcome_reaction(sub))
-        self.board_changed(sub)
-        if sub.state is State.COMPLETED:
-            if sub.completed_at is not None:
-                self.metrics.completion_to_reply.observe(max(0.0, self.clock() - sub.completed_at))
-            log.info("results sent", extra=ctx)
-            self.chat.show_done(sub)
-
-    async def _keep_history(self, sub_id: int) -> None:
-        """The submission's analysed products into the results history (/find, /report), with
-        a link to the results message. Idempotent: a repeated notification adds nothing."""
-        sub = await self.store.get(sub_id)
-        if sub is None:
-            return
-        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        photos = [] if sub.retry_of else products_of(await self.store.photos(sub.id))
-        photo_ids: list[str | None] = [group[0].file_id for group in photos]
-        rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
-        await self.store.history.add(rows)

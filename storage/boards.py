@@ -45,7 +45,12 @@ class Boards:
         return (row["message_id"], row["text"]) if row else (None, None)
 
     async def set_board(
-        self, chat_id: int, thread: int, message_id: int | None, text: str | None
+        self,
+        chat_id: int,
+        thread: int,
+        message_id: int | None,
+        text: str | None,
+        now: float | None = None,
     ) -> None:
         """Remember the board's message and text; a `message_id` of None forgets the board."""
         async with self.db.transaction() as tx:
@@ -55,8 +60,9 @@ class Boards:
                 )
                 return
             await tx.execute(
-                "INSERT INTO boards (chat_id, thread_id, message_id, text) VALUES (?, ?, ?, ?)"
+                "INSERT INTO boards (chat_id, thread_id, message_id, text, edited_at)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (chat_id, thread_id) DO UPDATE SET message_id = excluded.message_id,"
-                " text = excluded.text",
-                (chat_id, thread, message_id, text),
+                " text = excluded.text, edited_at = excluded.edited_at",
+                (chat_id, thread, message_id, text, now),
             )

@@ -15,10 +15,12 @@ UPDATE changes nothing and the caller learns it from the return value.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from storage.db import Database
 from storage.models import Problem, State, Submission
+from storage.owed import Owed, owe
 from storage.transitions import Raw, assignments, move, move_all
 
 _RECEIVED = State.RECEIVED.value
@@ -43,24 +45,32 @@ class Choices:
             )
         return n == 1
 
-    async def await_choice(self, sub_id: int, now: float) -> bool:
-        """A received submission waits for the user to pick a collection: not due any more."""
+    async def await_choice(self, sub_id: int, now: float, owed: Sequence[Owed] = ()) -> bool:
+        """A received submission waits for the user to pick a collection: not due any more.
+        `owed`: the question, written with it."""
         async with self.db.transaction() as tx:
             n = await tx.execute(
                 "UPDATE submissions SET next_action_at = NULL, updated_at = ?"
                 " WHERE id = ? AND state = ?",
                 (now, sub_id, _RECEIVED),
             )
+            if n:
+                await owe(tx, owed, now)
         return n == 1
 
-    async def await_fields(self, sub_id: int, problem: Problem, now: float) -> bool:
-        """Keep the photos and wait for the missing fields (a reply to the question)."""
+    async def await_fields(
+        self, sub_id: int, problem: Problem, now: float, owed: Sequence[Owed] = ()
+    ) -> bool:
+        """Keep the photos and wait for the missing fields (a reply to the question, which
+        `owed` carries)."""
         async with self.db.transaction() as tx:
             n = await tx.execute(
                 "UPDATE submissions SET problem = ?, next_action_at = NULL, updated_at = ?"
                 " WHERE id = ? AND state = ?",
                 (problem.dumps(), now, sub_id, _RECEIVED),
             )
+            if n:
+                await owe(tx, owed, now)
         return n == 1
 
     async def revise(
@@ -143,14 +153,19 @@ class Choices:
             )
         return Submission.from_row(row) if row else None
 
-    async def hold_duplicate(self, sub_id: int, earlier: int, now: float) -> bool:
-        """Nothing is uploaded until the user chooses (show the old results, or analyse)."""
+    async def hold_duplicate(
+        self, sub_id: int, earlier: int, now: float, owed: Sequence[Owed] = ()
+    ) -> bool:
+        """Nothing is uploaded until the user chooses (show the old results, or analyse);
+        `owed` carries the question."""
         async with self.db.transaction() as tx:
             n = await tx.execute(
                 "UPDATE submissions SET duplicate_of = ?, next_action_at = NULL, updated_at = ?"
                 " WHERE id = ? AND state = ?",
                 (earlier, now, sub_id, _RECEIVED),
             )
+            if n:
+                await owe(tx, owed, now)
         return n == 1
 
     async def pass_guard(self, sub_id: int, now: float) -> bool:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class Database:
         self.path = path
         # asyncio.Lock binds to a loop on first use (3.10+), so building it here is safe.
         self._lock = asyncio.Lock()
+        # Called after a COMMIT that wrote outbox rows, with their chats (wakes delivery).
+        self.on_owed: Callable[[set[int]], None] | None = None
 
     @classmethod
     async def open(
@@ -88,14 +90,17 @@ class Database:
         every later BEGIN on this single connection would fail until the process restarts."""
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self._conn)
             try:
-                yield Tx(self._conn)
+                yield tx
                 await self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         await self._conn.execute("ROLLBACK")
                 raise
+        if tx.owed and self.on_owed is not None:
+            self.on_owed(tx.owed)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:
@@ -166,6 +171,7 @@ class Tx:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self.owed: set[int] = set()  # chats this transaction wrote outbox rows for
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""

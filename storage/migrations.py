@@ -292,4 +292,41 @@ MIGRATIONS: list[Migration] = [
         ],
     ),
     Migration(8, "every analysed product, kept for /find, /report and the digest", HISTORY_SCHEMA),
+    Migration(
+        9,
+        "the outbox: every message owed to a chat as a row; refusals to strangers once an hour",
+        [
+            """
+            CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                chat_id INTEGER NOT NULL,
+                thread_id INTEGER,
+                reply_to INTEGER,
+                submission_id INTEGER,
+                kind TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                key TEXT UNIQUE,
+                payload TEXT NOT NULL DEFAULT '{}',
+                document BLOB,
+                created_at REAL NOT NULL,
+                not_before REAL NOT NULL DEFAULT 0,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT
+            )
+            """,
+            "CREATE INDEX outbox_chat ON outbox (chat_id, priority, id)",
+            "CREATE INDEX outbox_due ON outbox (not_before)",
+            "CREATE TABLE refusals (user_id INTEGER PRIMARY KEY, refused_at REAL NOT NULL)",
+            "ALTER TABLE boards ADD COLUMN edited_at REAL",
+            # What a running bot of version 8 still owed (a notification not sent yet).
+            """
+            INSERT INTO outbox (chat_id, thread_id, reply_to, submission_id, kind, priority,
+                                key, created_at)
+            SELECT chat_id, thread_id, message_id, id, 'notify', 0, 'notify:' || id, updated_at
+            FROM submissions
+            WHERE state IN ('completed', 'rejected', 'failed', 'expired', 'uncertain')
+              AND notified_at IS NULL
+            """,
+        ],
+    ),
 ]

@@ -10,8 +10,9 @@ class, usable alone over the same `Database` (`self.db`):
                       caption, the duplicate guard, dropping, /cancel
     submissions.py    the way through Resell Scan: submit, reconcile, poll, complete; the
                       retry of failed products; recovery at start; reads of submissions
-    notifications.py  the message a submission owes its chat (the claim), and the ids of
-                      messages sent
+    notifications.py  the ids of messages sent for a submission
+    outbox.py         every message, edit and reaction owed to a chat, as a row written
+                      with the change of state that owes it; delivered by the bot's loop
     webhooks.py       webhook events, kept raw and applied once
     chats.py          chat settings
     boards.py         the live board of a group
@@ -35,6 +36,7 @@ from storage.history import History
 from storage.intake import AddResult, Intake
 from storage.models import Counts
 from storage.notifications import Notifications
+from storage.outbox import Outbox
 from storage.submissions import Submissions
 from storage.transitions import TRANSITIONS
 from storage.webhooks import WebhookOutcome, Webhooks
@@ -42,7 +44,7 @@ from storage.webhooks import WebhookOutcome, Webhooks
 __all__ = ["TRANSITIONS", "AddResult", "Counts", "Store", "WebhookOutcome"]
 
 
-class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards):
+class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards, Outbox):
     """All repositories over one Database (see the module doc)."""
 
     def __init__(self, db: Database) -> None:
@@ -53,4 +55,5 @@ class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards
         Notifications.__init__(self, db)
         Webhooks.__init__(self, db)
         Boards.__init__(self, db)
+        Outbox.__init__(self, db)
         self.history = History(db)

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from storage.db import Database
 from storage.models import Counts, Problem, State, Submission
+from storage.owed import Owed, owe
 from storage.transitions import Raw, complete, move, move_all
 from storage.webhooks import WebhookOutcome, apply_early, attach_by_products
 
@@ -80,14 +82,26 @@ class Submissions:
         )
 
     async def mark_submitted(
-        self, sub_id: int, batch_id: str, next_poll_at: float, now: float
+        self,
+        sub_id: int,
+        batch_id: str,
+        next_poll_at: float,
+        now: float,
+        owed: Sequence[Owed] = (),
     ) -> bool:
-        """Store the batch id. If a webhook for this batch arrived first, apply it now.
-        Returns True when that made the submission completed at once."""
-        return await self._submitted(sub_id, "mark_submitted", batch_id, next_poll_at, now)
+        """Store the batch id (and owe `owed`: the analysing message). If a webhook for this
+        batch arrived first, apply it now. Returns True when that made the submission
+        completed at once."""
+        return await self._submitted(sub_id, "mark_submitted", batch_id, next_poll_at, now, owed)
 
     async def _submitted(
-        self, sub_id: int, transition: str, batch_id: str, next_poll_at: float, now: float
+        self,
+        sub_id: int,
+        transition: str,
+        batch_id: str,
+        next_poll_at: float,
+        now: float,
+        owed: Sequence[Owed],
     ) -> bool:
         async with self.db.transaction() as tx:
             moved = await move(
@@ -103,6 +117,7 @@ class Submissions:
             )
             if not moved:
                 return False
+            await owe(tx, owed, now)
             return await apply_early(tx, sub_id, batch_id, now)
 
     # Reconciling a lost answer -------------------------------------------------------------
@@ -165,11 +180,16 @@ class Submissions:
             return await attach_by_products(tx, sub_id, product_ids, now)
 
     async def attach_batch(
-        self, sub_id: int, batch_id: str, next_poll_at: float, now: float
+        self,
+        sub_id: int,
+        batch_id: str,
+        next_poll_at: float,
+        now: float,
+        owed: Sequence[Owed] = (),
     ) -> bool:
         """The products found by reconciling are being analysed as `batch_id` (started with
         POST /products/analyze): track it like any other batch."""
-        return await self._submitted(sub_id, "attach", batch_id, next_poll_at, now)
+        return await self._submitted(sub_id, "attach", batch_id, next_poll_at, now, owed)
 
     async def ask_user(self, sub_id: int, problem: Problem, now: float) -> bool:
         """The lookup itself failed: the user decides, told what was and was not found."""
@@ -269,6 +289,7 @@ class Submissions:
         product_ids: list[str],
         next_poll: float,
         now: float,
+        owed: Sequence[Owed] = (),
     ) -> int | None:
         """"Retry failed": the failed products are being analysed again as `batch_id`. A new
         submission tracks that batch and answers the original photos; the original's button
@@ -280,6 +301,7 @@ class Submissions:
             )
             if not used:
                 return None
+            await owe(tx, owed, now)
             return await tx.insert(
                 "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"
                 " collection_ref, collection_id, collection_name, manual_fields, caption_seen,"
@@ -316,8 +338,8 @@ class Submissions:
         """At start: whatever was mid-send when the process died.
 
         `submitting` becomes `reconciling` (createAndAnalyze may have been processed: the
-        bot looks its photos up at `reconcile_at`), and notification claims of the dead
-        process are released."""
+        bot looks its photos up at `reconcile_at`). What the dead process owed its chats is
+        in the outbox and goes out as usual."""
         async with self.db.transaction() as tx:
             reconciling = await move_all(
                 tx,
@@ -327,16 +349,11 @@ class Submissions:
                 next_action_at=reconcile_at,
                 reconcile_checks=0,
             )
-            released = await tx.execute(
-                "UPDATE submissions SET notify_claimed_at = NULL, next_action_at = ?"
-                " WHERE notify_claimed_at IS NOT NULL AND notified_at IS NULL",
-                (now,),
-            )
             counts = await tx.all(
                 "SELECT state, COUNT(*) FROM submissions WHERE state IN (?, ?, ?) GROUP BY state",
                 (State.RECEIVED.value, State.SUBMITTED.value, State.COMPLETED.value),
             )
-        out = {"reconciling": reconciling, "claims_released": released}
+        out = {"reconciling": reconciling}
         out.update({row[0]: row[1] for row in counts})
         return out
 

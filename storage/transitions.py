@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage.db import Tx
-from storage.models import Counts, State
+from storage.models import MESSAGE_STATES, Counts, State
+from storage.owed import owe_notifications
 
 # name: (states it may start from, state it ends in).
 TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
@@ -102,11 +103,15 @@ async def _update(
     sets, bound = assignments(values)
     marks = ", ".join("?" for _ in sources)
     extra = f" AND ({where})" if where else ""
-    return await tx.execute(
+    moved = await tx.all(
         f"UPDATE submissions SET state = ?, updated_at = ?{sets}"  # noqa: S608 (column names and conditions are ours)
-        f" WHERE state IN ({marks}){extra}",
+        f" WHERE state IN ({marks}){extra} RETURNING id",
         (target.value, now, *bound, *(s.value for s in sources), *where_args),
     )
+    if target in MESSAGE_STATES:
+        # The message this state owes, in the same transaction (the outbox's rule).
+        await owe_notifications(tx, [row[0] for row in moved], now)
+    return len(moved)
 
 
 async def complete(

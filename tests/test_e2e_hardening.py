@@ -15,6 +15,7 @@ from PIL import Image
 from bot.images import to_jpeg
 from sandbox.data import collection_id, fake_jpeg
 from storage import State
+from storage.outbox import Kind
 from tests.conftest import eventually
 from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
 
@@ -150,11 +151,11 @@ async def test_media_url_serves_the_photo_unchanged(
     assert (image["size"], image["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
 
 
-async def test_a_rendering_fault_releases_the_claim_and_backs_off(
+async def test_a_rendering_fault_keeps_the_message_owed_and_backs_off(
     harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bug while building the reply (here: rendering raises) must neither hold the claim
-    forever nor retry in a tight loop; once the fault is gone the reply goes out, once."""
+    """A bug while building the reply (here: rendering raises) must neither lose the message
+    owed nor retry in a tight loop; once the fault is gone the reply goes out, once."""
     async with bot_running(settings_for()) as bot:
         assert bot.chat is not None
         real = bot.chat.messages_for
@@ -176,7 +177,8 @@ async def test_a_rendering_fault_releases_the_claim_and_backs_off(
         assert bot.store is not None
         [sub] = (await bot.store.for_chat(ANNA["id"]))[1]  # completed: finished for /status
         assert sub.state is State.COMPLETED
-        assert sub.notify_claimed_at is None and sub.next_action_at is not None
+        [row] = await bot.store.outbox_rows(ANNA["id"], time.time() + 3600, 10)
+        assert row.kind is Kind.NOTIFY and row.attempts == 1 and row.not_before > time.time()
         broken = False
         await harness.wait_text(ANNA["id"], "Results", within=10)
     assert len(results_replies(await harness.sent(ANNA["id"]))) == 1

@@ -43,7 +43,6 @@ from bot.resellscan.webhooks import sign
 from bot.telegram import render
 from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.outbox import TelegramChat
-from bot.telegram.scheduler import SendLimits, SendScheduler
 from bot.tracker import MAX_UNREADABLE, Tracker
 from bot.web import Health, build_web_app
 from storage import Database, NewPhoto, State, Store
@@ -457,7 +456,6 @@ class Rig:
             catalog=Catalog(client),
             bot=self.telegram,  # type: ignore[arg-type]
             callbacks=CallbackCodec(b"c" * 32),
-            scheduler=SendScheduler(SendLimits.unlimited()),
             clock=self.clock,
         )
         self.tracker = Tracker(

@@ -41,9 +41,11 @@ from bot.config import Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner
 from bot.metrics import Metrics
-from bot.resellscan import Collection, ResellScanClient, RetryPolicy
+from bot.outbox import Deliverer
+from bot.resellscan import ResellScanClient, RetryPolicy
 from bot.tracker import Tracker
 from storage import CaptionInfo, Database, NewPhoto, State, Store, Submission
+from storage.outbox import OutboxRow
 from tests.conftest import apply_webhook
 
 COLLECTION = {"id": "col-1", "name": "Electronics"}
@@ -136,7 +138,7 @@ class FakeResellScan:
 
 
 class FakeChat:
-    """The tracker's chat (bot.chat.Chat, type-checked): records what was sent, fails on demand
+    """The chat port (bot.chat.Chat, type-checked): records what was sent, fails on demand
     like Telegram (or like a process dying just before or after Telegram took a message)."""
 
     def __init__(self) -> None:
@@ -151,21 +153,21 @@ class FakeChat:
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
         self.reactions.append((chat_id, message_id, emoji))
 
-    def shows_board(self, chat_id: int) -> bool:
-        return False
-
-    def board_changed(self, sub: Submission) -> None:
-        return None
-
     async def messages_for(self, sub: Submission) -> list[Outgoing]:
         if sub.state is State.COMPLETED:
             return [Outgoing(f"📊 results of {sub.batch_id}", role=Role.RESULTS)]
         return [Outgoing(f"{sub.state.value}: {sub.problem}", role=Role.PROMPT)]
 
-    async def combined(self, sub: Submission, messages: list[Outgoing]) -> int | None:
-        return None
+    async def question(self, sub: Submission, payload: dict[str, Any]) -> Outgoing:
+        return Outgoing(f"question {payload['question']}", role=Role.PROMPT)
+
+    def analysing(self, sub: Submission, products: int) -> Outgoing:
+        return Outgoing(f"⏳ analysing {products}")
 
     async def send(self, sub: Submission, out: Outgoing) -> int:
+        return self._sent(sub.chat_id, out.text, sub.message_id)
+
+    def _sent(self, chat_id: int, text: str, reply_to: int | None) -> int:
         failure, self.failure = self.failure, None
         if failure == "429":
             raise RetryLater(3)
@@ -174,35 +176,22 @@ class FakeChat:
         if failure == "crash_before":
             raise Crash
         self.counter += 1
-        self.sent.append({"chat_id": sub.chat_id, "text": out.text, "reply_to": sub.message_id})
+        self.sent.append({"chat_id": chat_id, "text": text, "reply_to": reply_to})
         if failure == "crash_after":
             raise Crash
         return self.counter
 
-    def show_progress(self, sub: Submission, products: int, percent: float | None) -> None:
+    async def send_combined(self, subs: list[Submission]) -> tuple[int, int]:
+        raise AssertionError("private chats never combine")
+
+    async def edit_progress(self, sub: Submission) -> None:
         return None
 
-    def show_done(self, sub: Submission) -> None:
-        return None
+    async def refresh_board(self, chat_id: int, thread: int) -> int:
+        return 0
 
-    def analysing(self, sub: Submission, products: int) -> Outgoing:
-        return Outgoing(f"⏳ analysing {products}")
-
-    async def collection_question(
-        self,
-        sub: Submission,
-        photos: int,
-        candidates: list[Collection] | None,
-        ref: str,
-        collections: list[Collection],
-    ) -> Outgoing:
-        return Outgoing(f"which collection for {photos} photo(s)?")
-
-    def duplicate_question(self, sub: Submission, earlier: Submission) -> Outgoing:
-        return Outgoing(f"analysed already in {earlier.id}")
-
-    def fields_question(self, sub: Submission, missing: list[str], example: str) -> Outgoing:
-        return Outgoing(f"reply with {missing}", role=Role.PROMPT)
+    async def post(self, row: OutboxRow) -> int | None:
+        return self._sent(row.chat_id, str(row.payload.get("text", "")), row.reply_to)
 
 
 class Clock:
@@ -268,7 +257,24 @@ class SubmissionMachine(RuleBasedStateMachine):
             media=MediaSigner(b"k" * 32, "https://bot.test", 3600),
             clock=self.clock,
         )
+        self.deliverer = Deliverer(
+            store=self.store, chat=self.telegram, metrics=Metrics(), clock=self.clock
+        )
         await self.store.recover(self.clock(), self.clock() + 1.0)
+
+    async def deliver_all(self) -> None:
+        """What the delivery loop does, without Telegram's budget: every chat's due rows,
+        in order; a chat paused by a 429 waits."""
+        now = self.clock()
+        for chat_id in await self.store.outbox_due_chats(now, 10):
+            for _ in range(50):  # bounded
+                rows = await self.store.outbox_rows(chat_id, now, 16)
+                if not rows:
+                    break
+                done = await self.deliverer.deliver(rows[0])
+                if done.pause is not None:
+                    await self.store.hold_chat(chat_id, now + done.pause)
+                    break
 
     # Rules ---------------------------------------------------------------------------------
 
@@ -333,18 +339,19 @@ class SubmissionMachine(RuleBasedStateMachine):
 
     @rule()
     def tick(self) -> None:
-        """The tracker handles everything due now, one by one, as its loop would."""
-        for sub in self.run(self.store.due(self.clock(), limit=50)):
-            before = len(self.telegram.sent)
-            failure = self.telegram.failure
-            try:
+        """The tracker handles everything due now, one by one, as its loop would; then the
+        delivery loop sends what is owed."""
+        before = len(self.telegram.sent)
+        failure = self.telegram.failure
+        try:
+            for sub in self.run(self.store.due(self.clock(), limit=50)):
                 self.run(self.tracker.handle(sub))
-            except Crash:
-                if failure == "crash_after" and len(self.telegram.sent) > before:
-                    reply_to = self.telegram.sent[-1]["reply_to"]
-                    self.crash_repeats[reply_to] = self.crash_repeats.get(reply_to, 0) + 1
-                self.restart()
-                return
+            self.run(self.deliver_all())
+        except Crash:
+            if failure == "crash_after" and len(self.telegram.sent) > before:
+                reply_to = self.telegram.sent[-1]["reply_to"]
+                self.crash_repeats[reply_to] = self.crash_repeats.get(reply_to, 0) + 1
+            self.restart()
 
     @rule()
     def user_picks_a_collection(self) -> None:

@@ -26,6 +26,7 @@ from storage import (
     Store,
 )
 from storage.migrations import MIGRATIONS
+from storage.outbox import Kind, OutboxRow, Priority
 from tests.conftest import apply_webhook, new_photo
 
 NOW = 1_000_000.0
@@ -58,6 +59,23 @@ async def force_state(store: Store, sub_id: int, state: State) -> None:
             "UPDATE submissions SET state = ?, batch_id = COALESCE(batch_id, ?) WHERE id = ?",
             (state.value, f"batch-{sub_id}" if state is not State.RECEIVED else None, sub_id),
         )
+
+
+async def owed(store: Store, sub_id: int) -> list[OutboxRow]:
+    """The outbox rows owed for a submission."""
+    async with store.db.reading() as tx:
+        rows = await tx.all("SELECT * FROM outbox WHERE submission_id = ? ORDER BY id", (sub_id,))
+    return [OutboxRow.from_row(r) for r in rows]
+
+
+async def completed(store: Store) -> int:
+    """A submission taken through the real transitions to `completed`."""
+    sub_id = await add_single(store)
+    assert await store.choose_collection(sub_id, "c1", "C", NOW)
+    assert await store.begin_submit(sub_id, NOW)
+    await store.mark_submitted(sub_id, f"b-{sub_id}", NOW + 3, NOW)
+    assert await store.complete(sub_id, {"products": []}, Counts(), "poll", NOW)
+    return sub_id
 
 
 async def state_of(store: Store, sub_id: int) -> State:
@@ -97,38 +115,43 @@ async def test_full_happy_path(store: Store) -> None:
     assert await store.complete(
         sub_id, {"status": "completed", "products": []}, Counts("completed", 0, 0, 0), "poll", NOW
     )
-    assert await store.claim_notification(sub_id, NOW)
-    assert await store.mark_notified(sub_id, NOW)
+    [row] = await owed(store, sub_id)
+    assert await store.notified(row, NOW)
     final = await store.get(sub_id)
     assert final is not None and final.state is State.NOTIFIED and final.notified_at == NOW
     assert final.attempts == 1
 
 
-async def test_notified_batch_cannot_be_claimed_again(store: Store) -> None:
+async def test_a_completion_owes_one_message_and_is_notified_once(store: Store) -> None:
+    sub_id = await completed(store)
+    [row] = await owed(store, sub_id)
+    assert row.kind is Kind.NOTIFY and row.priority is Priority.RESULT
+    assert not await store.complete(sub_id, {"products": []}, Counts(), "poll", NOW)
+    assert len(await owed(store, sub_id)) == 1, "owed twice"
+    assert await store.notified(row, NOW)
+    assert await owed(store, sub_id) == []
+    assert await state_of(store, sub_id) is State.NOTIFIED
+    assert not await store.notified(row, NOW), "notified twice"
+
+
+async def test_a_failed_delivery_waits_and_is_retried(store: Store) -> None:
+    sub_id = await completed(store)
+    [row] = await owed(store, sub_id)
+    await store.retry_row(row, NOW + 5, "telegram timed out")
+    assert await store.outbox_rows(1, NOW, 10) == []
+    [again] = await store.outbox_rows(1, NOW + 5, 10)
+    assert again.id == row.id and again.attempts == 1
+
+
+async def test_only_states_that_owe_a_message_owe_one(store: Store) -> None:
     sub_id = await add_single(store)
-    await force_state(store, sub_id, State.COMPLETED)
-    assert await store.claim_notification(sub_id, NOW)
-    assert not await store.claim_notification(sub_id, NOW), "claimed twice"
-    assert await store.mark_notified(sub_id, NOW)
-    assert not await store.claim_notification(sub_id, NOW)
-    assert not await store.mark_notified(sub_id, NOW)
-
-
-async def test_released_claim_can_be_claimed_again(store: Store) -> None:
-    sub_id = await add_single(store)
-    await force_state(store, sub_id, State.COMPLETED)
-    assert await store.claim_notification(sub_id, NOW)
-    assert await store.release_claim(sub_id, "telegram 429", NOW + 5, NOW)
-    sub = await store.get(sub_id)
-    assert sub is not None and sub.notify_attempts == 1 and sub.next_action_at == NOW + 5
-    assert await store.claim_notification(sub_id, NOW + 5)
-
-
-async def test_claim_only_for_states_that_owe_a_message(store: Store) -> None:
-    sub_id = await add_single(store)
-    for state in (State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.NOTIFIED):
-        await force_state(store, sub_id, state)
-        assert not await store.claim_notification(sub_id, NOW), state
+    assert await store.choose_collection(sub_id, "c1", "C", NOW)
+    assert await store.begin_submit(sub_id, NOW)
+    await store.mark_submitted(sub_id, "b-only", NOW + 3, NOW)
+    assert await owed(store, sub_id) == [], "received, submitting, submitted owe nothing"
+    assert await store.reject(sub_id, Problem("x"), NOW) is False  # not from submitted
+    assert await store.fail(sub_id, Problem("failed"), NOW)
+    assert [r.kind for r in await owed(store, sub_id)] == [Kind.NOTIFY]
 
 
 async def test_duplicate_webhook_event_changes_nothing(store: Store) -> None:
@@ -158,8 +181,7 @@ async def test_racing_webhook_and_poller_complete_once(store: Store) -> None:
         )
         assert (webhook.kind == "applied") != poll, "exactly one of them must win"
         winners.append("webhook" if webhook.kind == "applied" else "poll")
-        assert await store.claim_notification(sub_id, NOW)
-        assert not await store.claim_notification(sub_id, NOW)
+        assert len(await owed(store, sub_id)) == 1, "one message owed, whoever won"
     assert set(winners) <= {"webhook", "poll"}
 
 
@@ -234,19 +256,19 @@ async def test_caption_problem_rejects_and_owes_a_message(store: Store) -> None:
     sub = await store.get(result.submission_id)
     assert sub is not None and sub.state is State.REJECTED
     assert sub.problem == Problem("bad_pair", {"pair": "x"})
-    assert await store.claim_notification(sub.id, NOW)
+    assert [r.kind for r in await owed(store, sub.id)] == [Kind.NOTIFY]
 
 
-async def test_recover_reconciles_what_was_being_sent_and_releases_claims(store: Store) -> None:
+async def test_recover_reconciles_what_was_being_sent_and_keeps_what_is_owed(
+    store: Store,
+) -> None:
     mid_send = await add_single(store)
     await force_state(store, mid_send, State.SUBMITTING)
-    mid_reply = await add_single(store)
-    await force_state(store, mid_reply, State.COMPLETED)
-    assert await store.claim_notification(mid_reply, NOW)
+    mid_reply = await completed(store)
     counts = await store.recover(NOW + 10, NOW + 30)
-    assert counts["reconciling"] == 1 and counts["claims_released"] == 1
+    assert counts["reconciling"] == 1
     assert await state_of(store, mid_send) is State.RECONCILING
-    assert await store.claim_notification(mid_reply, NOW + 10)
+    assert len(await owed(store, mid_reply)) == 1, "the message owed stays owed"
     assert mid_send not in {s.id for s in await store.due(NOW + 10)}, "after the settle delay"
     assert mid_send in {s.id for s in await store.due(NOW + 30)}
 
@@ -330,8 +352,8 @@ async def test_200_concurrent_tasks_mixed_writes(store: Store) -> None:
             await apply_webhook(store, f"evt-c-{n}", f"batch-c-{n}", payload, NOW)
         else:
             await store.complete(sub_id, {"products": []}, Counts(), "poll", NOW)
-        assert await store.claim_notification(sub_id, NOW)
-        assert await store.mark_notified(sub_id, NOW)
+        [row] = await owed(store, sub_id)
+        assert await store.notified(row, NOW)
         return sub_id
 
     results = await asyncio.gather(*(worker(n) for n in range(200)))
@@ -530,9 +552,9 @@ async def test_resubmit_starts_the_message_bookkeeping_afresh(store: Store) -> N
     await force_state(store, sub_id, State.SUBMITTING)
     await store.mark_reconciling(sub_id, "dropped", NOW, NOW, cause=Problem("ambiguous"))
     await store.ask_user(sub_id, Problem("uncertain_ask"), NOW)
-    assert await store.claim_notification(sub_id, NOW)
-    await store.mark_part_sent(sub_id, 1)
-    assert await store.mark_notified(sub_id, NOW)
+    [row] = await owed(store, sub_id)
+    await store.part_sent(row, 1)
+    assert await store.notified(row, NOW)
     assert await store.resubmit(sub_id, NOW + 1)
     sub = await store.get(sub_id)
     assert sub is not None and sub.state is State.RECEIVED

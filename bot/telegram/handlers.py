@@ -8,6 +8,7 @@ without a `/scan` caption) go through one MessageHandler.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import logging
 import re
@@ -22,13 +23,11 @@ from telegram import (
     BotCommandScopeAllGroupChats,
     BotCommandScopeDefault,
     InlineKeyboardMarkup,
-    InputFile,
     Message,
-    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -55,16 +54,17 @@ from bot.intake import (
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.outbox import TelegramChat
-from bot.telegram.scheduler import Priority, SendScheduler
+from bot.telegram.outbox import TelegramChat, edit_row, reply_row, text_row
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.tracker import Tracker
 from storage import CaptionInfo, ChatSettings, NewPhoto, Problem, State, Store, Submission
+from storage.outbox import Owed, Priority
 
 log = logging.getLogger(__name__)
 
 MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
+REFUSE_EVERY_SECONDS = 3600.0  # one "not allowed" answer per stranger and hour
 DEFAULT_DIGEST_TIME = "20:00"  # the digest button turns it on at this local time
 CLEAR_WORDS = frozenset({"none", "-", "off", "clear", "keine", "aus"})  # `/use none`
 # Rejections a corrected caption (or a reply with fields) can fix.
@@ -80,7 +80,6 @@ class Services:
     tracker: Tracker
     chat: TelegramChat
     callbacks: CallbackCodec
-    scheduler: SendScheduler
     team: Team
     clock: Callable[[], float] = time.time
 
@@ -151,20 +150,26 @@ class Handlers:
 
     async def reply(
         self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None
-    ) -> Message:
-        """Answer a user's message, through the chat's send queue (flood limits)."""
+    ) -> None:
+        """Answer a user's message: owed to the outbox, which sends it within Telegram's
+        limits (the handler does not wait for it)."""
+        await self.owe(reply_row(message, text, markup))
 
-        async def call() -> Message:
-            return await message.reply_text(
-                text,
-                reply_markup=markup,
-                reply_parameters=ReplyParameters(
-                    message.message_id, allow_sending_without_reply=True
-                ),
-                do_quote=False,
-            )
+    async def owe(self, *rows: Owed) -> None:
+        await self.s.store.owe(*rows, now=self.s.clock())
 
-        return await self.s.scheduler.submit(message.chat_id, call, priority=Priority.REPLY)
+    def for_sub(self, sub: Submission, out: Outgoing) -> Owed:
+        """A message about a submission, as a reply to its photos in their topic."""
+        markup = out.markup if isinstance(out.markup, InlineKeyboardMarkup) else None
+        return text_row(
+            sub.chat_id,
+            out.text,
+            markup,
+            reply_to=sub.message_id,
+            thread_id=sub.thread_id,
+            document=out.document[1] if out.document else None,
+            filename=out.document[0] if out.document else None,
+        )
 
     def allowed(self, update: Update) -> bool:
         settings = self.s.settings
@@ -215,8 +220,15 @@ class Handlers:
                 # command; stay quiet on other group traffic.
                 is_command = (message.text or "").startswith("/")
                 is_media = bool(message.photo or message.document)
-                if is_command or (is_media and chat.type == ChatType.PRIVATE):
-                    await self.reply(message, text)
+                if user and (is_command or (is_media and chat.type == ChatType.PRIVATE)):
+                    # At most once an hour per sender, at the lowest priority: a stranger
+                    # cannot make the bot spend its budget (or memory) on refusals.
+                    await self.s.store.refuse_once(
+                        user.id,
+                        reply_row(message, text, priority=Priority.OPTIONAL),
+                        self.s.clock(),
+                        every=REFUSE_EVERY_SECONDS,
+                    )
             log.info(
                 "refused update from user %s in chat %s",
                 user.id if user else None,
@@ -742,7 +754,7 @@ class Handlers:
         for index, part in enumerate(parts):
             await self.reply(message, part, markup if index == len(parts) - 1 else None)
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
-            await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
+            await self.owe(self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
 
     async def cmd_find(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -762,7 +774,13 @@ class Handlers:
         except report.PeriodError as exc:
             await self.reply(message, report.period_error_text(lang, exc))
             return
-        await self.s.team.send_report(chat.id, lang, out, reply_to=message)
+        await self.s.team.send_report(
+            chat.id,
+            lang,
+            out,
+            reply_to=message.message_id,
+            thread_id=message.message_thread_id if message.is_topic_message else None,
+        )
 
     async def cmd_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -996,7 +1014,7 @@ class Handlers:
         sub = press.sub
         if sub.results is not None:
             status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-            await self.s.chat.send(sub, await self.s.chat.csv_for(sub, status))
+            await self.owe(self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
 
     async def on_retry(self, press: Press[callbacks.RetryFailed]) -> bool:
         assert press.sub is not None
@@ -1010,7 +1028,7 @@ class Handlers:
             return
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         for text in render.listing_messages(sub.language, sub, status, press.button.index):
-            await self.s.chat.send(sub, Outgoing(text))
+            await self.owe(self.for_sub(sub, Outgoing(text)))
 
     async def on_duplicate(self, press: Press[callbacks.Duplicate]) -> bool:
         assert press.sub is not None
@@ -1048,39 +1066,32 @@ class Handlers:
         if row is None or row.message_id is None:
             return
         title = row.title or row.brand or t(lang, "find_untitled")
-
-        async def call() -> Message:
-            return await self.s.chat.bot.send_message(
+        # Owed like every message: if the results message was deleted meanwhile, this one
+        # goes out without the reply (the text names the product).
+        await self.owe(
+            text_row(
                 chat.id,
                 t(lang, "find_here", title=title),
-                reply_parameters=ReplyParameters(row.message_id or 0),
-                message_thread_id=row.thread_id,
+                reply_to=row.message_id,
+                thread_id=row.thread_id,
             )
-
-        try:
-            await self.s.scheduler.submit(chat.id, call, priority=Priority.REPLY)
-        except BadRequest:  # the results message was deleted
-            if update.callback_query:
-                await update.callback_query.answer(t(lang, "find_gone"), show_alert=True)
+        )
 
     async def _send_document(
         self, chat_id: int, message: Message | None, name: str, data: bytes
     ) -> None:
-        async def call() -> Message:
-            return await self.s.chat.bot.send_document(
+        await self.owe(
+            text_row(
                 chat_id,
-                InputFile(data, filename=name),
-                message_thread_id=message.message_thread_id
+                "",
+                reply_to=message.message_id if message is not None else None,
+                thread_id=message.message_thread_id
                 if message is not None and message.is_topic_message
                 else None,
-                reply_parameters=ReplyParameters(
-                    message.message_id, allow_sending_without_reply=True
-                )
-                if message is not None
-                else None,
+                document=data,
+                filename=name,
             )
-
-        await self.s.scheduler.submit(chat_id, call, priority=Priority.REPLY)
+        )
 
     async def _retry_failed(self, press: Press[callbacks.RetryFailed], sub: Submission) -> None:
         """🔁 Retry failed: POST /products/analyze with exactly the failed product ids, tracked
@@ -1104,26 +1115,20 @@ class Handlers:
             )
             return
         now = self.s.clock()
+        owed = [self.for_sub(sub, Outgoing(t(lang, "retry_started", count=len(failed))))]
+        message = press.message
+        if message is not None:  # the same keyboard without the used button
+            used = dataclasses.replace(sub, retried_at=now)
+            status = BatchStatus.read(used.results)
+            keyboard = render.results_keyboard(used.language, used, status, self.s.callbacks)
+            owed.insert(0, edit_row(message.chat_id, message.message_id, None, keyboard))
         retry = await self.s.store.start_retry(
-            sub, started.batch_id, failed, now + self.s.settings.poll_initial_seconds, now
+            sub, started.batch_id, failed, now + self.s.settings.poll_initial_seconds, now, owed
         )
         await query.answer()
         if retry is None:  # pressed twice at once: the other press won
             return
         self.s.tracker.wake()
-        message = press.message
-        if message is not None:  # the same keyboard without the used button
-            fresh = await self.s.store.get(sub.id)
-            assert fresh is not None
-            status = BatchStatus.read(fresh.results)
-            keyboard = render.results_keyboard(fresh.language, fresh, status, self.s.callbacks)
-
-            async def drop_button() -> None:
-                with contextlib.suppress(TelegramError):
-                    await message.edit_reply_markup(keyboard)
-
-            await self.s.scheduler.submit(message.chat_id, drop_button, priority=Priority.REPLY)
-        await self.s.chat.send(sub, Outgoing(t(lang, "retry_started", count=len(failed))))
 
     async def _duplicate_choice(self, press: Press[callbacks.Duplicate], sub: Submission) -> None:
         """Duplicate guard: show the earlier results (and drop these photos), or analyse."""
@@ -1235,19 +1240,9 @@ class Handlers:
         return False
 
     async def _edit(self, message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
-        async def call() -> None:
-            try:
-                await message.edit_text(text, reply_markup=markup)
-            except BadRequest as exc:
-                if "not modified" not in str(exc).lower():
-                    raise
-
-        await self.s.scheduler.submit(
-            message.chat_id,
-            call,
-            priority=Priority.REPLY,
-            key=f"edit:{message.chat_id}:{message.message_id}",
-        )
+        """A new text and keyboard for a message the bot sent (a newer edit replaces one
+        still waiting)."""
+        await self.owe(edit_row(message.chat_id, message.message_id, text, markup))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("handler failed: %r", context.error, exc_info=context.error)

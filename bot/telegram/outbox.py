@@ -1,25 +1,29 @@
-"""The tracker's chat on Telegram (`bot.chat.Chat`): texts and keyboards from render.py, every
-message and edit through the send scheduler (Telegram's flood limits), the live board in groups,
-results combined where one-by-one would wait, and Telegram's errors turned into the port's.
+"""The chat port on Telegram (`bot.chat.Chat`): texts and keyboards from render.py, one Bot API
+call per method, Telegram's errors turned into the port's. Which row goes when, within
+Telegram's flood limits, is bot/telegram/delivery.py's business; what a row's outcome changes
+is bot/outbox.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     ReplyParameters,
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
 
 from bot import export
 from bot.chat import (
@@ -37,13 +41,20 @@ from bot.resellscan import BatchStatus, Collection, ResellScanError
 from bot.telegram import render
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, Pick, PickerPage, Resubmit
-from bot.telegram.scheduler import Priority, SendScheduler, retry_after_seconds
 from bot.telegram.texts import t
 from storage import State, Store, Submission
+from storage.outbox import Kind, OutboxRow, Owed, Priority
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 deprecates the float form of `retry_after`
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: Any = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 async def translated(call: Callable[[], Awaitable[T]]) -> T:
@@ -60,6 +71,87 @@ async def translated(call: Callable[[], Awaitable[T]]) -> T:
         raise Refused(str(exc)) from exc
     except TelegramError as exc:
         raise ChatError(str(exc)) from exc
+
+
+def text_row(
+    chat_id: int,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+    *,
+    reply_to: int | None = None,
+    thread_id: int | None = None,
+    priority: Priority = Priority.REPLY,
+    document: bytes | None = None,
+    filename: str | None = None,
+    photo: bool = False,
+    submission_id: int | None = None,
+    record: str | None = None,
+) -> Owed:
+    """A message rendered now and owed to the outbox (a TEXT row, see `TelegramChat.post`):
+    text, or a document or photo with `text` as its caption. `record` names the column of
+    `submission_id` that keeps the sent message's id."""
+    payload: dict[str, Any] = {"text": text}
+    if markup is not None:
+        payload["markup"] = markup.to_dict()
+    if filename is not None:
+        payload["filename"] = filename
+    if photo:
+        payload["photo"] = True
+    if record is not None:
+        payload["record"] = record
+    return Owed(
+        chat_id,
+        Kind.TEXT,
+        priority,
+        thread_id=thread_id,
+        reply_to=reply_to,
+        submission_id=submission_id,
+        payload=payload,
+        document=document,
+    )
+
+
+def edit_row(
+    chat_id: int,
+    message_id: int,
+    text: str | None,
+    markup: InlineKeyboardMarkup | None,
+    *,
+    priority: Priority = Priority.REPLY,
+) -> Owed:
+    """A new text and/or keyboard for a message the bot sent; a newer edit of the same
+    message replaces one still waiting."""
+    payload: dict[str, Any] = {"message_id": message_id}
+    if text is not None:
+        payload["text"] = text
+    if markup is not None:
+        payload["markup"] = markup.to_dict()
+    return Owed(
+        chat_id,
+        Kind.EDIT,
+        priority,
+        key=f"edit:{chat_id}:{message_id}",
+        replace=True,
+        payload=payload,
+    )
+
+
+def reply_row(
+    message: Message,
+    text: str,
+    markup: InlineKeyboardMarkup | None = None,
+    *,
+    priority: Priority = Priority.REPLY,
+) -> Owed:
+    """An answer to a user's message, in its forum topic."""
+    return text_row(
+        message.chat_id,
+        text,
+        markup,
+        reply_to=message.message_id,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        priority=priority,
+    )
 
 
 def photo_problem(exc: TelegramError) -> str:
@@ -79,8 +171,8 @@ class TelegramChat:
         catalog: Catalog,
         bot: Bot,
         callbacks: CallbackCodec,
-        scheduler: SendScheduler | None = None,
         boards: Boards | None = None,
+        group_boards: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -88,12 +180,9 @@ class TelegramChat:
         self.catalog = catalog
         self.bot = bot
         self.callbacks = callbacks
-        self.scheduler = scheduler or SendScheduler()
         self.boards = boards
+        self.group_boards = group_boards  # GROUP_MODE=board: groups list analyses on a board
         self.clock = clock
-        self._jobs: set[asyncio.Future[None]] = set()
-        self._combining: dict[tuple[int, int], list[tuple[Submission, asyncio.Future[int]]]] = {}
-        self._combine_jobs: set[tuple[int, int]] = set()  # (chat, topic) with a job queued
 
     # Photos and reactions ------------------------------------------------------------------
 
@@ -110,14 +199,17 @@ class TelegramChat:
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
         await translated(lambda: self.bot.set_message_reaction(chat_id, message_id, reaction=emoji))
 
-    # The board -----------------------------------------------------------------------------
+    # The board ---------------------------------------------------------------------------
 
     def shows_board(self, chat_id: int) -> bool:
-        return self.boards is not None and self.boards.applies(chat_id)
+        """Groups list their open analyses on a live board (GROUP_MODE=board)."""
+        return self.group_boards and self.boards is not None and self.boards.applies(chat_id)
 
-    def board_changed(self, sub: Submission) -> None:
-        if self.boards is not None:
-            self.boards.touch(sub.chat_id, sub.thread_id)
+    async def refresh_board(self, chat_id: int, thread: int) -> int:
+        boards = self.boards
+        if boards is None:
+            return 0
+        return await translated(lambda: boards.refresh(chat_id, thread))
 
     # Messages ------------------------------------------------------------------------------
 
@@ -177,6 +269,29 @@ class TelegramChat:
 
     def analysing(self, sub: Submission, products: int) -> Outgoing:
         return Outgoing(render.analysing_text(sub.language, sub, products, None))
+
+    async def question(self, sub: Submission, payload: dict[str, Any]) -> Outgoing:
+        kind = payload.get("question")
+        if kind == "duplicate":
+            earlier = await self.store.get(int(payload["earlier"]))
+            if earlier is not None:
+                return self.duplicate_question(sub, earlier)
+            kind = "collection"  # the earlier analysis is gone: ask as if it were new
+        if kind == "fields":
+            return self.fields_question(sub, list(payload["missing"]), str(payload["example"]))
+        candidates = [
+            Collection(id=str(c["id"]), name=str(c["name"])) for c in payload.get("candidates", [])
+        ]
+        collections: list[Collection] = []
+        if not candidates:
+            try:
+                collections = await self.catalog.collections()
+            except ResellScanError as exc:
+                raise ChatError(f"collections unavailable: {exc}") from exc
+        photos = int(payload.get("photos") or len(await self.store.photos(sub.id)))
+        return await self.collection_question(
+            sub, photos, candidates, str(payload.get("ref", "")), collections
+        )
 
     async def collection_question(
         self,
@@ -252,89 +367,32 @@ class TelegramChat:
                 reply_markup=markup,
             )
 
-        async def scheduled() -> Message:
-            return await self.scheduler.submit(sub.chat_id, call, priority=Priority.RESULT)
-
-        message = await translated(scheduled)
+        message = await translated(call)
         return message.message_id
 
     # Combined results ----------------------------------------------------------------------
 
-    async def combined(self, sub: Submission, messages: list[Outgoing]) -> int | None:
-        """In a group, results that would have to wait for the chat's budget are combined
-        into one reply with the others finishing meanwhile (single results still reply to
-        their photos). Only results that fit one message, without a CSV, are combined."""
-        if sub.state is not State.COMPLETED or sub.parts_sent or len(messages) != 1:
-            return None
-        if not self.shows_board(sub.chat_id):
-            return None
-        key = (sub.chat_id, sub.thread_id or 0)  # one combined reply per forum topic
-        if key not in self._combining and self.scheduler.wait_for(sub.chat_id) <= 0:
-            return None
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._combining.setdefault(key, []).append((sub, future))
-        if key not in self._combine_jobs:
-            self._combine_jobs.add(key)
-            self._spawn(self._send_combined(key))
-        return await future
-
-    async def _send_combined(self, key: tuple[int, int]) -> None:
-        """One job in the chat's queue (one per topic at a time); when it runs, the results
-        waiting by then go out in one message, as many as fit. What it took is chosen once: a
-        send Telegram refuses with 429 is retried by the scheduler with the same message. Every
-        result it took gets the outcome (the message id, or the error, so its notification is
-        retried); whatever waits still gets the next job."""
-        chat_id, thread = key
-        chosen: list[tuple[Submission, asyncio.Future[int]]] = []
-        content: tuple[str, Any, ReplyParameters | None] | None = None
-
-        async def call() -> Message:
-            nonlocal content
-            if content is None:
-                waiting = self._combining.get(key, [])
-                items = []
-                for sub, _ in waiting:
-                    status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-                    photos = len(await self.store.photos(sub.retry_of or sub.id))
-                    items.append((sub, status, photos))
-                lang = waiting[0][0].language
-                count = render.combined_fit(lang, items, self.callbacks, now=self.clock())
-                chosen.extend(waiting[:count])
-                if waiting[count:]:
-                    self._combining[key] = waiting[count:]
-                else:
-                    self._combining.pop(key, None)
-                content = self._combined_content(items[:count])
-            text, markup, reply = content
-            return await self.bot.send_message(
-                chat_id=chat_id,
+    async def send_combined(self, subs: list[Submission]) -> tuple[int, int]:
+        """One reply with the results of as many of `subs` as fit (a group at its message
+        limit); a single one is an ordinary results reply to its photos."""
+        items = []
+        for sub in subs:
+            status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+            photos = len(await self.store.photos(sub.retry_of or sub.id))
+            items.append((sub, status, photos))
+        first = subs[0]
+        count = render.combined_fit(first.language, items, self.callbacks, now=self.clock())
+        text, markup, reply = self._combined_content(items[:count])
+        message = await translated(
+            lambda: self.bot.send_message(
+                chat_id=first.chat_id,
                 text=text,
-                message_thread_id=thread or None,
+                message_thread_id=first.thread_id,
                 reply_markup=markup,
                 reply_parameters=reply,
             )
-
-        async def scheduled() -> Message:
-            return await self.scheduler.submit(chat_id, call, priority=Priority.RESULT)
-
-        try:
-            message = await translated(scheduled)
-        except BaseException as exc:
-            # Nothing chosen yet (the queue closed): everything waiting shares the failure.
-            failed = chosen or self._combining.pop(key, [])
-            for _, future in failed:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()
-        else:
-            for _, future in chosen:
-                if not future.done():
-                    future.set_result(message.message_id)
-        finally:
-            if self._combining.get(key):
-                self._spawn(self._send_combined(key))
-            else:
-                self._combine_jobs.discard(key)
+        )
+        return message.message_id, count
 
     def _combined_content(
         self, items: list[render.CombinedItem]
@@ -354,50 +412,93 @@ class TelegramChat:
 
     # Progress edits ------------------------------------------------------------------------
 
-    def show_progress(self, sub: Submission, products: int, percent: float | None) -> None:
+    async def edit_progress(self, sub: Submission) -> None:
+        """The analysing message as the submission stands now: its progress, or done."""
         if sub.progress_message_id is None:
             return
-        text = render.analysing_text(sub.language, sub, products, percent)
-        self.edit_later(sub.chat_id, sub.progress_message_id, text)
-
-    def show_done(self, sub: Submission) -> None:
-        if sub.progress_message_id is None:
-            return
-        text = t(
-            sub.language,
-            "analysis_done",
-            sender=sub.user_name,
-            batch=render.short_batch(sub.batch_id),
-        )
-        self.edit_later(sub.chat_id, sub.progress_message_id, text)
-
-    def edit_later(self, chat_id: int, message_id: int, text: str) -> None:
-        """Edit a progress message when the chat's budget allows, without waiting for it; a
-        newer edit of the same message replaces one still queued."""
-
-        async def call() -> None:
-            try:
-                await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-            except RetryAfter:
-                raise  # the scheduler pauses the chat and sends this edit again
-            except BadRequest as exc:
-                if "not modified" not in str(exc).lower():
-                    log.info("progress edit refused: %s", exc)
-            except TelegramError as exc:
-                log.info("progress edit failed: %s", exc)
-
-        self._spawn(
-            self.scheduler.submit(
-                chat_id, call, priority=Priority.PROGRESS, key=f"edit:{chat_id}:{message_id}"
+        if sub.state in (State.SUBMITTED, State.RECONCILING):
+            products = max(1, sub.total_products or 1)
+            text = render.analysing_text(sub.language, sub, products, sub.progress)
+        else:
+            text = t(
+                sub.language,
+                "analysis_done",
+                sender=sub.user_name,
+                batch=render.short_batch(sub.batch_id),
             )
+        message_id = sub.progress_message_id
+        try:
+            await translated(
+                lambda: self.bot.edit_message_text(text, chat_id=sub.chat_id, message_id=message_id)
+            )
+        except Refused as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    # Messages rendered when owed -----------------------------------------------------------
+
+    async def post(self, row: OutboxRow) -> int | None:
+        """A TEXT row: a message (`text`, `markup`), a document (`document` bytes with
+        `filename`, `text` as caption) or a photo (`photo: true`), replying to `reply_to` in
+        `thread_id`; an EDIT row: a new `text` and/or keyboard for `message_id`."""
+        payload = row.payload
+        markup = (
+            InlineKeyboardMarkup.de_json(payload["markup"], self.bot)
+            if payload.get("markup")
+            else None
         )
+        if row.kind is Kind.EDIT:
+            message_id = int(payload["message_id"])
+            text = payload.get("text")
 
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
-        self._jobs.add(task)
-        task.add_done_callback(self._job_done)
+            async def edit() -> Any:
+                if isinstance(text, str):
+                    return await self.bot.edit_message_text(
+                        text, chat_id=row.chat_id, message_id=message_id, reply_markup=markup
+                    )
+                return await self.bot.edit_message_reply_markup(
+                    chat_id=row.chat_id, message_id=message_id, reply_markup=markup
+                )
 
-    def _job_done(self, task: asyncio.Future[None]) -> None:
-        self._jobs.discard(task)
-        if not task.cancelled():
-            task.exception()  # Superseded by a newer edit, or the chat's queue was closed
+            try:
+                await translated(edit)
+            except Refused as exc:
+                if "not modified" not in str(exc).lower():
+                    raise
+            return None
+        reply = (
+            ReplyParameters(row.reply_to, allow_sending_without_reply=True)
+            if row.reply_to is not None
+            else None
+        )
+        text = str(payload.get("text", ""))
+
+        async def call() -> Message:
+            if row.document is not None and payload.get("photo"):
+                return await self.bot.send_photo(
+                    row.chat_id,
+                    InputFile(row.document, filename=str(payload.get("filename", "chart.png"))),
+                    caption=text or None,
+                    message_thread_id=row.thread_id,
+                    reply_parameters=reply,
+                    reply_markup=markup,
+                )
+            if row.document is not None:
+                return await self.bot.send_document(
+                    row.chat_id,
+                    InputFile(row.document, filename=str(payload.get("filename", "file"))),
+                    caption=text or None,
+                    message_thread_id=row.thread_id,
+                    reply_parameters=reply,
+                    reply_markup=markup,
+                )
+            return await self.bot.send_message(
+                row.chat_id,
+                text,
+                message_thread_id=row.thread_id,
+                reply_parameters=reply,
+                reply_markup=markup,
+            )
+
+        message = await translated(call)
+        return message.message_id

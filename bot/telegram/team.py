@@ -24,16 +24,12 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    InputFile,
-    Message,
-    ReplyParameters,
 )
-from telegram.error import Forbidden, TelegramError
 
 from bot import report
 from bot.config import Settings
 from bot.telegram import callbacks
-from bot.telegram.scheduler import Priority, SendScheduler
+from bot.telegram.outbox import text_row
 from bot.telegram.texts import language_for, t
 from storage import Store
 from storage.history import HistoryRow
@@ -59,13 +55,11 @@ class Team:
         settings: Settings,
         store: Store,
         bot: Bot,
-        scheduler: SendScheduler,
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.store = store
         self.bot = bot
-        self.scheduler = scheduler
         self.clock = clock
 
     async def zone(self, chat_id: int) -> str:
@@ -174,38 +168,25 @@ class Team:
         lang: str,
         out: ReportOut,
         *,
-        reply_to: Message | None = None,
+        reply_to: int | None = None,
         thread_id: int | None = None,
-    ) -> Message:
-        """The report's text (with its CSV button), then its chart when it has one."""
-
-        async def text() -> Message:
-            if reply_to is not None:
-                return await reply_to.reply_text(out.text, reply_markup=out.markup, do_quote=True)
-            return await self.bot.send_message(
-                chat_id,
-                out.text,
-                reply_markup=out.markup,
-                message_thread_id=thread_id,
-            )
-
-        sent = await self.scheduler.submit(chat_id, text, priority=Priority.REPLY)
+    ) -> None:
+        """The report's text (with its CSV button), then its chart when it has one, owed to
+        the outbox (they go in this order: same priority, written in order)."""
+        rows = [text_row(chat_id, out.text, out.markup, reply_to=reply_to, thread_id=thread_id)]
         if out.chart is not None:
-            chart = out.chart
-
-            async def photo() -> Message:
-                return await self.bot.send_photo(
+            rows.append(
+                text_row(
                     chat_id,
-                    InputFile(chart, filename="report.png"),
-                    caption=t(lang, "report_chart_caption"),
-                    message_thread_id=sent.message_thread_id if sent.is_topic_message else None,
-                    reply_parameters=ReplyParameters(
-                        sent.message_id, allow_sending_without_reply=True
-                    ),
+                    t(lang, "report_chart_caption"),
+                    reply_to=reply_to,
+                    thread_id=thread_id,
+                    document=out.chart,
+                    filename="report.png",
+                    photo=True,
                 )
-
-            await self.scheduler.submit(chat_id, photo, priority=Priority.REPLY)
-        return sent
+            )
+        await self.store.owe(*rows, now=self.clock())
 
     # The daily digest --------------------------------------------------------------------
 
@@ -225,21 +206,15 @@ class Team:
             lang = language_for(chat.language, None, self.settings.default_language, group=True)
             # A digest in the morning reports the day before; one from noon on, its own day.
             covered = day if int(chat.digest_time.split(":")[0]) >= 12 else _day_before(day)
-            try:
-                out = await self.report(chat.chat_id, lang, covered)
-                heading = t(lang, "digest_heading")
-                await self.send_report(
-                    chat.chat_id,
-                    lang,
-                    ReportOut(f"{heading}\n{out.text}", out.markup, out.chart, out.period),
-                )
-            except Forbidden:
-                await self.store.update_chat(chat.chat_id, self.clock(), reachable=False)
-                log.warning("digest: chat %s unreachable", chat.chat_id)
-                continue
-            except TelegramError as exc:
-                log.warning("digest for chat %s not sent, will retry: %s", chat.chat_id, exc)
-                continue
+            out = await self.report(chat.chat_id, lang, covered)
+            heading = t(lang, "digest_heading")
+            # Owed, then the day recorded: a crash between the two owes it again (twice
+            # rather than never); the outbox delivers it whenever the chat can take it.
+            await self.send_report(
+                chat.chat_id,
+                lang,
+                ReportOut(f"{heading}\n{out.text}", out.markup, out.chart, out.period),
+            )
             await self.store.update_chat(chat.chat_id, self.clock(), digest_last_day=day)
             sent += 1
             log.info("digest sent", extra={"chat_id": chat.chat_id, "day": day})

@@ -1,0 +1,390 @@
+"""Delivering the outbox's rows (storage/outbox.py), one at a time, without Telegram.
+
+`Deliverer.deliver(row)` does what one row asks through the chat port (bot/chat.py), then
+records the outcome in the same transaction that deletes the row: the message ids a
+submission keeps, the parts of a notification sent, `notified`, and what follows (the
+reaction saying how it ended, the "done" edit, the board). It decides what is no longer
+worth sending when the row's turn comes: an "analysing" message whose results are owed
+already, a reaction the chat does not allow, a question already answered.
+
+It never waits for the chat's budget: the caller (bot/telegram/delivery.py) chooses which row
+goes when, within Telegram's limits, and learns from the returned `Delivered` how many
+messages counted, whether the row has more parts, and whether the chat must pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.chat import Chat, ChatError, ChatGone, Refused, RetryLater, Role
+from bot.metrics import Metrics
+from bot.resellscan import BatchStatus
+from bot.results import history_rows
+from storage import MESSAGE_STATES, Photo, State, Store, Submission
+from storage.outbox import Kind, OutboxRow, Owed, Priority, board_row
+
+log = logging.getLogger(__name__)
+
+REACTION_SEEN = "👀"
+REACTION_DONE = "👌"
+REACTION_REFUSED = "👎"
+REACTION_UNSURE = "🤔"
+
+MAX_TEXT_ATTEMPTS = 5  # a reply that keeps failing (not a 429) is dropped after this
+MAX_BACKOFF = 300.0
+GONE_RETRY_SECONDS = 600.0  # a chat that blocked the bot is tried again this much later
+
+
+def outcome_reaction(sub: Submission) -> str | None:
+    """The reaction that says how a submission ended (all from Telegram's allowed set)."""
+    if sub.state in (State.COMPLETED, State.NOTIFIED):
+        ok = BatchStatus.read(sub.results).counts()[1] if sub.results is not None else 1
+        return REACTION_DONE if ok else REACTION_REFUSED
+    if sub.state is State.UNCERTAIN:
+        return REACTION_UNSURE
+    if sub.problem is not None and sub.problem.code == "cancelled":
+        return None
+    return REACTION_REFUSED
+
+
+def reaction_row(sub: Submission, emoji: str) -> Owed:
+    """The bot's reaction on a submission's first photo; a newer one replaces one waiting."""
+    return Owed(
+        sub.chat_id,
+        Kind.REACT,
+        Priority.OPTIONAL,
+        thread_id=sub.thread_id,
+        reply_to=sub.message_id,
+        submission_id=sub.id,
+        key=f"react:{sub.chat_id}:{sub.message_id}",
+        replace=True,
+        payload={"emoji": emoji},
+    )
+
+
+def progress_row(sub: Submission) -> Owed:
+    """An edit of the analysing message, rendered when sent (the newest state by then)."""
+    return Owed(
+        sub.chat_id,
+        Kind.PROGRESS,
+        Priority.OPTIONAL,
+        thread_id=sub.thread_id,
+        submission_id=sub.id,
+        key=f"progress:{sub.id}",
+    )
+
+
+def analysing_row(sub: Submission, products: int) -> Owed:
+    return Owed(
+        sub.chat_id,
+        Kind.ANALYSING,
+        Priority.OPTIONAL,
+        thread_id=sub.thread_id,
+        reply_to=sub.message_id,
+        submission_id=sub.id,
+        key=f"analysing:{sub.id}",
+        payload={"products": products},
+    )
+
+
+def question_row(sub: Submission, question: str, **params: object) -> Owed:
+    """A question the submission waits on (collection, duplicate, fields)."""
+    return Owed(
+        sub.chat_id,
+        Kind.QUESTION,
+        Priority.RESULT,
+        thread_id=sub.thread_id,
+        reply_to=sub.message_id,
+        submission_id=sub.id,
+        key=f"question:{sub.id}:{question}",
+        payload={"question": question, **params},
+    )
+
+
+def products_of(photos: list[Photo]) -> list[list[Photo]]:
+    """One product per album or single photo, in the order they were sent."""
+    groups: dict[str, list[Photo]] = {}
+    for photo in sorted(photos, key=lambda p: p.message_id):
+        groups.setdefault(photo.product_key, []).append(photo)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What delivering a row did: `sent` messages counted against Telegram's limits; `more`:
+    the row has more to send (the next part of long results); `pause`: the chat must wait
+    that long (a 429), the row stays."""
+
+    sent: int = 0
+    more: bool = False
+    pause: float | None = None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        chat: Chat,
+        metrics: Metrics,
+        board_interval: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.chat = chat
+        self.metrics = metrics
+        self.board_interval = board_interval
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    async def deliver(self, row: OutboxRow) -> Delivered:
+        """Do what the row asks; the chat port's errors become the row's fate."""
+        try:
+            return await self._deliver(row)
+        except RetryLater as exc:
+            self.metrics.telegram_sends.labels(outcome="retry_after").inc()
+            return Delivered(pause=exc.seconds)
+        except ChatGone as exc:
+            self.metrics.telegram_sends.labels(outcome="forbidden").inc()
+            log.warning("chat %s unreachable: %s", row.chat_id, exc)
+            await self.store.update_chat(row.chat_id, self.clock(), reachable=False)
+            return Delivered(pause=GONE_RETRY_SECONDS)
+        except Refused as exc:
+            self.metrics.telegram_sends.labels(outcome="bad_request").inc()
+            return await self._refused(row, exc)
+        except ChatError as exc:
+            self.metrics.telegram_sends.labels(outcome="error").inc()
+            return await self._failed(row, exc)
+        except Exception as exc:
+            # Our own fault (rendering, a text key, the database): the row waits with a
+            # backoff, so it is neither lost nor retried in a tight loop.
+            log.exception(
+                "delivering %s failed", row.kind.value, extra={"submission_id": row.submission_id}
+            )
+            await self.store.retry_row(row, self.clock() + self._backoff(row), f"internal: {exc!r}")
+            return Delivered()
+
+    async def _deliver(self, row: OutboxRow) -> Delivered:
+        if row.kind is Kind.NOTIFY:
+            return await self._notify(row)
+        if row.kind is Kind.QUESTION:
+            return await self._question(row)
+        if row.kind is Kind.ANALYSING:
+            return await self._analysing(row)
+        if row.kind is Kind.PROGRESS:
+            sub = await self._sub(row)
+            if sub is None or sub.progress_message_id is None:
+                return await self._drop(row)
+            await self.chat.edit_progress(sub)
+            await self.store.delivered(row, self.clock())
+            return Delivered(sent=1)
+        if row.kind is Kind.REACT:
+            return await self._react(row)
+        if row.kind is Kind.BOARD:
+            counted = await self.chat.refresh_board(row.chat_id, row.thread_id or 0)
+            await self.store.delivered(row, self.clock())
+            return Delivered(sent=counted)
+        # TEXT and EDIT: rendered by whoever owed them.
+        message_id = await self.chat.post(row)
+        record = None
+        field = row.payload.get("record")
+        if isinstance(field, str) and message_id is not None:
+            record = {field: message_id}
+        await self.store.delivered(row, self.clock(), record=record)
+        self.metrics.telegram_sends.labels(outcome="ok").inc()
+        return Delivered(sent=1)
+
+    async def _sub(self, row: OutboxRow) -> Submission | None:
+        return await self.store.get(row.submission_id) if row.submission_id else None
+
+    async def _drop(self, row: OutboxRow) -> Delivered:
+        await self.store.delivered(row, self.clock())
+        return Delivered()
+
+    # Notifications -------------------------------------------------------------------------
+
+    async def _notify(self, row: OutboxRow) -> Delivered:
+        """The next part of what the submission's state owes; at the last part, notified."""
+        sub = await self._sub(row)
+        if sub is None or sub.notified_at is not None or not _owes_message(sub):
+            return await self._drop(row)  # answered otherwise meanwhile (revised, resubmitted)
+        messages = await self.chat.messages_for(sub)
+        index = sub.parts_sent
+        if index < len(messages):
+            out = messages[index]
+            message_id = await self.chat.send(sub, out)
+            record = _record_for(out.role, message_id)
+            if index + 1 < len(messages):
+                await self.store.part_sent(row, index + 1, record)
+                return Delivered(sent=1, more=True)
+            await self._notified(row, sub, record or {}, parts=index + 1)
+            return Delivered(sent=1)
+        await self._notified(row, sub, {}, parts=index)
+        return Delivered()
+
+    async def combinable(self, row: OutboxRow) -> bool:
+        """Results that fit one message (no CSV, nothing sent yet) may share a reply."""
+        if row.kind is not Kind.NOTIFY:
+            return False
+        sub = await self._sub(row)
+        if sub is None or sub.state is not State.COMPLETED or sub.parts_sent:
+            return False
+        if sub.notified_at is not None:
+            return False
+        return len(await self.chat.messages_for(sub)) == 1
+
+    async def deliver_combined(self, rows: list[OutboxRow]) -> Delivered:
+        """Several results in one reply (as many as fit, from the first); the rest wait."""
+        subs = [s for s in [await self._sub(r) for r in rows] if s is not None]
+        if len(subs) != len(rows):
+            return await self.deliver(rows[0])
+        try:
+            message_id, taken = await self.chat.send_combined(subs)
+        except ChatError:
+            return await self.deliver(rows[0])  # the usual way, with its error handling
+        for row, sub in zip(rows[:taken], subs[:taken], strict=True):
+            await self._notified(row, sub, {"results_message_id": message_id}, parts=1)
+        return Delivered(sent=1)
+
+    async def _notified(
+        self, row: OutboxRow, sub: Submission, record: dict[str, object], *, parts: int
+    ) -> None:
+        now = self.clock()
+        if parts:
+            await self.store.part_sent(row, parts)
+        then: list[Owed] = []
+        emoji = outcome_reaction(sub)
+        if emoji is not None and emoji != sub.reaction:
+            then.append(reaction_row(sub, emoji))
+        if sub.progress_message_id is not None:
+            then.append(progress_row(sub))
+        if not await self.store.notified(row, now, record=record, then=then):
+            return
+        self.metrics.telegram_sends.labels(outcome="ok").inc()
+        await self.store.owe_board(sub.chat_id, sub.thread_id, self.board_interval, now)
+        if sub.state is State.COMPLETED:
+            await self._keep_history(sub.id)
+            if sub.completed_at is not None:
+                self.metrics.completion_to_reply.observe(max(0.0, now - sub.completed_at))
+            log.info(
+                "results sent",
+                extra={"submission_id": sub.id, "chat_id": sub.chat_id, "batch_id": sub.batch_id},
+            )
+
+    async def _keep_history(self, sub_id: int) -> None:
+        """The submission's analysed products into the results history (/find, /report), with
+        a link to the results message. Idempotent: a repeated notification adds nothing."""
+        sub = await self.store.get(sub_id)
+        if sub is None:
+            return
+        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+        photos = [] if sub.retry_of else products_of(await self.store.photos(sub.id))
+        photo_ids: list[str | None] = [group[0].file_id for group in photos]
+        rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
+        await self.store.history.add(rows)
+
+    # Questions, analysing messages, reactions ----------------------------------------------
+
+    async def _question(self, row: OutboxRow) -> Delivered:
+        sub = await self._sub(row)
+        if sub is None or sub.state is not State.RECEIVED:
+            return await self._drop(row)  # answered, cancelled or sent meanwhile
+        out = await self.chat.question(sub, row.payload)
+        message_id = await self.chat.send(sub, out)
+        await self.store.delivered(row, self.clock(), record=_record_for(out.role, message_id))
+        return Delivered(sent=1)
+
+    async def _analysing(self, row: OutboxRow) -> Delivered:
+        """Only while the analysis runs, and in a private chat with several at once, one
+        status message (the chat's board) instead of one per album."""
+        sub = await self._sub(row)
+        if sub is None or sub.state is not State.SUBMITTED or sub.progress_message_id:
+            return await self._drop(row)  # its results are owed (or sent) already
+        if row.chat_id > 0:
+            waiting = await self.store.outbox_count(row.chat_id, Kind.ANALYSING)
+            board, _ = await self.store.board(row.chat_id, 0)
+            if waiting > 1 or board is not None:
+                await self.store.drop_rows(row.chat_id, Kind.ANALYSING, row.thread_id)
+                await self.store.owe(board_row(row.chat_id, None), now=self.clock())
+                return Delivered()
+        products = int(row.payload.get("products", 1))
+        message_id = await self.chat.send(sub, self.chat.analysing(sub, products))
+        await self.store.delivered(row, self.clock(), record={"progress_message_id": message_id})
+        return Delivered(sent=1)
+
+    async def _react(self, row: OutboxRow) -> Delivered:
+        emoji = str(row.payload.get("emoji", ""))
+        settings = await self.store.chat(row.chat_id)
+        sub = await self._sub(row)
+        if settings.reactions is False or row.reply_to is None or not emoji:
+            return await self._drop(row)
+        if sub is not None and sub.reaction == emoji:
+            return await self._drop(row)
+        try:
+            await self.chat.react(row.chat_id, row.reply_to, emoji)
+        except Refused as exc:
+            log.info("reactions refused in chat %s: %s", row.chat_id, exc)
+            if "reaction" in str(exc).lower():
+                await self.store.update_chat(row.chat_id, self.clock(), reactions=False)
+            return await self._drop(row)
+        if settings.reactions is None:
+            await self.store.update_chat(row.chat_id, self.clock(), reactions=True)
+        await self.store.delivered(row, self.clock(), record={"reaction": emoji})
+        return Delivered()  # reactions do not count against the message limits
+
+    # Failures ------------------------------------------------------------------------------
+
+    async def _refused(self, row: OutboxRow, exc: Refused) -> Delivered:
+        """Telegram will never take this: a notification is recorded as undeliverable (so it
+        is not owed forever), anything else is dropped."""
+        if row.kind is Kind.NOTIFY:
+            sub = await self._sub(row)
+            log.error(
+                "message refused by Telegram: %s",
+                exc,
+                extra={"submission_id": row.submission_id, "chat_id": row.chat_id},
+            )
+            if sub is not None:
+                await self.store.notified(row, self.clock(), error=f"refused: {exc}")
+                return Delivered()
+        else:
+            log.info("%s for chat %s refused: %s", row.kind.value, row.chat_id, exc)
+        return await self._drop(row)
+
+    async def _failed(self, row: OutboxRow, exc: ChatError) -> Delivered:
+        """A failure that may pass: try the row again later (optional output is dropped, and
+        a reply that keeps failing too)."""
+        optional = row.priority is Priority.OPTIONAL
+        if optional or (row.kind is not Kind.NOTIFY and row.attempts + 1 >= MAX_TEXT_ATTEMPTS):
+            log.info("%s for chat %s not sent: %s", row.kind.value, row.chat_id, exc)
+            return await self._drop(row)
+        wait = self._backoff(row)
+        log.warning(
+            "send failed, retry in %.1fs: %s",
+            wait,
+            exc,
+            extra={"submission_id": row.submission_id, "chat_id": row.chat_id},
+        )
+        await self.store.retry_row(row, self.clock() + wait, str(exc))
+        return Delivered()
+
+    def _backoff(self, row: OutboxRow) -> float:
+        ceiling = min(MAX_BACKOFF, 2.0 * 2 ** max(0, row.attempts))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def _owes_message(sub: Submission) -> bool:
+    return sub.state in MESSAGE_STATES
+
+
+def _record_for(role: Role, message_id: int) -> dict[str, object] | None:
+    if role is Role.RESULTS:
+        return {"results_message_id": message_id}
+    if role is Role.PROMPT:
+        return {"prompt_message_id": message_id}
+    return None
