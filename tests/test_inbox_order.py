@@ -58,3 +58,54 @@ async def test_updates_stored_before_resume_are_handled_once(tmp_path: Path) -> 
         assert app.handled.index(1) < app.handled.index(2) < app.handled.index(4), "per chat"
     finally:
         await db.close()
+
+
+class SlowApp(App):
+    """Handlers that take a while (each waits for `gate`), counting how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.running = 0
+        self.most = 0
+        self.all_done = asyncio.Event()
+
+    async def process_update(self, update: Update) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.gate.wait()
+        self.running -= 1
+        self.handled.append(update.update_id)
+        if len(self.handled) >= 300:
+            self.all_done.set()
+
+
+@pytest.mark.timeout(60)
+async def test_a_flood_of_updates_is_dispatched_with_back_pressure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More updates than may be in flight: the rest wait in SQLite, none is lost or handled
+    twice, and each chat's updates stay in order."""
+    import bot.telegram.inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "MAX_DISPATCHED", 20)
+    db = await Database.open(tmp_path / "inbox.sqlite3")
+    try:
+        app = SlowApp()
+        inbox = UpdateInbox(app, Inbox(db), poll_timeout=1)  # type: ignore[arg-type]
+        await inbox.resume()
+        for start in range(1, 301, 50):  # 300 updates from 120 chats, in six answers
+            await inbox.store([update(i, 1000 + i % 120) for i in range(start, start + 50)])
+        await asyncio.sleep(0)
+        assert app.running <= 20 and len(inbox._workers) <= 20, "no task per waiting update"
+        app.gate.set()
+        await asyncio.wait_for(app.all_done.wait(), timeout=30)
+        await inbox.stop()
+        assert sorted(app.handled) == list(range(1, 301)), "each update handled once"
+        assert app.most <= 20
+        for chat in range(120):
+            mine = [u for u in app.handled if u % 120 == chat]
+            assert mine == sorted(mine), f"chat {chat} out of order"
+        assert await Inbox(db).pending() == []
+    finally:
+        await db.close()

@@ -37,6 +37,9 @@ MAX_BACKOFF = 30.0
 GET_UPDATES_READ_MARGIN = 10.0  # seconds beyond the long-poll timeout before giving up
 GET_UPDATES_LIMIT = 100  # getUpdates answers at most this many (Bot API default and maximum)
 MAX_HELD = 1000  # a burst longer than this is processed in parts, not held back indefinitely
+# Updates handed to handlers and not finished: past this, the rest wait in SQLite (read back
+# in pages as these finish), so a flood of updates costs no memory or tasks per update.
+MAX_DISPATCHED = 512
 
 
 def chat_of(payload: dict[str, Any]) -> int | None:
@@ -84,6 +87,10 @@ class UpdateInbox:
         self._early: list[InboxUpdate] = []  # stored before resume() ran
         self._quiet = asyncio.Event()  # no burst of updates is being fetched
         self._quiet.set()
+        self._dispatched = 0  # handed to handlers, not finished
+        self._cursor: int | None = None  # back-pressure: rows from this id on wait in SQLite
+        self._left_max = 0  # the highest row id left in SQLite by back-pressure
+        self._refill: asyncio.Task[None] | None = None
 
     def _update_quiet(self) -> None:
         if self._more_waiting:
@@ -221,8 +228,18 @@ class UpdateInbox:
 
     # Processing ------------------------------------------------------------------------------
 
-    def _dispatch(self, rows: Sequence[InboxUpdate]) -> None:
-        for row in rows:
+    def _dispatch(self, rows: Sequence[InboxUpdate], *, refilling: bool = False) -> None:
+        """Hand rows to one worker per chat (in order within a chat), at most
+        MAX_DISPATCHED at a time: the rest stay in SQLite and `_refill_later` reads them back
+        in order as room frees (back-pressure)."""
+        for index, row in enumerate(rows):
+            if not refilling and (self._cursor is not None or self._dispatched >= MAX_DISPATCHED):
+                rest = rows[index:]
+                first = min(r.id for r in rest)
+                self._cursor = first if self._cursor is None else min(self._cursor, first)
+                self._left_max = max(self._left_max, max(r.id for r in rest))
+                break
+            self._dispatched += 1
             key = row.chat_id if row.chat_id is not None else ("update", row.update_id)
             self._queues.setdefault(key, collections.deque()).append(row)
             if key not in self._workers:
@@ -243,12 +260,40 @@ class UpdateInbox:
                     # an update PTB cannot even parse. Done: retrying would fail the same way.
                     log.exception("update %d could not be processed", row.update_id)
                 self._mark_done(row.id)
+                self._dispatched -= 1
+                if self._cursor is not None and self._dispatched <= MAX_DISPATCHED // 2:
+                    self._refill_later()
         finally:
             del self._workers[key]
             self._queues.pop(key, None)
             if not self._workers:
                 self._idle.set()
             self._update_quiet()
+
+    def _refill_later(self) -> None:
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._refill_rows(), name="inbox-refill")
+
+    async def _refill_rows(self) -> None:
+        """Read back, in order, the updates back-pressure left in SQLite."""
+        while self._cursor is not None and not self._stopping:
+            room = MAX_DISPATCHED - self._dispatched
+            if room <= 0:
+                return  # a finishing update calls again
+            cursor = self._cursor
+            try:
+                rows = await self.inbox.pending(after=cursor - 1, limit=room)
+            except Exception:
+                log.exception("reading stored updates back failed; trying again")
+                await asyncio.sleep(1.0)
+                continue
+            if rows:
+                self._cursor = rows[-1].id + 1
+                self._dispatch(rows, refilling=True)
+            elif self._left_max < cursor:
+                self._cursor = None  # caught up: nothing was left behind since this read
+            else:
+                await asyncio.sleep(0.01)  # left behind while this read ran: read again
 
     def _mark_done(self, row_id: int) -> None:
         self._done.append(row_id)
@@ -275,6 +320,10 @@ class UpdateInbox:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        if self._refill is not None:
+            self._refill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refill
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=grace)
         for task in list(self._workers.values()):
