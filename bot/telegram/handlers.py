@@ -712,7 +712,8 @@ class Handlers:
             return
         open_, recent = await self.s.store.for_chat(chat.id)
         counts = await self.s.store.photo_counts([s.id for s in open_ if s.collecting])
-        await self.reply(message, render.status_text(lang, open_, recent, now, counts))
+        waiting = await self.s.store.waiting_results(chat.id)
+        await self.reply(message, render.status_text(lang, open_, recent, now, counts, waiting))
 
     async def cmd_results(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat

@@ -421,12 +421,18 @@ def status_text(
     recent: Sequence[Submission],
     now: float,
     photos: dict[int, int] | None = None,
+    waiting: int = 0,
 ) -> str:
+    """This chat's open analyses and the last finished ones; `waiting`: completed analyses
+    whose results are owed but wait for Telegram's limits."""
     counts = photos or {}
     lines = [t(lang, "status_header")]
     lines += [status_line(lang, s, now, counts.get(s.id)) for s in open_] or [
         t(lang, "status_none")
     ]
+    if waiting:
+        analyses = count_text(lang, waiting, "analyses_one", "analyses_many")
+        lines += ["", t(lang, "status_waiting", count=analyses)]
     if recent:
         lines += ["", t(lang, "status_recent")]
         lines += [status_line(lang, s, now) for s in recent]
