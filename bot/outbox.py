@@ -145,7 +145,11 @@ class Deliverer:
     async def deliver(self, row: OutboxRow) -> Delivered:
         """Do what the row asks; the chat port's errors become the row's fate."""
         try:
-            return await self._deliver(row)
+            done = await self._deliver(row)
+            if done.sent and not (await self.store.chat(row.chat_id)).reachable:
+                # It had blocked the bot and is back: nothing else would tell.
+                await self.store.update_chat(row.chat_id, self.clock(), reachable=True)
+            return done
         except RetryLater as exc:
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
             return Delivered(pause=exc.seconds)

@@ -1,10 +1,13 @@
-"""The tracker: moves every submission from `received` to `notified`.
+"""The tracker: moves every submission from `received` to a state that owes the chat a message.
 
 One loop asks storage what is due (`next_action_at <= now`) and handles each submission by its
 state: `received` is resolved, checked and submitted; `submitted` is polled on an adaptive
-schedule within a shared request budget; states that owe the chat a message are notified
-exactly once through the storage claim. Webhooks only store the completion and wake the loop.
-After a restart the same loop resumes everything, since all it needs is in SQLite.
+schedule within a shared request budget; a lost upload is reconciled. Whatever a step owes the
+chat (results, a refusal, a question, the "analysing" message, a reaction) is written to the
+outbox with the step's own transaction and delivered by the delivery loop: the tracker's slots
+wait only for Resell Scan and photo downloads, never for Telegram. Webhooks only store the
+completion and wake the loop. After a restart the same loop resumes everything, since all it
+needs is in SQLite.
 """
 
 from __future__ import annotations

@@ -2,15 +2,19 @@
 
 A chat without a row has the defaults of `ChatSettings`; the first change creates its row.
 Settings change only through `update_chat` in this process, so they are cached here: every
-photo reads them.
+photo reads them. The cache keeps the CHAT_CACHE most recently used chats (any Telegram user can
+write to the bot, so it must not grow with strangers).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from storage.db import Database
 from storage.models import ChatSettings
+
+CHAT_CACHE = 4096
 
 # The columns `update_chat` may set (they are put into the SQL by name).
 SETTINGS = frozenset(
@@ -36,17 +40,24 @@ class Chats:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._chats: dict[int, ChatSettings] = {}
+        self._chats: OrderedDict[int, ChatSettings] = OrderedDict()
 
     async def chat(self, chat_id: int) -> ChatSettings:
         cached = self._chats.get(chat_id)
         if cached is not None:
+            self._chats.move_to_end(chat_id)
             return cached
         async with self.db.reading() as tx:
             row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
         settings = ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
-        self._chats[chat_id] = settings
+        self._cache(settings)
         return settings
+
+    def _cache(self, settings: ChatSettings) -> None:
+        self._chats[settings.chat_id] = settings
+        self._chats.move_to_end(settings.chat_id)
+        while len(self._chats) > CHAT_CACHE:
+            self._chats.popitem(last=False)
 
     async def update_chat(self, chat_id: int, now: float, **values: Any) -> ChatSettings:
         unknown = set(values) - SETTINGS
@@ -67,7 +78,7 @@ class Chats:
             row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
         assert row is not None
         settings = ChatSettings.from_row(row)
-        self._chats[chat_id] = settings
+        self._cache(settings)
         return settings
 
     async def digest_chats(self) -> list[ChatSettings]:

@@ -25,7 +25,7 @@ class State(enum.StrEnum):
 OPEN_STATES = frozenset(
     {State.RECEIVED, State.SUBMITTING, State.SUBMITTED, State.COMPLETED, State.RECONCILING}
 )
-# States whose arrival owes the chat a message (sent once through the notification claim).
+# States whose arrival owes the chat a message (an outbox row, written by the transition).
 MESSAGE_STATES = frozenset(
     {State.COMPLETED, State.REJECTED, State.FAILED, State.EXPIRED, State.UNCERTAIN}
 )

@@ -11,9 +11,9 @@ deferral) apply only in the state they mean something in.
 Resell Scan's answers are stored as the caller hands them: `results` as JSON text that storage
 never reads, and the counts the caller read from them (`Counts`, `record_poll`'s tuple).
 
-`recover`, at start, takes over from a process that died: what it was sending is reconciled,
-the notification claims it held are released. `start_retry` ("Retry failed") opens a new
-submission, already submitted, for the failed products of a finished one.
+`recover`, at start, takes over from a process that died: what it was sending to Resell Scan
+is reconciled (what it owed the chat is still in the outbox). `start_retry` ("Retry failed")
+opens a new submission, already submitted, for the failed products of a finished one.
 """
 
 from __future__ import annotations

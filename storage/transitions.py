@@ -5,7 +5,7 @@ ends in; the whole machine is that one table. `move` applies a transition to one
 `move_all` to every submission in one of its source states (both optionally narrowed by more
 conditions), as one conditional `UPDATE ... WHERE state IN (...)` in the caller's transaction.
 The row count says whether the caller won: one that lost (a racing webhook and poller, a
-duplicate event, a second claim) learns it from the return value and does nothing. Every move
+duplicate event) learns it from the return value and does nothing. Every move
 stamps `updated_at`.
 
 Rows are created in `received` (or, for a retry of failed products, in `submitted`); every other

@@ -559,3 +559,16 @@ async def test_resubmit_starts_the_message_bookkeeping_afresh(store: Store) -> N
     sub = await store.get(sub_id)
     assert sub is not None and sub.state is State.RECEIVED
     assert (sub.parts_sent, sub.notified_at, sub.notify_claimed_at) == (0, None, None)
+
+
+async def test_the_chat_settings_cache_is_bounded(store: Store) -> None:
+    """Any Telegram user can write to the bot: the cache keeps the recently used chats only,
+    and a setting survives its chat leaving the cache."""
+    from storage.chats import CHAT_CACHE
+
+    await store.update_chat(1, NOW, language="de")
+    for chat_id in range(2, CHAT_CACHE + 200):
+        await store.chat(chat_id)
+    assert len(store._chats) == CHAT_CACHE
+    assert 1 not in store._chats
+    assert (await store.chat(1)).language == "de"
