@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bot.chat import Chat, ChatError, ChatGone, Refused, RetryLater, Role
 from bot.metrics import Metrics
@@ -51,58 +52,51 @@ def outcome_reaction(sub: Submission) -> str | None:
     return REACTION_REFUSED
 
 
-def reaction_row(sub: Submission, emoji: str) -> Owed:
-    """The bot's reaction on a submission's first photo; a newer one replaces one waiting."""
+def sub_row(
+    sub: Submission,
+    kind: Kind,
+    priority: Priority,
+    key: str,
+    *,
+    reply: bool = True,
+    replace: bool = False,
+    payload: dict[str, Any] | None = None,
+) -> Owed:
+    """A row about a submission, in its forum topic (replying to its first photo)."""
     return Owed(
         sub.chat_id,
-        Kind.REACT,
-        Priority.OPTIONAL,
+        kind,
+        priority,
         thread_id=sub.thread_id,
-        reply_to=sub.message_id,
+        reply_to=sub.message_id if reply else None,
         submission_id=sub.id,
-        key=f"react:{sub.chat_id}:{sub.message_id}",
-        replace=True,
-        payload={"emoji": emoji},
+        key=key,
+        replace=replace,
+        payload=payload or {},
     )
+
+
+def reaction_row(sub: Submission, emoji: str) -> Owed:
+    """The bot's reaction on a submission's first photo; a newer one replaces one waiting."""
+    key = f"react:{sub.chat_id}:{sub.message_id}"
+    return sub_row(sub, Kind.REACT, Priority.OPTIONAL, key, replace=True, payload={"emoji": emoji})
 
 
 def progress_row(sub: Submission) -> Owed:
     """An edit of the analysing message, rendered when sent (the newest state by then)."""
-    return Owed(
-        sub.chat_id,
-        Kind.PROGRESS,
-        Priority.OPTIONAL,
-        thread_id=sub.thread_id,
-        submission_id=sub.id,
-        key=f"progress:{sub.id}",
-    )
+    return sub_row(sub, Kind.PROGRESS, Priority.OPTIONAL, f"progress:{sub.id}", reply=False)
 
 
 def analysing_row(sub: Submission, products: int) -> Owed:
-    return Owed(
-        sub.chat_id,
-        Kind.ANALYSING,
-        Priority.OPTIONAL,
-        thread_id=sub.thread_id,
-        reply_to=sub.message_id,
-        submission_id=sub.id,
-        key=f"analysing:{sub.id}",
-        payload={"products": products},
-    )
+    key = f"analysing:{sub.id}"
+    return sub_row(sub, Kind.ANALYSING, Priority.OPTIONAL, key, payload={"products": products})
 
 
 def question_row(sub: Submission, question: str, **params: object) -> Owed:
     """A question the submission waits on (collection, duplicate, fields)."""
-    return Owed(
-        sub.chat_id,
-        Kind.QUESTION,
-        Priority.RESULT,
-        thread_id=sub.thread_id,
-        reply_to=sub.message_id,
-        submission_id=sub.id,
-        key=f"question:{sub.id}:{question}",
-        payload={"question": question, **params},
-    )
+    key = f"question:{sub.id}:{question}"
+    payload = {"question": question, **params}
+    return sub_row(sub, Kind.QUESTION, Priority.RESULT, key, payload=payload)
 
 
 def products_of(photos: list[Photo]) -> list[list[Photo]]:

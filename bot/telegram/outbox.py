@@ -474,31 +474,17 @@ class TelegramChat:
         text = str(payload.get("text", ""))
 
         async def call() -> Message:
-            if row.document is not None and payload.get("photo"):
-                return await self.bot.send_photo(
-                    row.chat_id,
-                    InputFile(row.document, filename=str(payload.get("filename", "chart.png"))),
-                    caption=text or None,
-                    message_thread_id=row.thread_id,
-                    reply_parameters=reply,
-                    reply_markup=markup,
-                )
-            if row.document is not None:
-                return await self.bot.send_document(
-                    row.chat_id,
-                    InputFile(row.document, filename=str(payload.get("filename", "file"))),
-                    caption=text or None,
-                    message_thread_id=row.thread_id,
-                    reply_parameters=reply,
-                    reply_markup=markup,
-                )
-            return await self.bot.send_message(
-                row.chat_id,
-                text,
-                message_thread_id=row.thread_id,
-                reply_parameters=reply,
-                reply_markup=markup,
-            )
+            common: dict[str, Any] = {
+                "message_thread_id": row.thread_id,
+                "reply_parameters": reply,
+                "reply_markup": markup,
+            }
+            if row.document is None:
+                return await self.bot.send_message(row.chat_id, text, **common)
+            name = str(payload.get("filename", "file"))
+            media = InputFile(row.document, filename=name)
+            send = self.bot.send_photo if payload.get("photo") else self.bot.send_document
+            return await send(row.chat_id, media, caption=text or None, **common)
 
         message = await translated(call)
         return message.message_id
