@@ -315,6 +315,7 @@ MIGRATIONS: list[Migration] = [
             )
             """,
             "CREATE INDEX outbox_chat ON outbox (chat_id, priority, id)",
+            "CREATE INDEX outbox_order ON outbox (priority, id)",
             "CREATE INDEX outbox_due ON outbox (not_before)",
             "CREATE TABLE refusals (user_id INTEGER PRIMARY KEY, refused_at REAL NOT NULL)",
             "ALTER TABLE boards ADD COLUMN edited_at REAL",

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 
+ROWS_SCANNED_PER_CHAT = 16  # due rows read to find `limit` chats with something to send
+
+
 class Outbox:
     """The `outbox` and `refusals` tables; see the module doc."""
 
@@ -97,10 +100,13 @@ class Outbox:
     async def outbox_due_chats(self, now: float, limit: int) -> list[int]:
         """Chats with rows due now, the most urgent first."""
         async with self.db.reading() as tx:
+            # The most urgent due rows first (index order), then their chats: the scan stops
+            # early however many rows wait (a backlog of refusals to strangers, say).
             rows = await tx.all(
-                "SELECT chat_id FROM outbox WHERE not_before <= ? GROUP BY chat_id"
-                " ORDER BY MIN(priority), MIN(id) LIMIT ?",
-                (now, limit),
+                "SELECT chat_id FROM (SELECT chat_id, priority, id FROM outbox"
+                " WHERE not_before <= ? ORDER BY priority, id LIMIT ?)"
+                " GROUP BY chat_id ORDER BY MIN(priority), MIN(id) LIMIT ?",
+                (now, limit * ROWS_SCANNED_PER_CHAT, limit),
             )
         return [r[0] for r in rows]
 
@@ -216,6 +222,15 @@ class Outbox:
             return await tx.execute(
                 "DELETE FROM outbox WHERE chat_id = ? AND kind = ? AND thread_id IS ?",
                 (chat_id, kind.value, thread_id),
+            )
+
+    async def drop_late_optional(self, created_before: float) -> int:
+        """Optional messages (a refusal to a stranger) that waited this long say nothing any
+        more: dropped. Optional edits and reactions render what is true when sent, and stay."""
+        async with self.db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM outbox WHERE priority = ? AND kind = ? AND created_at < ?",
+                (int(Priority.OPTIONAL), Kind.TEXT.value, created_before),
             )
 
     async def drop_stale(self, created_before: float, now: float) -> int:

@@ -161,6 +161,28 @@ async def test_idle_chats_leave_memory(rig: tuple[Store, RecordingChat, Delivery
     assert loop.chats_in_memory == 0
 
 
+async def test_late_optional_messages_are_dropped_and_the_rest_kept(
+    rig: tuple[Store, RecordingChat, DeliveryLoop],
+) -> None:
+    store, _, _ = rig
+    await store.owe(text(5, "refusal", Priority.OPTIONAL), text(6, "reply"), now=1000.0)
+    await store.owe(text(7, "refusal, fresh", Priority.OPTIONAL), now=1700.0)
+    assert await store.drop_late_optional(1100.0) == 1
+    assert await store.outbox_count(5) == 0
+    assert await store.outbox_count(6) == 1 and await store.outbox_count(7) == 1
+
+
+async def test_the_due_chats_are_found_in_priority_order_behind_a_backlog(
+    rig: tuple[Store, RecordingChat, DeliveryLoop],
+) -> None:
+    """Thousands of optional rows waiting do not hide a chat with results due."""
+    store, _, _ = rig
+    await store.owe(*(text(10_000 + i, "refusal", Priority.OPTIONAL) for i in range(3000)), now=1.0)
+    await store.owe(text(42, "results", Priority.RESULT), now=2.0)
+    assert (await store.outbox_due_chats(10.0, 5))[0] == 42
+    assert len(await store.outbox_due_chats(10.0, 5)) == 5
+
+
 def test_the_budget_keeps_telegrams_limits() -> None:
     now = [0.0]
     budget = Budget(SendLimits(margin=0.0), clock=lambda: now[0])

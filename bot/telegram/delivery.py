@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ROWS_PER_READ = 16  # rows of one chat in memory at a time; the rest wait in SQLite
 HOLD_AFTER = 1.0  # seconds: a longer wait for a chat's budget holds it in SQLite instead
 DROP_GONE_AFTER = 86400.0  # rows owed to a chat that blocked the bot are dropped after this
+DROP_OPTIONAL_AFTER = 600.0  # an optional message (a refusal) this late is dropped
 SWEEP_EVERY = 30.0  # seconds between forgetting idle budgets and dropping stale rows
 
 
@@ -240,6 +241,9 @@ class DeliveryLoop:
         dropped = await self.store.drop_stale(self.wall() - DROP_GONE_AFTER, self.wall())
         if dropped:
             log.warning("dropped %d messages owed to chats that blocked the bot", dropped)
+        late = await self.store.drop_late_optional(self.wall() - DROP_OPTIONAL_AFTER)
+        if late:
+            log.warning("dropped %d optional messages that waited too long", late)
         log.debug("delivery sweep: %d idle budgets forgotten", forgotten)
 
     async def _drain(self, chat_id: int) -> None:
