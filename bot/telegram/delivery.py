@@ -37,7 +37,8 @@ ROWS_PER_READ = 16  # rows of one chat in memory at a time; the rest wait in SQL
 HOLD_AFTER = 1.0  # seconds: a longer wait for a chat's budget holds it in SQLite instead
 DROP_GONE_AFTER = 86400.0  # rows owed to a chat that blocked the bot are dropped after this
 DROP_OPTIONAL_AFTER = 600.0  # an optional message (a refusal) this late is dropped
-SWEEP_EVERY = 30.0  # seconds between forgetting idle budgets and dropping stale rows
+SWEEP_EVERY = 30.0
+WAKE_COALESCE = 0.002  # seconds  # seconds between forgetting idle budgets and dropping stale rows
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,11 @@ class DeliveryLoop:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
 
-    def wake(self, chats: Iterable[int] = ()) -> None:
-        """Rows were written (the database's commit hook)."""
-        self._wake.set()
+    def wake(self, chats: Iterable[int] | None = None) -> None:
+        """Rows were written for `chats` (the database's commit hook). A chat being drained
+        reads its new rows itself; only another chat needs the loop."""
+        if chats is None or any(chat_id not in self._active for chat_id in chats):
+            self._wake.set()
 
     @property
     def chats_in_memory(self) -> int:
@@ -235,6 +238,8 @@ class DeliveryLoop:
                 timeout = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, timeout))
+            # Rows come in bursts (a commit per photo, per refusal): one look per burst.
+            await asyncio.sleep(WAKE_COALESCE)
 
     async def _sweep(self) -> None:
         forgotten = self.budget.forget_idle()
