@@ -267,9 +267,9 @@ class Tracker:
             await asyncio.sleep(WAKE_COALESCE)
 
     async def _let_intake_finish(self) -> None:
-        """Intake first: while a burst of updates is being fetched and stored, new work waits
-        (at most INTAKE_FIRST_MAX_SECONDS), so photos become durable at the pace of Telegram
-        and the database, not behind uploads; work in flight goes on."""
+        """Intake first: while a burst of updates is being fetched, stored and handled, new
+        work waits (at most INTAKE_FIRST_MAX_SECONDS), so photos reach their submissions at the
+        pace of Telegram and the database, not behind uploads; work in flight goes on."""
         if self.intake_quiet is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(INTAKE_FIRST_MAX_SECONDS):

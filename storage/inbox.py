@@ -84,11 +84,15 @@ class Inbox:
     async def mark_done(self, ids: Sequence[int], now: float) -> int:
         if not ids:
             return 0
-        async with self.db.transaction() as tx:
-            count = 0
-            for row_id in ids:
+        count = 0
+        # Not fsynced: a done mark a power loss undoes only hands the update over again.
+        async with self.db.transaction(durable=False) as tx:
+            for start in range(0, len(ids), 500):  # one statement per 500 (bound parameters)
+                chunk = list(ids[start : start + 500])
+                marks = ", ".join("?" for _ in chunk)
                 count += await tx.execute(
-                    "UPDATE inbox SET done_at = ? WHERE id = ? AND done_at IS NULL", (now, row_id)
+                    f"UPDATE inbox SET done_at = ? WHERE id IN ({marks}) AND done_at IS NULL",  # noqa: S608 (placeholders only)
+                    (now, *chunk),
                 )
         return count
 

@@ -103,10 +103,14 @@ class Intake:
             batch = self._photo_queue[:PHOTO_BATCH]
             del self._photo_queue[:PHOTO_BATCH]
             try:
-                results = []
-                async with self.db.transaction() as tx:
-                    for request, _ in batch:
-                        results.append(await self._add_photo_tx(tx, request))
+
+                async def write(tx: Tx, batch: list[Any] = batch) -> list[AddResult]:
+                    return [await self._add_photo_tx(tx, request) for request, _ in batch]
+
+                # One hop to the database's thread for the whole batch. Not fsynced: the
+                # inbox holds each photo's update durably, not marked done before this
+                # commit (a power loss hands it over again at the next start).
+                results = await self.db.in_one_hop(write, durable=False)
             except Exception:
                 for request, future in batch:
                     try:

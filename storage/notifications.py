@@ -18,7 +18,7 @@ class Notifications:
     # Messages sent -------------------------------------------------------------------------
 
     async def note_progress_shown(self, sub_id: int, progress: float, now: float) -> None:
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute(
                 "UPDATE submissions SET progress_shown = ?, progress_edited_at = ? WHERE id = ?",
                 (progress, now, sub_id),

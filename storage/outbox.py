@@ -53,7 +53,10 @@ ROWS_SCANNED_PER_CHAT = 16  # due rows read to find `limit` chats with something
 
 
 class Outbox:
-    """The `outbox` and `refusals` tables; see the module doc."""
+    """The `outbox` and `refusals` tables; see the module doc. What a power loss may undo
+    without harm is committed without an fsync (`durable=False`): optional rows, a delivery's
+    bookkeeping (the row is sent again), holds and retries. A notification's parts and its
+    end (`notified`) are durable: a power loss must not repeat results."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -62,7 +65,9 @@ class Outbox:
 
     async def owe(self, *rows: Owed, now: float) -> None:
         """Rows owed with no change of state (command replies, reactions, board refreshes)."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(
+            durable=any(r.priority is not Priority.OPTIONAL for r in rows)
+        ) as tx:
             await owe(tx, rows, now)
 
     async def owe_board(
@@ -71,7 +76,7 @@ class Outbox:
         """Refresh the live board of a group (or of a private chat that shows one) at most
         once per `interval`: the row waits until the last edit is that old, and is rendered
         when delivered."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             shown = await tx.one(
                 "SELECT edited_at FROM boards WHERE chat_id = ? AND thread_id = ?",
                 (chat_id, thread or 0),
@@ -84,7 +89,7 @@ class Outbox:
     async def refuse_once(self, user_id: int, row: Owed, now: float, *, every: float) -> bool:
         """A refusal for an unauthorised sender, at most once per `every` seconds per user:
         True if it was owed now."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             n = await tx.execute(
                 "INSERT INTO refusals (user_id, refused_at) VALUES (?, ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET refused_at = excluded.refused_at"
@@ -167,7 +172,7 @@ class Outbox:
     ) -> None:
         """The row was sent (or is not wanted any more): delete it, record what the
         submission keeps of it (`record`: message ids, the reaction), and owe what follows."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute("DELETE FROM outbox WHERE id = ?", (row.id,))
             await _record(tx, row.submission_id, record)
             await owe(tx, then, now)
@@ -202,7 +207,7 @@ class Outbox:
         return moved
 
     async def retry_row(self, row: OutboxRow, at: float, error: str) -> None:
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ?"
                 " WHERE id = ?",
@@ -211,14 +216,14 @@ class Outbox:
 
     async def hold_chat(self, chat_id: int, until: float) -> None:
         """Nothing goes to this chat before `until` (a 429, or its budget spent)."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             await tx.execute(
                 "UPDATE outbox SET not_before = MAX(not_before, ?) WHERE chat_id = ?",
                 (until, chat_id),
             )
 
     async def drop_rows(self, chat_id: int, kind: Kind, thread_id: int | None = None) -> int:
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             return await tx.execute(
                 "DELETE FROM outbox WHERE chat_id = ? AND kind = ? AND thread_id IS ?",
                 (chat_id, kind.value, thread_id),
@@ -227,7 +232,7 @@ class Outbox:
     async def drop_late_optional(self, created_before: float) -> int:
         """Optional messages (a refusal to a stranger) that waited this long say nothing any
         more: dropped. Optional edits and reactions render what is true when sent, and stay."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             return await tx.execute(
                 "DELETE FROM outbox WHERE priority = ? AND kind = ? AND created_at < ?",
                 (int(Priority.OPTIONAL), Kind.TEXT.value, created_before),

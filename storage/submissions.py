@@ -238,7 +238,7 @@ class Submissions:
 
     async def defer(self, sub_id: int, at: float | None, error: str | None = None) -> bool:
         """Look at an open submission again at `at` (None: only when something wakes it)."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             n = await tx.execute(
                 "UPDATE submissions SET next_action_at = ?, last_error = COALESCE(?, last_error)"
                 " WHERE id = ? AND notified_at IS NULL",
@@ -257,7 +257,7 @@ class Submissions:
         now: float,
     ) -> bool:
         """A status answer, as the caller read it: `counts` are (total, successful, failed)."""
-        async with self.db.transaction() as tx:
+        async with self.db.transaction(durable=False) as tx:
             n = await tx.execute(
                 "UPDATE submissions SET raw_status = ?, total_products = ?,"
                 " successful_products = ?, failed_products = ?, progress = ?,"

@@ -85,7 +85,7 @@ class UpdateInbox:
         self._held: list[InboxUpdate] = []  # stored, waiting for the end of the burst
         self._resumed = False  # resume() has run: new updates are handled as they come
         self._early: list[InboxUpdate] = []  # stored before resume() ran
-        self._quiet = asyncio.Event()  # no burst of updates is being fetched
+        self._quiet = asyncio.Event()  # no burst being fetched, nothing stored waits
         self._quiet.set()
         self._dispatched = 0  # handed to handlers, not finished
         self._cursor: int | None = None  # back-pressure: rows from this id on wait in SQLite
@@ -93,13 +93,15 @@ class UpdateInbox:
         self._refill: asyncio.Task[None] | None = None
 
     def _update_quiet(self) -> None:
-        if self._more_waiting:
+        if self._more_waiting or self._dispatched or self._cursor is not None:
             self._quiet.clear()
         else:
             self._quiet.set()
 
     async def quiet(self) -> None:
-        """Return once no burst of updates is being fetched (processing may go on)."""
+        """Return once no burst of updates is being fetched and every update stored has been
+        handled (photos are in their submissions): the tracker's uploads wait for that
+        (bounded), so intake keeps the processor and the database first."""
         await self._quiet.wait()
 
     # Intake ----------------------------------------------------------------------------------
@@ -263,6 +265,8 @@ class UpdateInbox:
                 self._dispatched -= 1
                 if self._cursor is not None and self._dispatched <= MAX_DISPATCHED // 2:
                     self._refill_later()
+                if not self._dispatched:
+                    self._update_quiet()
         finally:
             del self._workers[key]
             self._queues.pop(key, None)
@@ -292,6 +296,7 @@ class UpdateInbox:
                 self._dispatch(rows, refilling=True)
             elif self._left_max < cursor:
                 self._cursor = None  # caught up: nothing was left behind since this read
+                self._update_quiet()
             else:
                 await asyncio.sleep(0.01)  # left behind while this read ran: read again
 
