@@ -245,14 +245,16 @@ class Tracker:
             self._wake.clear()
             now = self.clock()
             try:
-                due = await self.store.due(now, limit=limit * 4)
+                room = limit - len(self._inflight)
+                due = (
+                    await self.store.due(now, limit=room, exclude=list(self._inflight))
+                    if room > 0
+                    else []
+                )
                 for sub in due:
-                    if len(self._inflight) >= limit:
-                        break
-                    if sub.id not in self._inflight:
-                        task = asyncio.create_task(self._guarded(sub), name=f"sub-{sub.id}")
-                        self._inflight[sub.id] = task
-                        task.add_done_callback(self._done_callback(sub.id))
+                    task = asyncio.create_task(self._guarded(sub), name=f"sub-{sub.id}")
+                    self._inflight[sub.id] = task
+                    task.add_done_callback(self._done_callback(sub.id))
                 next_at = await self.store.next_due_at()
             except Exception:
                 log.exception("tracker loop failed; retrying")
@@ -309,7 +311,9 @@ class Tracker:
 
     # Received: resolve, check, submit ------------------------------------------------------
 
-    async def process(self, sub: Submission) -> None:
+    async def process(self, sub: Submission, *, first: bool = True) -> None:
+        """Resolve, check and submit a received submission; `first`: not a continuation
+        after its collection was chosen here (the board and duplicate guard ran already)."""
         now = self.clock()
         ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
         if sub.collecting:
@@ -317,10 +321,10 @@ class Tracker:
             # comes now starts the next batch instead of joining one that is being sent.
             await self.store.stop_collecting(sub.id, now)
         photos = await self.store.photos(sub.id)
-        await self.react(sub, REACTION_SEEN)
-        await self.board_changed(sub)
-        if await self._held_as_duplicate(sub):
-            return None
+        if first:
+            await self.board_changed(sub)
+            if await self._held_as_duplicate(sub):
+                return None
         if not sub.collection_id:
             ref = sub.collection_ref
             if not ref:
@@ -406,7 +410,7 @@ class Tracker:
     async def _continue(self, sub_id: int) -> None:
         fresh = await self.store.get(sub_id)
         if fresh is not None and fresh.state is State.RECEIVED and fresh.collection_id:
-            await self.process(fresh)
+            await self.process(fresh, first=False)
 
     def request_window(self, sub: Submission) -> int:
         return request_window(sub.created_at, self.clock(), self.settings.media_url_ttl_seconds)
@@ -452,7 +456,7 @@ class Tracker:
     ) -> None:
         ctx: dict[str, Any] = {"submission_id": sub.id, "chat_id": sub.chat_id}
         now = self.clock()
-        if not await self.store.begin_submit(sub.id, now):
+        if not await self.store.begin_submit(sub.id, now, owed=await self._seen(sub)):
             return
         assert sub.collection_id is not None
         try:
@@ -538,15 +542,15 @@ class Tracker:
                 sub.chat_id, sub.thread_id, self.settings.board_interval_seconds, self.clock()
             )
 
-    async def react(self, sub: Submission, emoji: str | None) -> None:
-        """The bot's reaction on the submission's first photo (👀 stored, 👌 results,
-        👎 refused or failed, 🤔 uncertain): optional output, owed to the outbox (where
-        Telegram refuses reactions, delivery remembers the chat as one without them)."""
-        if emoji is None or sub.reaction == emoji:
-            return
+    async def _seen(self, sub: Submission) -> list[Owed]:
+        """👀 on the submission's first photo as it is sent (👌, 👎 or 🤔 follow with its
+        message): optional output, owed with the upload; where Telegram refuses reactions,
+        delivery remembers the chat as one without them."""
+        if sub.reaction == REACTION_SEEN:
+            return []
         if (await self.store.chat(sub.chat_id)).reactions is False:
-            return
-        await self.store.owe(reaction_row(sub, emoji), now=self.clock())
+            return []
+        return [reaction_row(sub, REACTION_SEEN)]
 
     # Reconciling: an answer was lost --------------------------------------------------------
 

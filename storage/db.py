@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
+_BEGIN = "BEGIN IMMEDIATE"
+_FULL = "PRAGMA synchronous = FULL"
 
 
 class StorageError(Exception):
@@ -97,24 +99,41 @@ class Database:
         again: a photo from the inbox's update that is not marked done before it, a message
         that was delivered (sent again after a power loss), a poll's progress."""
         async with self._lock:
-            if not durable:
-                await self._conn.execute("PRAGMA synchronous = NORMAL")
+            begin = ("BEGIN IMMEDIATE",) if durable else ("PRAGMA synchronous = NORMAL", _BEGIN)
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                tx = Tx(self._conn)
-                try:
-                    yield tx
-                    await self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            await self._conn.execute("ROLLBACK")
-                    raise
-            finally:
+                await self._statements(*begin)  # one hop to the database thread
+            except BaseException:
                 if not durable:
-                    await self._conn.execute("PRAGMA synchronous = FULL")
+                    with contextlib.suppress(sqlite3.Error, ValueError):
+                        await self._conn.execute(_FULL)
+                raise
+            tx = Tx(self._conn)
+            try:
+                yield tx
+                await self._statements("COMMIT", *(() if durable else (_FULL,)))
+            except BaseException:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._conn.execute("ROLLBACK")
+                if not durable:
+                    with contextlib.suppress(sqlite3.Error, ValueError):
+                        await self._conn.execute(_FULL)
+                raise
         if tx.owed and self.on_owed is not None:
             self.on_owed(tx.owed)
+
+    async def _statements(self, *sql: str) -> None:
+        """Statements without parameters or results, run together in one hop."""
+        if len(sql) == 1:
+            await self._conn.execute(sql[0])
+            return
+
+        def run() -> None:
+            for statement in sql:
+                self._conn._conn.execute(statement)
+
+        execute: Callable[..., Awaitable[None]] = self._conn._execute
+        await execute(run)
 
     async def in_one_hop(
         self, work: Callable[[Tx], Coroutine[Any, Any, T]], *, durable: bool = True

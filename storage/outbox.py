@@ -76,6 +76,16 @@ class Outbox:
         """Refresh the live board of a group (or of a private chat that shows one) at most
         once per `interval`: the row waits until the last edit is that old, and is rendered
         when delivered."""
+        if chat_id > 0:  # a private chat shows one only while a burst is analysed: look first
+            async with self.db.reading() as tx:
+                if (
+                    await tx.one(
+                        "SELECT 1 FROM boards WHERE chat_id = ? AND thread_id = ?",
+                        (chat_id, thread or 0),
+                    )
+                    is None
+                ):
+                    return
         async with self.db.transaction(durable=False) as tx:
             shown = await tx.one(
                 "SELECT edited_at FROM boards WHERE chat_id = ? AND thread_id = ?",

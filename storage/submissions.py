@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from storage.db import Database
@@ -43,9 +43,10 @@ class Submissions:
         async with self.db.transaction() as tx:
             return await move(tx, sub_id, name, now, **values)
 
-    async def begin_submit(self, sub_id: int, now: float) -> bool:
+    async def begin_submit(self, sub_id: int, now: float, owed: Sequence[Owed] = ()) -> bool:
+        """received -> submitting, just before the POST (and owe `owed`: the 👀 reaction)."""
         async with self.db.transaction() as tx:
-            return await move(
+            moved = await move(
                 tx,
                 sub_id,
                 "begin_submit",
@@ -55,6 +56,9 @@ class Submissions:
                 collecting=0,
                 requested_at=now,  # stored before the POST: reconciling looks from here
             )
+            if moved:
+                await owe(tx, owed, now)
+            return moved
 
     async def submit_retry(
         self, sub_id: int, error: str, retry_at: float, now: float, *, rate_limited: bool = False
@@ -379,12 +383,17 @@ class Submissions:
             )
         return Submission.from_row(rows[0]) if len(rows) == 1 else None
 
-    async def due(self, now: float, limit: int = 100) -> list[Submission]:
+    async def due(
+        self, now: float, limit: int = 100, exclude: Collection[int] = ()
+    ) -> list[Submission]:
+        """Submissions due by `now`, the earliest first; `exclude`: those being handled."""
+        skip = ", ".join("?" for _ in exclude)
         async with self.db.reading() as tx:
             rows = await tx.all(
-                "SELECT * FROM submissions WHERE next_action_at IS NOT NULL AND next_action_at <= ?"
-                " ORDER BY next_action_at LIMIT ?",
-                (now, limit),
+                "SELECT * FROM submissions WHERE next_action_at IS NOT NULL AND next_action_at <= ?"  # noqa: S608 (placeholders only)
+                + (f" AND id NOT IN ({skip})" if exclude else "")
+                + " ORDER BY next_action_at LIMIT ?",
+                (now, *exclude, limit),
             )
         return [Submission.from_row(r) for r in rows]
 
