@@ -1,4 +1,4 @@
-"""python -m bench [storage|intake|latency|polling|memory|team|all] [--quick]"""
+"""python -m bench [storage|intake|latency|polling|memory|team|isolation|all] [--quick]"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib
 
 from bench.common import env_summary, workdir
 
-NAMES = ("storage", "intake", "latency", "polling", "memory", "team")
+NAMES = ("storage", "intake", "latency", "polling", "memory", "team", "isolation")
 
 
 def main() -> None:

@@ -173,3 +173,33 @@ async def seed_submitted(
                 await store.mark_submitted(sub_id, batch_id, next_poll(start + offset), now)
     finally:
         await db.close()
+
+
+def log_problems(log: Path, ignore: str | None = None) -> list[str]:
+    """The WARNING and ERROR lines (and tracebacks) of a bot's log; none containing `ignore`."""
+    if not log.exists():
+        return []
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if (" WARNING " in line or " ERROR " in line or "Traceback" in line)
+        and not (ignore and ignore in line)
+    ]
+
+
+def print_log_problems(label: str, log: Path, limit: int = 3, ignore: str | None = None) -> None:
+    problems = log_problems(log, ignore)
+    if problems:
+        distinct = list(dict.fromkeys(p[24:][:200] for p in problems))  # without the time
+        print(f"  {label}: bot log, {len(problems)} warnings/errors, e.g.: {distinct[:limit]}")
+
+
+def stop_bot(bot: Any, timeout: float = 15.0) -> str | None:
+    """SIGTERM the bot process and wait; SIGKILL it when it does not exit in time. None when it
+    exited by itself, else what happened (for the benchmark to print)."""
+    try:
+        bot.terminate(timeout=timeout)
+        return None
+    except subprocess.TimeoutExpired:
+        bot.kill()
+        return f"the bot did not exit within {timeout:.0f} s of SIGTERM (killed)"

@@ -1,12 +1,17 @@
 """Intake: a burst of photo updates (singles and albums from many users) through the emulator.
 
 Measures, for the real bot as a process against the sandbox as another process: the time from
-its first getUpdates until every photo is stored in SQLite, and until every submission is
-submitted to Resell Scan. Baseline in the same run: a bare PTB Application with a trivial photo
-handler against the same emulator and the same updates."""
+its first getUpdates until every update is durable (in the inbox), until every photo is stored
+(committed as a photo of a submission), and until every album is at Resell Scan (the last
+createAndAnalyze the sandbox received). Baselines in the same run: a bare PTB Application with a
+trivial photo handler against the same emulator and the same updates (for durable and stored),
+and a plain httpx client that uploads the same albums (bench/direct_upload.py: getFile and the
+download from the emulator, createAndAnalyze with the same products and images, at the bot's
+WORKER_CONCURRENCY; timed from its start to the last createAndAnalyze the sandbox received)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 import subprocess
@@ -18,7 +23,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, bot_settings, sandbox_process, start_bot
+from bench.common import (
+    ROOT,
+    bot_settings,
+    print_log_problems,
+    sandbox_process,
+    start_bot,
+    stop_bot,
+)
+from bench.direct_upload import albums_from_requests, upload
 from sandbox.data import fake_jpeg
 
 
@@ -45,7 +58,8 @@ def plan(total: int, users: int, rng: random.Random) -> list[list[dict[str, Any]
     return groups
 
 
-def inject(url: str, groups: list[list[dict[str, Any]]]) -> None:
+def inject(url: str, groups: list[list[dict[str, Any]]]) -> list[str]:
+    """Queue every message in the emulator; the file ids of the photos (64, reused)."""
     with httpx.Client(base_url=url, timeout=30) as http:
         files = [
             http.post(
@@ -68,6 +82,7 @@ def inject(url: str, groups: list[list[dict[str, Any]]]) -> None:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(send, enumerate(groups)))
+    return files
 
 
 def first_get_updates(url: str) -> float:
@@ -82,12 +97,40 @@ def count(db: Path, sql: str) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+def create_and_analyze(url: str) -> list[dict[str, Any]]:
+    requests: list[dict[str, Any]] = httpx.get(
+        url + "/sandbox/requests",
+        params={"path": "/products/createAndAnalyze", "method": "POST"},
+        timeout=60,
+    ).json()["requests"]
+    return requests
+
+
+def accepted(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each upload once: the first createAndAnalyze answered 2xx per idempotency key."""
+    seen: set[str] = set()
+    out = []
+    for entry in requests:
+        key = entry.get("idempotency_key") or str(id(entry))
+        if entry.get("status") in (200, 201) and key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out
+
+
+SANDBOX_CONFIG = {"analysis_seconds": 3600, "rate_limit": 10**9}
+TARGET_STORED = 2.5  # every photo stored, against the bare PTB handler
+TARGET_DURABLE = 1.5  # every update durable, against the bare PTB handler
+TARGET_UPLOADED = 1.5  # every album at Resell Scan, against the plain httpx client
+
+
 def main(tmp: Path, quick: bool) -> dict[str, float]:
     total = 300 if quick else 2000
     rng = random.Random(7)
     groups = plan(total, 50, rng)
+    deadline_s = 120 if quick else 240
     with sandbox_process() as url:
-        httpx.post(url + "/sandbox/config", json={"analysis_seconds": 3600, "rate_limit": 10**9})
+        httpx.post(url + "/sandbox/config", json=SANDBOX_CONFIG)
         # Baseline: bare PTB, same updates.
         inject(url, groups)
         proc = subprocess.run(
@@ -102,57 +145,109 @@ def main(tmp: Path, quick: bool) -> dict[str, float]:
         baseline = done_at - first_get_updates(url)
         httpx.post(url + "/sandbox/telegram/reset")
         # Ours.
-        inject(url, groups)
+        file_ids = inject(url, groups)
         settings = bot_settings(url, tmp, album_window_seconds=0.2, worker_concurrency=16)
         bot = start_bot(settings, tmp / "bot.log")
         try:
             db = settings.database_path
-            deadline = time.monotonic() + 900
+            deadline = time.monotonic() + deadline_s
             durable_at = stored_at = submitted_at = None
+            uploads = 0
+            next_look = 0.0
             while time.monotonic() < deadline and submitted_at is None:
                 if durable_at is None and count(db, "SELECT COUNT(*) FROM inbox") >= total:
                     durable_at = time.time()
                 if stored_at is None and count(db, "SELECT COUNT(*) FROM photos") >= total:
                     stored_at = time.time()
-                if (
-                    stored_at is not None
-                    and count(db, "SELECT COUNT(*) FROM submissions WHERE state != 'submitted'")
-                    == 0
-                ):
-                    submitted_at = time.time()
+                if stored_at is not None and time.monotonic() >= next_look:
+                    # Done: every album at Resell Scan (as the sandbox saw it), or every
+                    # submission past submitting (as the bot's database says).
+                    next_look = time.monotonic() + 0.5
+                    uploads = len(accepted(create_and_analyze(url)))
+                    open_ = count(db, "SELECT COUNT(*) FROM submissions WHERE state != 'submitted'")
+                    known = count(db, "SELECT COUNT(*) FROM submissions")
+                    if uploads >= len(groups) or (uploads and known and open_ == 0):
+                        submitted_at = time.time()
                 time.sleep(0.01)
             start = first_get_updates(url)
             submissions = count(db, "SELECT COUNT(*) FROM submissions")
         finally:
-            bot.terminate()
-    assert durable_at is not None, "the updates never reached the inbox"
-    assert stored_at is not None and submitted_at is not None, "the run did not finish"
+            exit_note = stop_bot(bot)
+        assert durable_at is not None, "the updates never reached the inbox"
+        assert stored_at is not None and submitted_at is not None, (
+            f"the run did not finish in {deadline_s} s ({uploads} of {len(groups)} uploads)"
+        )
+        bot_uploads = accepted(create_and_analyze(url))
+        uploaded = max(r["at"] for r in bot_uploads) - start
+        albums = albums_from_requests(bot_uploads)
+        images = sum(len(p.images) for a in albums for p in a.products)
+        products = sum(len(a.products) for a in albums)
+        # Baseline: a plain httpx client uploads the same albums (same products and images,
+        # the same image delivery) at the bot's concurrency, against a fresh Resell Scan side.
+        httpx.post(url + "/sandbox/reset")
+        httpx.post(url + "/sandbox/config", json=SANDBOX_CONFIG)
+        direct_start, _direct_last, direct_failed = asyncio.run(
+            upload(
+                url,
+                settings.telegram_bot_token.get_secret_value(),
+                albums,
+                file_ids,
+                concurrency=settings.worker_concurrency,
+                image_urls=settings.uses_image_urls,
+                base64_field=settings.image_base64_field.value,
+            )
+        )
+        direct_uploads = accepted(create_and_analyze(url))
+        direct = max(r["at"] for r in direct_uploads) - direct_start
     durable = durable_at - start
     stored = stored_at - start
     submitted = submitted_at - start
     ratio = stored / baseline
     durable_ratio = durable / baseline
+    upload_ratio = uploaded / direct
+
+    def verdict(value: float, target: float) -> str:
+        return f"target <= {target}x: {'met' if value <= target else 'MISSED'}"
+
+    delivery = "image URLs" if settings.uses_image_urls else "base64 images"
     print(f"intake ({total} photo updates, {len(groups)} singles and albums, 50 users):")
     print(
         f"  bare PTB baseline, all handled   {baseline:6.2f} s  {total / baseline:7.0f} updates/s"
     )
     print(
         f"  bot, every update durable        {durable:6.2f} s  {total / durable:7.0f} updates/s"
-        f"  ratio {durable_ratio:.2f}x per update (target <= 1.5x: the inbox commit)"
+        f"  ratio {durable_ratio:.2f}x ({verdict(durable_ratio, TARGET_DURABLE)}; the inbox"
+        " commit)"
     )
     print(
         f"  bot, every photo stored          {stored:6.2f} s  {total / stored:7.0f} updates/s"
-        f"  ratio {ratio:.2f}x per update (handled: photos, albums, submissions)"
+        f"  ratio {ratio:.2f}x ({verdict(ratio, TARGET_STORED)}; photos, albums, submissions)"
     )
     print(
-        f"  bot, every submission submitted  {submitted:6.2f} s  ({submissions} createAndAnalyze,"
-        f" each with its 'analysing' message under Telegram's 30 msg/s limit)"
+        f"  httpx baseline, every album up   {direct:6.2f} s  ({len(direct_uploads)}"
+        f" createAndAnalyze, {products} products, {images} images, {delivery},"
+        f" {settings.worker_concurrency} at a time; {direct_failed} refused)"
     )
+    print(
+        f"  bot, every album at Resell Scan  {uploaded:6.2f} s  ({len(bot_uploads)}"
+        f" createAndAnalyze for {len(groups)} albums)  ratio {upload_ratio:.2f}x"
+        f" ({verdict(upload_ratio, TARGET_UPLOADED)}; first getUpdates -> last createAndAnalyze)"
+    )
+    print(
+        f"  bot, every submission submitted  {submitted:6.2f} s  ({submissions} submissions;"
+        " seen by polling, for reference)"
+    )
+    print_log_problems("intake", tmp / "bot.log")
+    if exit_note:
+        print(f"  note: {exit_note}")
     return {
         "baseline": baseline,
         "durable": durable,
         "stored": stored,
         "submitted": submitted,
+        "uploaded": uploaded,
+        "direct": direct,
         "ratio": ratio,
         "durable_ratio": durable_ratio,
+        "upload_ratio": upload_ratio,
     }

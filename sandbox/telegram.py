@@ -61,6 +61,7 @@ MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_PHOTO_UPLOAD = 10 * 1024 * 1024  # sendPhoto: "The photo must be at most 10 MB in size"
 MAX_CALLBACK_DATA_BYTES = 64  # InlineKeyboardButton.callback_data: "1-64 bytes"
 MAX_COPY_TEXT = 256  # CopyTextButton.text: "1-256 characters"
+MAX_BATCH_MESSAGES = 10_000  # POST /sandbox/telegram/messages/batch: messages a call
 # Parameters that are strings even when they look like JSON numbers.
 STRING_PARAMS = frozenset(
     {
@@ -985,9 +986,53 @@ class Fault:
     method: str | None
     kind: str  # "429", "timeout" (slow but done), "hang" (slow, not done), "error"
     count: int = 1
-    retry_after: int = 1
+    # 429: the retry_after answered; None (only with `until`): the seconds left until `until`,
+    # rounded up, as a flood wait that counts down
+    retry_after: int | None = 1
     seconds: float = 15.0
     chat_id: int | None = None
+    methods: frozenset[str] | None = None  # lower-case method names; None: any (or `method`)
+    until: float | None = None  # the limiter's clock: every matching call fails until then
+
+
+def _fault_from(body: dict[str, Any], now: float) -> Fault:
+    """A fault from a POST /sandbox/telegram/faults body; ValueError for a bad field."""
+    kind = str(body.get("kind", "429"))
+    if kind not in ("429", "timeout", "hang", "error"):
+        raise ValueError("kind must be 429, timeout, hang or error")
+    methods = body.get("methods")
+    if methods is not None and not (
+        isinstance(methods, list) and methods and all(isinstance(m, str) for m in methods)
+    ):
+        raise ValueError("methods must be a non-empty list of method names")
+    duration = body.get("duration")
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration <= 0
+    ):
+        raise ValueError("duration must be a number of seconds > 0")
+    retry_after = body.get("retry_after")
+    if retry_after is not None and (
+        isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 1
+    ):
+        raise ValueError("retry_after must be a whole number >= 1")
+    chat_id = body.get("chat_id")
+    if chat_id is not None and (isinstance(chat_id, bool) or not isinstance(chat_id, int)):
+        raise ValueError("chat_id must be a whole number")
+    if retry_after is None and duration is None:
+        retry_after = 1
+    return Fault(
+        method=body.get("method"),
+        kind=kind,
+        count=int(body.get("count", 1)),
+        retry_after=retry_after,
+        seconds=float(body.get("seconds", 15.0)),
+        chat_id=chat_id,
+        methods=frozenset(m.lower() for m in methods) if methods is not None else None,
+        until=now + float(duration) if duration is not None else None,
+    )
 
 
 @dataclass
@@ -1077,6 +1122,7 @@ class TelegramEmulator:
             Route("/sandbox/telegram/chats", self.ctl_chat, methods=["POST"]),
             Route("/sandbox/telegram/files", self.ctl_file, methods=["POST"]),
             Route("/sandbox/telegram/messages", self.ctl_message, methods=["POST"]),
+            Route("/sandbox/telegram/messages/batch", self.ctl_messages_batch, methods=["POST"]),
             Route("/sandbox/telegram/edit", self.ctl_edit, methods=["POST"]),
             Route("/sandbox/telegram/callback", self.ctl_callback, methods=["POST"]),
             Route("/sandbox/telegram/sent", self.ctl_sent, methods=["GET"]),
@@ -1203,19 +1249,33 @@ class TelegramEmulator:
 
     async def _apply_faults(self, method: str, params: dict[str, Any]) -> None:
         chat_id = params.get("chat_id")
+        with contextlib.suppress(TypeError, ValueError):
+            chat_id = int(chat_id) if chat_id not in (None, "") else None
+        now = self.flood.now()
+        name = method.lower()
         for fault in list(self.state.faults):
-            if fault.method and fault.method.lower() != method.lower():
+            if fault.until is not None and now >= fault.until - _EPS:
+                self.state.faults.remove(fault)  # its time is over
+                continue
+            if fault.method and fault.method.lower() != name:
+                continue
+            if fault.methods is not None and name not in fault.methods:
                 continue
             if fault.chat_id is not None and fault.chat_id != chat_id:
                 continue
-            fault.count -= 1
-            if fault.count <= 0:
-                self.state.faults.remove(fault)
+            if fault.until is None:  # a timed fault holds for its time, whatever the count
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.state.faults.remove(fault)
             if fault.kind == "429":
+                retry_after = fault.retry_after
+                if retry_after is None:
+                    assert fault.until is not None
+                    retry_after = max(1, math.ceil(fault.until - now - _EPS))
                 raise ApiError(
                     429,
-                    f"Too Many Requests: retry after {fault.retry_after}",
-                    retry_after=fault.retry_after,
+                    f"Too Many Requests: retry after {retry_after}",
+                    retry_after=retry_after,
                 )
             if fault.kind == "timeout":  # slow, then done: the caller may have given up
                 await asyncio.sleep(fault.seconds)
@@ -1979,7 +2039,50 @@ class TelegramEmulator:
         """Act as a user sending a message. Body: from, chat, text | caption, photo_file_id,
         document {file_id, file_name, mime_type}, media_group_id, message_thread_id,
         message_id (to deliver out of order), reply_to_message_id, update_id."""
+        answer = self._user_message(await _json(request))
+        if answer.get("ok"):
+            await self._notify()
+            return JSONResponse(answer)
+        return JSONResponse(answer, status_code=400)
+
+    async def ctl_messages_batch(self, request: Request) -> Response:
+        """Many users' messages at once (load tests): `{"messages": [body, ...]}`, each body
+        as for POST /sandbox/telegram/messages, at most MAX_BATCH_MESSAGES. All are checked
+        first and none is queued when one is malformed (400 names its index); else answers
+        `{"ok": true, "count", "first_update_id", "last_update_id", "pending"}`."""
         body = await _json(request)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return JSONResponse(
+                {"ok": False, "error": "messages must be a non-empty list"}, status_code=400
+            )
+        if len(messages) > MAX_BATCH_MESSAGES:
+            return JSONResponse(
+                {"ok": False, "error": f"at most {MAX_BATCH_MESSAGES} messages a call"},
+                status_code=400,
+            )
+        for index, spec in enumerate(messages):
+            problem = _message_problem(spec, self.state.files)
+            if problem:
+                return JSONResponse(
+                    {"ok": False, "error": f"messages[{index}]: {problem}"}, status_code=400
+                )
+        answers = [self._user_message(spec) for spec in messages]
+        await self._notify()
+        ids = [a["update_id"] for a in answers if a.get("update_id") is not None]
+        return JSONResponse(
+            {
+                "ok": True,
+                "count": len(answers),
+                "first_update_id": min(ids, default=None),
+                "last_update_id": max(ids, default=None),
+                "pending": len(self.state.updates),
+            }
+        )
+
+    def _user_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Queue one user's message (ctl_message's body); the answer, `ok` false when a file
+        id is unknown. The caller notifies waiting getUpdates calls."""
         user = self._user(body["from"])
         chat_spec = body.get("chat") or {
             "id": user["id"],
@@ -2017,7 +2120,7 @@ class TelegramEmulator:
             file_id = body["photo_file_id"]
             stored = self.state.files.get(file_id)
             if stored is None:
-                return JSONResponse({"ok": False, "error": "unknown file id"}, status_code=400)
+                return {"ok": False, "error": "unknown file id"}
             message["photo"] = [
                 {
                     "file_id": f"{file_id}_thumb",
@@ -2038,7 +2141,7 @@ class TelegramEmulator:
             doc = body["document"]
             stored = self.state.files.get(doc["file_id"])
             if stored is None:
-                return JSONResponse({"ok": False, "error": "unknown file id"}, status_code=400)
+                return {"ok": False, "error": "unknown file id"}
             message["document"] = {
                 "file_id": doc["file_id"],
                 "file_unique_id": stored.unique_id,
@@ -2052,15 +2155,12 @@ class TelegramEmulator:
                 message["reply_to_message"] = original
         self.state.messages[(chat["id"], message["message_id"])] = message
         update_id = self._push_update({"message": message}, body.get("update_id"))
-        await self._notify()
-        return JSONResponse(
-            {
-                "ok": True,
-                "update_id": update_id,
-                "message_id": message["message_id"],
-                "delivered": update_id is not None,
-            }
-        )
+        return {
+            "ok": True,
+            "update_id": update_id,
+            "message_id": message["message_id"],
+            "delivered": update_id is not None,
+        }
 
     async def ctl_edit(self, request: Request) -> Response:
         """Act as a user editing their earlier message. Body: chat_id, message_id, text or
@@ -2132,11 +2232,25 @@ class TelegramEmulator:
         )
 
     async def ctl_sent(self, request: Request) -> Response:
+        """What the bot sent, edited and deleted, its reactions and the 429s it got, in order:
+        `actions`, and `total` (the length of the whole log). `chat_id`: only that chat's;
+        `since=N`: only actions after the first N of the whole log (poll with the last
+        `total` to read each action once); `kind`: only actions of that kind."""
         q = request.query_params
         items = self.state.actions
-        if "chat_id" in q:
-            items = [a for a in items if a["chat_id"] == int(q["chat_id"])]
-        return JSONResponse({"actions": items})
+        total = len(items)
+        try:
+            since = int(q.get("since", 0))
+            chat_id = int(q["chat_id"]) if "chat_id" in q else None
+        except ValueError:
+            return JSONResponse({"ok": False, "error": "bad since or chat_id"}, status_code=400)
+        if since > 0:
+            items = items[since:]
+        if chat_id is not None:
+            items = [a for a in items if a["chat_id"] == chat_id]
+        if "kind" in q:
+            items = [a for a in items if a["kind"] == q["kind"]]
+        return JSONResponse({"actions": items, "total": total})
 
     async def ctl_calls(self, request: Request) -> Response:
         """Every Bot API call: method, params, and the `result` the bot received (or `ok`
@@ -2144,20 +2258,23 @@ class TelegramEmulator:
         return JSONResponse({"calls": self.state.calls})
 
     async def ctl_faults(self, request: Request) -> Response:
+        """The next matching calls fail. Body: `method` (one Bot API method; none: any),
+        `methods` (a list of method names, any of them), `chat_id` (only calls to that chat),
+        `kind` ("429", "timeout" = slow but done, "hang" = slow and not done, "error"),
+        `count` (how many calls), `retry_after` (429), `seconds` (timeout and hang).
+        `duration` (seconds): instead of `count`, every matching call fails from now until
+        then (the flood limiter's clock, so `freeze`/`advance` drive it in tests), like a chat
+        under a flood wait; with no `retry_after`, a 429 answers the seconds left, rounded up.
+        `{"clear": true}` removes every fault."""
         body = await _json(request)
         if body.get("clear"):
             self.state.faults.clear()
             return JSONResponse({"ok": True})
-        self.state.faults.append(
-            Fault(
-                method=body.get("method"),
-                kind=str(body.get("kind", "429")),
-                count=int(body.get("count", 1)),
-                retry_after=int(body.get("retry_after", 1)),
-                seconds=float(body.get("seconds", 15.0)),
-                chat_id=body.get("chat_id"),
-            )
-        )
+        try:
+            fault = _fault_from(body, self.flood.now())
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        self.state.faults.append(fault)
         return JSONResponse({"ok": True})
 
     async def ctl_commands(self, request: Request) -> Response:
@@ -2180,6 +2297,24 @@ class TelegramEmulator:
 
     async def ctl_pending(self, request: Request) -> Response:
         return JSONResponse({"pending": len(self.state.updates)})
+
+
+def _message_problem(spec: Any, files: dict[str, StoredFile]) -> str | None:
+    """Why a user message body cannot be queued (checked before a batch queues any)."""
+    if not isinstance(spec, dict):
+        return "must be an object"
+    sender = spec.get("from")
+    if not isinstance(sender, dict) or "id" not in sender:
+        return "from must be a user with an id"
+    chat = spec.get("chat")
+    if chat is not None and not (isinstance(chat, dict) and "id" in chat):
+        return "chat must be a chat with an id"
+    if spec.get("photo_file_id") and spec["photo_file_id"] not in files:
+        return "unknown file id"
+    document = spec.get("document")
+    if document and not (isinstance(document, dict) and document.get("file_id") in files):
+        return "unknown file id"
+    return None
 
 
 def _limit_updates(body: dict[str, Any]) -> dict[str, Any]:

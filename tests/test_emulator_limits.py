@@ -332,6 +332,62 @@ def test_every_429_is_a_flood_action_and_in_the_calls_log(api: Api) -> None:
     assert len(times) == 3 and len(set(times)) == 1  # the frozen clock
 
 
+def test_a_timed_fault_pauses_one_chat_for_its_duration(api: Api) -> None:
+    """A chat under a flood wait: every message to it is refused with the given retry_after
+    until the fault's time is over (the limiter's clock); other chats and calls that are not
+    messages are untouched, and the refusals do not count."""
+    counted = ["sendMessage", "editMessageText", "sendDocument"]
+    api.ctl("faults", kind="429", chat_id=GROUP["id"], retry_after=30, duration=60, methods=counted)
+    for _ in range(5):  # any number of calls, not a count
+        assert api.flood("sendMessage", chat_id=GROUP["id"], text="paused") == 30
+    api.send(PRIVATE, "other chats go on")
+    api.ok("getChat", chat_id=GROUP["id"])  # not in `methods`
+    api.advance(30)
+    assert api.flood("sendMessage", chat_id=GROUP["id"], text="still paused") == 30
+    api.advance(29.5)
+    assert api.flood("sendMessage", chat_id=GROUP["id"], text="half a second left") == 30
+    api.advance(0.5)
+    api.send(GROUP, "the wait is over")
+    floods = [a for a in api.actions(GROUP["id"]) if a["kind"] == "flood"]
+    assert len(floods) == 7
+    assert {(a["scope"], a["retry_after"]) for a in floods} == {("fault", 30)}
+    report = api.limits()
+    assert report["floods"] == 0  # the injected refusals are not the limiter's
+    assert report["chats"][str(GROUP["id"])]["counted"] == 1
+
+
+def test_a_timed_fault_without_retry_after_counts_down(api: Api) -> None:
+    api.ctl("faults", kind="429", chat_id=PRIVATE["id"], duration=60, method="sendMessage")
+    assert api.flood("sendMessage", chat_id=PRIVATE["id"], text="a") == 60
+    api.advance(10.2)
+    assert api.flood("sendMessage", chat_id=PRIVATE["id"], text="b") == 50  # 49.8 s, rounded up
+    api.advance(49.5)
+    assert api.flood("sendMessage", chat_id=PRIVATE["id"], text="c") == 1
+    api.advance(0.3)
+    api.send(PRIVATE, "d")
+    api.ctl("faults", kind="429", chat_id=PRIVATE["id"], duration=5, method="sendMessage")
+    api.ctl("faults", clear=True)  # clear ends a timed fault too
+    api.send(PRIVATE, "e")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "429", "duration": 0},
+        {"kind": "429", "duration": "60"},
+        {"kind": "429", "duration": 10, "retry_after": 0},
+        {"kind": "429", "methods": "sendMessage"},
+        {"kind": "429", "methods": []},
+        {"kind": "429", "chat_id": "-4004"},
+        {"kind": "slow"},
+    ],
+)
+def test_bad_faults_are_refused(api: Api, body: dict[str, Any]) -> None:
+    response = api.http.post("/sandbox/telegram/faults", json=body)
+    assert response.status_code == 400, response.text
+    api.send(PRIVATE)  # and nothing was set
+
+
 # The limiter itself, on an injected clock ---------------------------------------------------
 
 
