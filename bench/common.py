@@ -203,3 +203,14 @@ def stop_bot(bot: Any, timeout: float = 15.0) -> str | None:
     except subprocess.TimeoutExpired:
         bot.kill()
         return f"the bot did not exit within {timeout:.0f} s of SIGTERM (killed)"
+
+
+def register_relay(http: httpx.Client, settings: Any, secret: str) -> None:
+    """Point the sandbox's analysis.completed webhooks at the bot's relay, signed with `secret`."""
+    http.post(
+        "/sandbox/webhooks",
+        json={
+            "url": f"http://127.0.0.1:{settings.http_port}/webhooks/resell-scan",
+            "secret": secret,
+        },
+    ).raise_for_status()

@@ -35,6 +35,7 @@ from bench.common import (
     bot_settings,
     percentile,
     print_log_problems,
+    register_relay,
     sandbox_process,
     start_bot,
     stop_bot,
@@ -130,13 +131,7 @@ def run_once(tmp: Path, size: Size, paused: bool) -> Run:
             poll_initial_seconds=600,
             poll_max_seconds=600,
         )
-        http.post(
-            "/sandbox/webhooks",
-            json={
-                "url": f"http://127.0.0.1:{settings.http_port}/webhooks/resell-scan",
-                "secret": SECRET,
-            },
-        ).raise_for_status()
+        register_relay(http, settings, SECRET)
         private_file = _file(http, "isolation-private")
         group_files = [_file(http, f"isolation-group-{i}") for i in range(size.owed)]
         run = Run(paused, [], [], [], [], [])

@@ -28,6 +28,7 @@ from bench.common import (
     bot_settings,
     percentile,
     print_log_problems,
+    register_relay,
     sandbox_process,
     start_bot,
     stop_bot,
@@ -83,13 +84,7 @@ def run_once(tmp: Path, batches: int, busy: bool) -> dict[str, Any]:
             poll_max_seconds=600,
             album_window_seconds=0.2,
         )
-        http.post(
-            "/sandbox/webhooks",
-            json={
-                "url": f"http://127.0.0.1:{settings.http_port}/webhooks/resell-scan",
-                "secret": SECRET,
-            },
-        ).raise_for_status()
+        register_relay(http, settings, SECRET)
         bot = start_bot(settings, workdir / "bot.log")
         try:
             file_id = http.post(

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import bot_settings, percentile, sandbox_process, start_bot
+from bench.common import bot_settings, percentile, register_relay, sandbox_process, start_bot
 from sandbox.data import fake_jpeg
 from sandbox.telegram import FloodLimits, busiest
 
@@ -193,13 +193,7 @@ def run_once(tmp: Path, mode: str, albums: list[Album], durations: list[float]) 
         if mode == "per_album":
             overrides["telegram_group_messages_per_minute"] = 1_000_000  # unaware of the limit
         settings = bot_settings(url, workdir, **overrides)
-        http.post(
-            "/sandbox/webhooks",
-            json={
-                "url": f"http://127.0.0.1:{settings.http_port}/webhooks/resell-scan",
-                "secret": SECRET,
-            },
-        ).raise_for_status()
+        register_relay(http, settings, SECRET)
         files = [
             [
                 http.post(

@@ -49,6 +49,9 @@ class Chats:
             return cached
         async with self.db.reading() as tx:
             row = await tx.one("SELECT * FROM chats WHERE chat_id = ?", (chat_id,))
+        newer = self._chats.get(chat_id)
+        if newer is not None:  # an update_chat committed (and cached) while this read ran
+            return newer
         settings = ChatSettings.from_row(row) if row else ChatSettings(chat_id=chat_id)
         self._cache(settings)
         return settings
