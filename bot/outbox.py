@@ -253,15 +253,13 @@ class Deliverer:
         self, row: OutboxRow, sub: Submission, record: dict[str, object], *, parts: int
     ) -> None:
         now = self.clock()
-        if parts:
-            await self.store.part_sent(row, parts)
         then: list[Owed] = []
         emoji = outcome_reaction(sub)
         if emoji is not None and emoji != sub.reaction:
             then.append(reaction_row(sub, emoji))
         if sub.progress_message_id is not None:
             then.append(progress_row(sub))
-        if not await self.store.notified(row, now, record=record, then=then):
+        if not await self.store.notified(row, now, record=record, parts=parts, then=then):
             return
         self.metrics.telegram_sends.labels(outcome="ok").inc()
         await self.store.owe_board(sub.chat_id, sub.thread_id, self.board_interval, now)

@@ -204,12 +204,18 @@ class Outbox:
         *,
         error: str | None = None,
         record: dict[str, Any] | None = None,
+        parts: int | None = None,
         then: Sequence[Owed] = (),
     ) -> bool:
         """A notification was delivered (or never can be: `error` says why): completed ->
-        notified, the other states that owe a message keep theirs and record the time."""
+        notified, the other states that owe a message keep theirs and record the time.
+        `parts`: how many parts were sent in all (recorded in the same transaction)."""
         async with self.db.transaction() as tx:
             await tx.execute("DELETE FROM outbox WHERE id = ?", (row.id,))
+            if parts is not None:
+                await tx.execute(
+                    "UPDATE submissions SET parts_sent = ? WHERE id = ?", (parts, row.submission_id)
+                )
             await _record(tx, row.submission_id, record)
             moved = await _mark_notified(tx, row.submission_id, now, error)
             if moved:

@@ -128,7 +128,8 @@ async def owe(tx: Tx, rows: Sequence[Owed], now: float) -> None:
 
 async def owe_notifications(tx: Tx, sub_ids: Sequence[int], now: float) -> None:
     """The message each of these submissions' states owes (called by the transitions into a
-    state of MESSAGE_STATES, in their transaction); once per submission until delivered."""
+    state of MESSAGE_STATES, in their transaction); once per submission until delivered. The
+    submission is then the delivery loop's, not due for the tracker any more."""
     for sub_id in sub_ids:
         row = await tx.one(
             "SELECT chat_id, thread_id, message_id FROM submissions WHERE id = ?"
@@ -137,6 +138,7 @@ async def owe_notifications(tx: Tx, sub_ids: Sequence[int], now: float) -> None:
         )
         if row is None:
             continue
+        await tx.execute("UPDATE submissions SET next_action_at = NULL WHERE id = ?", (sub_id,))
         await owe(
             tx,
             [
