@@ -156,7 +156,7 @@ class BotRuntime:
                 per_group_per_minute=settings.telegram_group_messages_per_minute,
                 group_window=settings.telegram_group_window_seconds,
             ),
-            combine=lambda chat_id: group_boards and chat_id < 0,
+            combine=self.chat.shows_board,  # groups with a board combine waiting results
             wall=self.clock,
         )
         self.db.on_owed = self.delivery.wake

@@ -6,7 +6,7 @@ blow through that; the board replaces the per-album messages with one message ed
 sender, collection and progress of every open analysis. A private chat shows one too while
 several albums are analysed at once (bot/outbox.py folds their "analysing" messages into it).
 
-Refreshes are outbox rows (`storage.outbox.board_row`), at most one per BOARD_INTERVAL seconds
+Refreshes are outbox rows (`storage.outbox.board_row`), at most one per BOARD_INTERVAL_SECONDS
 per board, at the lowest priority, coalesced, behind results; the board is rendered when its
 row is delivered, so it shows what is open then. When nothing is open any more the board is
 deleted (deleting is not a message).
@@ -27,8 +27,6 @@ from bot.telegram import render
 from storage import Store
 
 log = logging.getLogger(__name__)
-
-BOARD_INTERVAL = 10.0  # seconds between two edits of one board (6 a minute at most)
 
 
 class Boards:
