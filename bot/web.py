@@ -42,6 +42,9 @@ MEDIA_STATES = frozenset({State.RECEIVED, State.SUBMITTING, State.SUBMITTED})
 
 
 MAX_MEDIA_BYTES = 20 * 1024 * 1024  # Telegram's download limit for bots
+# A photo up to this size is read whole and answered at once (Telegram's photos are a few
+# hundred KB); larger files stream chunk by chunk, so memory stays bounded either way.
+WHOLE_MEDIA_BYTES = 1024 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -203,6 +206,12 @@ def build_web_app(
             log.warning("media download failed: HTTP %d", upstream.status_code)
             return Response(b"unavailable", status_code=502, media_type="text/plain")
         length = upstream.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= WHOLE_MEDIA_BYTES:
+            try:
+                data = await upstream.aread()
+            finally:
+                await upstream.aclose()
+            return Response(data, media_type=photo.mime_type or "image/jpeg", headers=headers)
         if length is not None:
             headers["Content-Length"] = length
         return StreamingResponse(

@@ -237,37 +237,60 @@ class Database:
         return str(row[0]) if row else "no answer"
 
 
+def _changed(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    cursor = raw.execute(sql, params)
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _inserted(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int | None:
+    cursor = raw.execute(sql, params)
+    rowid = cursor.lastrowid if cursor.rowcount > 0 else None
+    cursor.close()
+    return rowid
+
+
+def _first(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+    cursor = raw.execute(sql, params)
+    row: sqlite3.Row | None = cursor.fetchone()
+    cursor.close()
+    return row
+
+
+def _every(raw: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+    cursor = raw.execute(sql, params)
+    rows = cursor.fetchall()
+    cursor.close()
+    return list(rows)
+
+
 class Tx:
-    """Statements on the connection while the lock is held."""
+    """Statements on the connection while the lock is held: each one statement, its rows and
+    its cursor's close in one hop to the database's thread (aiosqlite's cursor API takes two
+    or three: execute, fetch, close)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self.owed: set[int] = set()  # chats this transaction wrote outbox rows for
 
+    async def _hop(self, fn: Callable[..., T], sql: str, params: Sequence[Any]) -> T:
+        # aiosqlite's own queue to its thread (see Database.in_one_hop for why it is used).
+        execute: Callable[..., Awaitable[T]] = self._conn._execute
+        return await execute(fn, self._conn._conn, sql, params)
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""
-        cursor = await self._conn.execute(sql, params)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return await self._hop(_changed, sql, params)
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
-        cursor = await self._conn.execute(sql, params)
-        rowid = cursor.lastrowid if cursor.rowcount > 0 else None
-        await cursor.close()
-        return rowid
+        return await self._hop(_inserted, sql, params)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        cursor = await self._conn.execute(sql, params)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return row
+        return await self._hop(_first, sql, params)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        cursor = await self._conn.execute(sql, params)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return list(rows)
+        return await self._hop(_every, sql, params)
 
 
 class _DirectTx(Tx):
@@ -279,28 +302,16 @@ class _DirectTx(Tx):
         self.owed = set()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = self._raw.execute(sql, params)
-        count = cursor.rowcount
-        cursor.close()
-        return count
+        return _changed(self._raw, sql, params)
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
-        cursor = self._raw.execute(sql, params)
-        rowid = cursor.lastrowid if cursor.rowcount > 0 else None
-        cursor.close()
-        return rowid
+        return _inserted(self._raw, sql, params)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        cursor = self._raw.execute(sql, params)
-        row: sqlite3.Row | None = cursor.fetchone()
-        cursor.close()
-        return row
+        return _first(self._raw, sql, params)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        cursor = self._raw.execute(sql, params)
-        rows = cursor.fetchall()
-        cursor.close()
-        return list(rows)
+        return _every(self._raw, sql, params)
 
 
 def _run_without_waiting(coro: Coroutine[Any, Any, T]) -> T:
