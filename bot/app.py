@@ -172,6 +172,8 @@ class BotRuntime:
             clock=self.clock,
             intake_quiet=self._intake_quiet,
         )
+        self.delivery.work_waiting = lambda: self.tracker is not None and self.tracker.backlog
+        self.tracker.on_backlog_cleared = self.delivery.wake
         self.team = Team(
             settings=settings,
             store=self.store,

@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
+BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
+UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
 MAX_BACKOFF = 300.0
 # How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
 # before the user is asked; a refusal (403, 401) asks at once.
@@ -208,6 +210,10 @@ class Tracker:
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
+        # Photos due for upload wait for a free slot: optional output yields to them
+        # (bot/telegram/delivery.py); polls waiting do not count.
+        self.backlog = False
+        self.on_backlog_cleared: Callable[[], None] | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -223,6 +229,7 @@ class Tracker:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; let in-flight handlers finish their transaction (bounded)."""
         self._stopping = True
+        self._set_backlog(False)
         self._wake.set()
         if self._loop_task:
             self._loop_task.cancel()
@@ -246,12 +253,12 @@ class Tracker:
             now = self.clock()
             try:
                 room = limit - len(self._inflight)
-                due = (
-                    await self.store.due(now, limit=room, exclude=list(self._inflight))
-                    if room > 0
-                    else []
+                # A few more than there is room for: whether photos wait for a slot.
+                due = await self.store.due(
+                    now, limit=room + BACKLOG_LOOKAHEAD, exclude=list(self._inflight)
                 )
-                for sub in due:
+                self._set_backlog(any(sub.state in UPLOAD_STATES for sub in due[room:]))
+                for sub in due[:room]:
                     task = asyncio.create_task(self._guarded(sub), name=f"sub-{sub.id}")
                     self._inflight[sub.id] = task
                     task.add_done_callback(self._done_callback(sub.id))
@@ -262,11 +269,20 @@ class Tracker:
             timeout = 5.0 if next_at is None else min(5.0, max(0.0, next_at - now))
             if next_at is not None and next_at <= now:
                 timeout = 1.0  # everything due is in flight: a finishing task wakes us
+            # asyncio.timeout, not wait_for: in 3.11 wait_for loses a cancel that comes as
+            # the event is set (stop() right after a wake), and the loop would run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, timeout))
+                async with asyncio.timeout(max(0.001, timeout)):
+                    await self._wake.wait()
             # A burst of photos wakes the loop once per photo: gather them for a moment so the
             # due query runs once per burst, not once per photo, and intake keeps the database.
             await asyncio.sleep(WAKE_COALESCE)
+
+    def _set_backlog(self, waiting: bool) -> None:
+        cleared = self.backlog and not waiting
+        self.backlog = waiting
+        if cleared and self.on_backlog_cleared is not None:
+            self.on_backlog_cleared()
 
     async def _let_intake_finish(self) -> None:
         """Intake first: while a burst of updates is being fetched, stored and handled, new

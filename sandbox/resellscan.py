@@ -1170,8 +1170,9 @@ class ResellScanSandbox:
                     waits.append(batch.started + batch.duration - now)
             timeout = min(waits) if waits else 1.0
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, timeout))
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bot/tracker.py
+                async with asyncio.timeout(max(0.005, timeout)):
+                    await self._wake.wait()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -19,6 +19,7 @@ refusals to strangers), which is coalesced or skipped when its chat is behind.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -112,22 +113,33 @@ class Outbox:
 
     # Reading for delivery ------------------------------------------------------------------
 
-    async def outbox_due_chats(self, now: float, limit: int) -> list[int]:
-        """Chats with rows due now, the most urgent first."""
+    async def outbox_due_chats(
+        self, now: float, limit: int, *, optional_owed_by: float = math.inf
+    ) -> list[int]:
+        """Chats with rows due now, the most urgent first; optional rows count only when owed
+        by `optional_owed_by` (they yield to work waiting; see bot/telegram/delivery.py)."""
         async with self.db.reading() as tx:
             # The most urgent due rows first (index order), then their chats: the scan stops
             # early however many rows wait (a backlog of refusals to strangers, say).
             rows = await tx.all(
                 "SELECT chat_id FROM (SELECT chat_id, priority, id FROM outbox"
-                " WHERE not_before <= ? ORDER BY priority, id LIMIT ?)"
+                " WHERE not_before <= ? AND (priority < ? OR created_at <= ?)"
+                " ORDER BY priority, id LIMIT ?)"
                 " GROUP BY chat_id ORDER BY MIN(priority), MIN(id) LIMIT ?",
-                (now, limit * ROWS_SCANNED_PER_CHAT, limit),
+                (
+                    now,
+                    int(Priority.OPTIONAL),
+                    optional_owed_by,
+                    limit * ROWS_SCANNED_PER_CHAT,
+                    limit,
+                ),
             )
         return [r[0] for r in rows]
 
-    async def outbox_next_at(self) -> float | None:
+    async def outbox_next_at(self, *, below: int = len(Priority)) -> float | None:
+        """When the next row falls due (of the rows more urgent than `below`)."""
         async with self.db.reading() as tx:
-            row = await tx.one("SELECT MIN(not_before) FROM outbox")
+            row = await tx.one("SELECT MIN(not_before) FROM outbox WHERE priority < ?", (below,))
         return row[0] if row else None
 
     async def outbox_rows(self, chat_id: int, now: float, limit: int) -> list[OutboxRow]:

@@ -21,7 +21,7 @@ import pytest
 from bot.chat import Outgoing, RetryLater
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
-from bot.telegram.delivery import Budget, DeliveryLoop, SendLimits
+from bot.telegram.delivery import YIELD_AT_MOST, Budget, DeliveryLoop, SendLimits
 from storage import Database, Store, Submission
 from storage.outbox import Kind, OutboxRow, Owed, Priority
 from tests.conftest import eventually
@@ -183,6 +183,46 @@ async def test_the_due_chats_are_found_in_priority_order_behind_a_backlog(
     assert len(await store.outbox_due_chats(10.0, 5)) == 5
 
 
+async def test_optional_output_yields_while_work_waits_for_a_slot(
+    rig: tuple[Store, RecordingChat, DeliveryLoop],
+) -> None:
+    """While submissions wait for a tracker slot, optional rows wait too (their sends would
+    take the time of the uploads); results and replies go at once; the end of the backlog
+    wakes the loop and the optional rows follow."""
+    store, chat, loop = rig
+    waiting = [True]
+    loop.work_waiting = lambda: waiting[0]
+    now = time.time()
+    await store.owe(*(text(7, f"progress {i}", Priority.OPTIONAL) for i in range(3)), now=now)
+    await store.owe(text(8, "results", Priority.RESULT), text(7, "reply"), now=now)
+    loop.start()
+    await chat.wait_for(lambda: len(chat.sent) == 2, "the results and the reply")
+    await eventually(lambda: _true(not loop._active), what="every drain ended")
+    assert sorted(body for _, body in chat.sent) == ["reply", "results"]
+    assert await store.outbox_count(7) == 3, "the optional rows wait"
+    waiting[0] = False
+    loop.wake()  # what the tracker does when its backlog clears
+    await chat.wait_for(lambda: len(chat.sent) == 5, "the optional rows")
+    assert [body for _, body in chat.sent[2:]] == [f"progress {i}" for i in range(3)]
+
+
+async def test_optional_output_waits_for_work_only_so_long(
+    rig: tuple[Store, RecordingChat, DeliveryLoop],
+) -> None:
+    """A backlog that never ends (sustained overload) does not starve optional output: a
+    row owed longer than YIELD_AT_MOST goes anyway, a fresh one still waits."""
+    store, chat, loop = rig
+    loop.work_waiting = lambda: True
+    now = time.time()
+    await store.owe(text(7, "old", Priority.OPTIONAL), now=now - YIELD_AT_MOST - 1)
+    await store.owe(text(9, "fresh", Priority.OPTIONAL), now=now)
+    loop.start()
+    await chat.wait_for(lambda: len(chat.sent) == 1, "the row owed too long")
+    await eventually(lambda: _true(not loop._active), what="every drain ended")
+    assert chat.sent == [(7, "old")]
+    assert await store.outbox_count(9) == 1
+
+
 def test_the_budget_keeps_telegrams_limits() -> None:
     now = [0.0]
     budget = Budget(SendLimits(margin=0.0), clock=lambda: now[0])
@@ -241,6 +281,34 @@ async def test_a_burst_of_albums_in_a_private_chat_gets_one_status_message(
     sent = [a for a in await harness.sent(ANNA["id"]) if a["kind"] == "send"]
     status = [a for a in sent if "Results" not in (a["text"] or "")]
     assert len(status) <= 2, [a["text"] for a in status]  # one status message, not five
+
+
+async def test_uploads_waiting_for_a_slot_go_before_optional_output(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Four photos wait for one tracker slot (WORKER_CONCURRENCY=1, each upload takes 0.3 s):
+    no reaction, "analysing" message or board goes to Anna while photos still wait for the
+    slot; they follow once the last upload has its slot."""
+    await harness.rs("/sandbox/faults", {"latency": 0.3, "match": "createAndAnalyze"})
+    await harness.rs("/sandbox/config", {"analysis_seconds": 3600})
+    for _ in range(4):  # waiting at Telegram: the bot takes them in at once
+        await harness.photo(ANNA, caption="/scan Electronics")
+    async with bot_running(settings_for(worker_concurrency=1)):
+        await eventually(lambda: _creates(harness, 4), what="four uploads", within=20)
+        await harness.wait_sent(ANNA["id"], lambda a: a["kind"] == "reaction", what="👀")
+    creates = sorted(r["at"] for r in await harness.creates())
+    optional = [
+        a
+        for a in await harness.sent(ANNA["id"])
+        if a["kind"] != "send" or "Results" not in (a.get("text") or "")
+    ]
+    assert optional, "the optional output followed"
+    first = min(a["at"] for a in optional)
+    assert first > creates[2], (first, creates)  # the fourth's slot was free by then
+
+
+async def _creates(harness: Harness, wanted: int) -> bool:
+    return len(await harness.creates()) >= wanted
 
 
 async def _replies(harness: Harness, chat_id: int, wanted: int) -> bool:

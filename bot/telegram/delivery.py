@@ -13,6 +13,12 @@ forgotten). Rows written meanwhile wake the loop through the database's commit h
 
 In groups, results that wait for the budget are combined into one reply when they fit
 (bot/outbox.py `Deliverer.deliver_combined`).
+
+Optional output yields to work: while submissions wait for a free tracker slot (a burst of
+albums), optional rows (reactions, "analysing" messages, progress and board edits) wait too,
+at most YIELD_AT_MOST seconds, so their sends take no time from the uploads; by then many are
+coalesced (👀 replaced by 👌) or dropped (an "analysing" message whose results are owed).
+Results, questions and replies never wait for this.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,8 +44,9 @@ ROWS_PER_READ = 16  # rows of one chat in memory at a time; the rest wait in SQL
 HOLD_AFTER = 1.0  # seconds: a longer wait for a chat's budget holds it in SQLite instead
 DROP_GONE_AFTER = 86400.0  # rows owed to a chat that blocked the bot are dropped after this
 DROP_OPTIONAL_AFTER = 600.0  # an optional message (a refusal) this late is dropped
-SWEEP_EVERY = 30.0
-WAKE_COALESCE = 0.002  # seconds  # seconds between forgetting idle budgets and dropping stale rows
+SWEEP_EVERY = 30.0  # seconds between forgetting idle budgets and dropping stale rows
+WAKE_COALESCE = 0.002  # seconds
+YIELD_AT_MOST = 30.0  # seconds optional output waits for work that waits for a slot
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,7 @@ class DeliveryLoop:
         deliverer: Deliverer,
         limits: SendLimits | None = None,
         combine: Callable[[int], bool] = lambda chat_id: False,
+        work_waiting: Callable[[], bool] = lambda: False,
         max_chats: int = 32,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -170,6 +179,7 @@ class DeliveryLoop:
         self.deliverer = deliverer
         self.budget = Budget(limits or SendLimits(), clock)
         self.combine = combine  # chats whose waiting results may share one reply
+        self.work_waiting = work_waiting  # optional output yields while this is true
         self.max_chats = max_chats
         self.wall = wall
         self._wake = asyncio.Event()
@@ -218,26 +228,34 @@ class DeliveryLoop:
             timeout = 5.0
             try:
                 now = self.wall()
+                yielding = self.work_waiting()
+                owed_by = now - YIELD_AT_MOST if yielding else math.inf
                 room = self.max_chats - len(self._active)
                 if room > 0:
-                    for chat_id in await self.store.outbox_due_chats(now, room + len(self._active)):
+                    wanted = room + len(self._active)
+                    due = await self.store.outbox_due_chats(now, wanted, optional_owed_by=owed_by)
+                    for chat_id in due:
                         if chat_id not in self._active and len(self._active) < self.max_chats:
                             self._active[chat_id] = asyncio.create_task(
                                 self._drain(chat_id), name=f"deliver-{chat_id}"
                             )
-                next_at = await self.store.outbox_next_at()
+                below = Priority.OPTIONAL if yielding else len(Priority)
+                next_at = await self.store.outbox_next_at(below=below)
                 if next_at is not None:
                     timeout = min(timeout, max(0.0, next_at - self.wall()))
                     if timeout <= 0:
                         timeout = 1.0  # what is due is being sent: a finishing task wakes us
+                if yielding:
+                    timeout = min(timeout, 1.0)  # the work's end wakes us; optional rows age
                 if self.budget.clock() - swept > SWEEP_EVERY:
                     swept = self.budget.clock()
                     await self._sweep()
             except Exception:
                 log.exception("delivery loop failed; retrying")
                 timeout = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, timeout))
+            with contextlib.suppress(TimeoutError):  # not wait_for: see bot/tracker.py
+                async with asyncio.timeout(max(0.001, timeout)):
+                    await self._wake.wait()
             # Rows come in bursts (a commit per photo, per refusal): one look per burst.
             await asyncio.sleep(WAKE_COALESCE)
 
@@ -259,6 +277,8 @@ class DeliveryLoop:
                 if not rows:
                     return
                 row = rows[0]
+                if self._yields(row):
+                    return  # only optional rows are left: they wait for the work (see above)
                 counts = row.kind is not Kind.REACT  # reactions are not messages
                 wait = self.budget.wait_for(chat_id) if counts else 0.0
                 if wait > HOLD_AFTER:
@@ -291,6 +311,14 @@ class DeliveryLoop:
         finally:
             self._active.pop(chat_id, None)
             self._wake.set()
+
+    def _yields(self, row: OutboxRow) -> bool:
+        """An optional row waits while work waits for a slot (not longer than YIELD_AT_MOST)."""
+        return (
+            row.priority >= Priority.OPTIONAL
+            and row.created_at > self.wall() - YIELD_AT_MOST
+            and self.work_waiting()
+        )
 
     async def _deliver(self, chat_id: int, row: OutboxRow, rows: list[OutboxRow]) -> Delivered:
         if row.kind is Kind.NOTIFY and self.combine(chat_id):
