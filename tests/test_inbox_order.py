@@ -13,16 +13,21 @@ import pytest
 from telegram import Update
 
 from bot.telegram.inbox import UpdateInbox
+from sandbox.server import SandboxThread
 from storage import Database, Inbox, NewUpdate
+from tests.harness import TOKEN
 
 
 class App:
     """What UpdateInbox needs of a PTB Application: a bot and process_update."""
 
     bot = None
+    persistence = None
 
     def __init__(self) -> None:
         self.handled: list[int] = []
+        self._chat_ids_to_be_updated_in_persistence: set[int] = set()
+        self._user_ids_to_be_updated_in_persistence: set[int] = set()
 
     async def process_update(self, update: Update) -> None:
         self.handled.append(update.update_id)
@@ -108,4 +113,43 @@ async def test_a_flood_of_updates_is_dispatched_with_back_pressure(
             assert mine == sorted(mine), f"chat {chat} out of order"
         assert await Inbox(db).pending() == []
     finally:
+        await db.close()
+
+
+@pytest.mark.timeout(20)
+async def test_ptb_keeps_no_mark_per_chat_or_user_it_has_seen(
+    tmp_path: Path, sandbox: SandboxThread
+) -> None:
+    """The real PTB Application marks each update's chat and user for a persistence this bot
+    does not have; the inbox empties the marks, so 300 strangers leave nothing behind."""
+    from telegram.ext import ApplicationBuilder, TypeHandler
+
+    application = (
+        ApplicationBuilder().token(TOKEN).base_url(f"{sandbox.url}/bot").updater(None).build()
+    )
+    handled: list[int] = []
+
+    async def handler(update: Update, context: object) -> None:
+        handled.append(update.update_id)
+
+    application.add_handler(TypeHandler(Update, handler))
+    db = await Database.open(tmp_path / "inbox.sqlite3")
+    await application.initialize()  # getMe, from the emulator
+    try:
+        inbox = UpdateInbox(application, Inbox(db), poll_timeout=1)
+        await inbox.resume()
+        updates = [update(i, 5000 + i) for i in range(1, 301)]
+        for payload in updates:
+            payload["message"]["from"] = {
+                "id": 5000 + payload["update_id"],
+                "is_bot": False,
+                "first_name": "Stranger",
+            }
+        await inbox.store(updates)
+        await inbox.stop()
+        assert len(handled) == 300 and await Inbox(db).pending() == [], "every update handled"
+        assert application._chat_ids_to_be_updated_in_persistence == set()
+        assert application._user_ids_to_be_updated_in_persistence == set()
+    finally:
+        await application.shutdown()
         await db.close()

@@ -60,6 +60,17 @@ def chat_of(payload: dict[str, Any]) -> int | None:
     return None
 
 
+def forget_persistence_marks(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """PTB (22.x) marks the chat and user of every update it processes for its persistence
+    and empties those sets only when it writes to a persistence; without one (this bot keeps
+    its state in SQLite) they grow by every chat and user ever seen: about 100 bytes per
+    stranger, 10 MB for 100,000. Empty them after each update (they are PTB's own; the
+    version is locked, and tests/test_inbox_order.py checks they stay empty)."""
+    if application.persistence is None:
+        application._chat_ids_to_be_updated_in_persistence.clear()
+        application._user_ids_to_be_updated_in_persistence.clear()
+
+
 class UpdateInbox:
     def __init__(
         self,
@@ -257,6 +268,7 @@ class UpdateInbox:
                 try:
                     update = Update.de_json(row.payload, self.application.bot)
                     await self.application.process_update(update)
+                    forget_persistence_marks(self.application)
                 except Exception:
                     # process_update hands handler errors to the error handler; this is only
                     # an update PTB cannot even parse. Done: retrying would fail the same way.
