@@ -17,6 +17,14 @@ class Metrics:
             ["endpoint", "outcome"],
             registry=self.registry,
         )
+        self.paid_calls = Counter(
+            "resellscan_bot_paid_calls",
+            "Paid POSTs (createAndAnalyze, analyze) by endpoint and outcome: accepted, refused"
+            " (not processed), unknown (the answer was lost), capped (not sent: the decision"
+            " had its two paid calls)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
         self.webhooks = Counter(
             "resellscan_bot_webhooks",
             "Webhook deliveries by verification result",

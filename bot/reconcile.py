@@ -8,8 +8,12 @@ names up: not there after a settle delay and one re-check means the request neve
 (resend it); there means the products exist and their analysis was started (attach its batch
 by the product ids when the webhook comes, or analyse exactly those products).
 
-Assumed, not documented: that product listings show each image's file name (as `fileName`,
-`file_name`, `name`, or as the last segment of its URL) and that `search` may cover it.
+Not documented: whether product listings show each image's file name (as `fileName`,
+`file_name`, `name`, or as the last segment of its URL) and whether `search` covers it. So a
+lookup that finds nothing proves nothing by itself: it is proof only when the listing was read
+to its end (`Lookup.complete`) and the bot has seen listings show our file names on its own
+earlier products (the account fact `listing_file_names`, bot/paid.py). Otherwise the user is
+asked; a paid call is never repeated on a guess.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ PAGE_SIZE = 100
 _EXTENSIONS = {"image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}
 
 
+NAME_PREFIX = "rsb-"  # every file name the bot gives an image starts so
+
+
 def file_name_prefix(sub: Submission) -> str:
     """Unique to the submission (its id and a piece of its random idempotency key, so two
     bots on one account, or a reset database, do not collide)."""
-    return f"rsb-{sub.id}-{sub.idempotency_key[:8]}-"
+    return f"{NAME_PREFIX}{sub.id}-{sub.idempotency_key[:8]}-"
 
 
 def upload_file_name(sub: Submission, index: int, photo: Photo) -> str:
@@ -70,6 +77,9 @@ class Lookup:
     product_ids: list[str]  # one per product found, in the submission's product order
     products_expected: int
     pages_read: int
+    complete: bool = False  # the listing was read to its end (not cut off at a page limit)
+    listed: bool = False  # it showed products at all
+    named: bool = False  # some product listed showed one of our file names (any upload's)
 
 
 async def find_products(
@@ -85,8 +95,10 @@ async def find_products(
     wanted = {name: index for index, group in enumerate(names) for name in group}
     found: dict[int, str] = {}
     pages = 0
+    complete = listed = named = False
     for search, limit in ((prefix, SEARCH_PAGES), (None, LISTING_PAGES)):
         page = 1
+        complete = False
         while page <= limit:
             result = await client.list_products(
                 collection_id,
@@ -98,15 +110,27 @@ async def find_products(
             )
             pages += 1
             for product in result.items:
+                listed = True
                 for name in product.file_names():
+                    named = named or name.startswith(NAME_PREFIX)
                     index = wanted.get(name)
                     if index is not None:
                         found.setdefault(index, product.id)
-            if len(found) == len(names) or not result.has_more or not result.items:
+            if not result.has_more or not result.items:
+                complete = True  # read to its end
+                break
+            if len(found) == len(names):
                 break
             page += 1
         if found:
             break
     ordered = [found[i] for i in sorted(found)]
     unique = list(dict.fromkeys(ordered))
-    return Lookup(product_ids=unique, products_expected=len(names), pages_read=pages)
+    return Lookup(
+        product_ids=unique,
+        products_expected=len(names),
+        pages_read=pages,
+        complete=complete,
+        listed=listed,
+        named=named,
+    )

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import random
 import re
 import time
@@ -38,10 +37,12 @@ from bot.outbox import (
     question_row,
     reaction_row,
 )
+from bot.paid import ANALYZE, CREATE, LISTING_FILE_NAMES, NO, YES, CapReached, PaidCalls, Planned
 from bot.resellscan import (
     AmbiguousWrite,
     APIError,
     AuthError,
+    BatchStarted,
     BatchStatus,
     ConnectionFailed,
     InvalidRequest,
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
+RETRY_DECISION = -1  # the ledger's decision for "🔁 Retry failed" of a submission's results
 BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
 UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
 MAX_BACKOFF = 300.0
@@ -128,15 +130,6 @@ def lookup_problem(exc: ResellScanError) -> dict[str, Any]:
     if isinstance(exc, AuthError):
         return {"code": "auth"}
     return {"code": "unreachable", "error": type(exc).__name__}
-
-
-def request_window(created_at: float, now: float, ttl: float) -> int:
-    """Which validity window a request made now falls in (1, 2, …, each one TTL long, counted
-    from the submission's creation): the smallest whose end leaves at least half a TTL for
-    Resell Scan to fetch the photos. A resend in the same window builds the very same body
-    (same signed URLs), so it carries the same Idempotency-Key; a later resend gets fresh URLs
-    and, since its body differs, a fresh key."""
-    return max(1, math.ceil((now + ttl / 2 - created_at) / ttl))
 
 
 def poll_delay(poll_count: int, settings: Settings) -> float:
@@ -206,6 +199,9 @@ class Tracker:
         self.rng = rng or random.Random()
         self.intake_quiet = intake_quiet
         self.budget = Budget(settings.poll_budget_per_second)
+        self.paid = PaidCalls(
+            store=store, metrics=metrics, url_ttl=settings.media_url_ttl_seconds, clock=clock
+        )
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
@@ -403,10 +399,14 @@ class Tracker:
             await self.store.reject(sub.id, problem, now)
             return None
         try:
-            window = self.request_window(sub)
+            planned = await self.paid.plan(sub, CREATE)
+        except CapReached:
+            return await self._ask(sub, capped=True)
+        try:
             names = reconcile.file_names(sub, groups)
+            expires = int(planned.url_expiry)
             products = [
-                NewProduct(await self._images(sub, group, group_names, window), values)
+                NewProduct(await self._images(sub, group, group_names, expires), values)
                 for group, group_names in zip(groups, names, strict=True)
             ]
         except PhotoUnavailable as exc:
@@ -420,7 +420,7 @@ class Tracker:
             log.exception("building the request failed", extra=ctx)
             await self.store.reject(sub.id, Problem("request_invalid"), now)
             return None
-        await self.submit(sub, products, f"{sub.idempotency_key}.{window}")
+        await self.submit(sub, products, planned)
         return None
 
     async def _continue(self, sub_id: int) -> None:
@@ -428,16 +428,13 @@ class Tracker:
         if fresh is not None and fresh.state is State.RECEIVED and fresh.collection_id:
             await self.process(fresh, first=False)
 
-    def request_window(self, sub: Submission) -> int:
-        return request_window(sub.created_at, self.clock(), self.settings.media_url_ttl_seconds)
-
     async def _images(
-        self, sub: Submission, photos: list[Photo], names: list[str], window: int
+        self, sub: Submission, photos: list[Photo], names: list[str], expires: int
     ) -> list[dict[str, Any]]:
         """The image entries of one product. Each `fileName` is unique to the submission
-        (reconcile.upload_file_name), so an ambiguous upload can be looked up later."""
+        (reconcile.upload_file_name), so an ambiguous upload can be looked up later; image
+        URLs live until the call's own expiry, so a resend of the call is the same body."""
         images = []
-        expires = int(sub.created_at + self.settings.media_url_ttl_seconds * window)
         for photo, name in zip(photos, names, strict=True):
             if self.media is not None and self.settings.uses_image_urls:
                 images.append(
@@ -467,19 +464,21 @@ class Tracker:
             return await asyncio.to_thread(to_jpeg, data), "image/jpeg"
         return data, photo.mime_type or "image/jpeg"
 
-    async def submit(
-        self, sub: Submission, products: list[NewProduct], idempotency_key: str
-    ) -> None:
+    async def submit(self, sub: Submission, products: list[NewProduct], planned: Planned) -> None:
         ctx: dict[str, Any] = {"submission_id": sub.id, "chat_id": sub.chat_id}
         now = self.clock()
         if not await self.store.begin_submit(sub.id, now, owed=await self._seen(sub)):
             return
-        assert sub.collection_id is not None
+        collection_id = sub.collection_id
+        assert collection_id is not None
         try:
-            started = await self.client.create_and_analyze(
-                sub.collection_id,
-                products,
-                idempotency_key=idempotency_key,
+            started = await self.paid.send(
+                sub,
+                CREATE,
+                planned,
+                lambda key: self.client.create_and_analyze(
+                    collection_id, products, idempotency_key=key
+                ),
             )
         except RateLimited as exc:
             # A refusal, not an outage: wait as Resell Scan says, within a long deadline.
@@ -535,7 +534,37 @@ class Tracker:
         )
         log.info("submitted", extra=ctx)
         await self.board_changed(sub)
+        await self._learn_listings(sub, collection_id, products)
         return None
+
+    async def _learn_listings(
+        self, sub: Submission, collection_id: str, products: list[NewProduct]
+    ) -> None:
+        """Until the bot has seen whether product listings show our file names, look this
+        upload's products up once (free GETs): a lookup that finds nothing proves nothing
+        until that is known (reconcile)."""
+        if await self.paid.fact(LISTING_FILE_NAMES) is not None:
+            return
+        names = [[str(image.get("fileName")) for image in p.images] for p in products]
+        try:
+            found = await reconcile.find_products(
+                self.client,
+                collection_id,
+                names,
+                reconcile.file_name_prefix(sub),
+                (sub.requested_at or self.clock()) - self.settings.reconcile_margin_seconds,
+            )
+        except ResellScanError as exc:
+            log.info("could not look the upload up (%s); later, then", exc)
+            return
+        if found.product_ids:
+            await self.paid.observe(LISTING_FILE_NAMES, YES)
+        elif found.listed and not found.named:
+            await self.paid.observe(LISTING_FILE_NAMES, NO)
+            log.warning(
+                "product listings show no image file names: an upload whose answer is lost"
+                " cannot be proven absent, so its user is asked instead of paying twice"
+            )
 
     async def _analysing(self, sub: Submission, products: int) -> list[Owed]:
         """The per-album "analysing" message, owed with the batch: the chat's setting
@@ -598,6 +627,20 @@ class Tracker:
             log.warning("reconcile lookup failed: %s", exc, extra=ctx)
             return await self._ask(sub, lookup=lookup_problem(exc))
         if not found.product_ids:
+            listings = await self.paid.fact(LISTING_FILE_NAMES)
+            if listings is None and found.named:  # our earlier products show their names
+                await self.paid.observe(LISTING_FILE_NAMES, YES)
+                listings = YES
+            if not (found.complete and listings == YES):
+                # An absence proves nothing here: never pay twice on a guess.
+                log.info(
+                    "not found, but no proof (listing %s, file names in listings: %s): asking",
+                    "read to its end" if found.complete else "cut off",
+                    listings or "not seen yet",
+                    extra=ctx,
+                )
+                code = "no_proof_names" if found.complete else "no_proof_cut"
+                return await self._ask(sub, lookup={"code": code})
             if sub.reconcile_checks < 1:  # Resell Scan may still be creating them
                 await self.store.reconcile_again(
                     sub.id, now + settings.reconcile_settle_seconds, now
@@ -607,10 +650,12 @@ class Tracker:
                 problem = Problem("api_unreachable", {"attempts": sub.attempts})
                 await self.store.fail(sub.id, problem, now)
                 return None
-            log.info("not created: sending again (same key)", extra=ctx)
+            log.info("not created (proven): sending again (same key)", extra=ctx)
+            await self.paid.not_taken(sub, CREATE)
             await self.store.reconcile_resend(sub.id, now)
             self.wake()
             return None
+        await self.paid.observe(LISTING_FILE_NAMES, YES)
         log.info(
             "found %d of %d products: the upload took effect",
             len(found.product_ids),
@@ -638,23 +683,28 @@ class Tracker:
         assert sub.collection_id is not None
         if not self.settings.reconcile_analyze:
             return await self._ask(sub, found=len(sub.product_ids))
+        collection_id, product_ids = sub.collection_id, sub.product_ids
         try:
-            started = await self.client.analyze_products(
-                sub.collection_id,
-                sub.product_ids,
-                idempotency_key=f"{sub.idempotency_key}.analyze",
+            planned = await self.paid.plan(sub, ANALYZE)
+            started = await self.paid.send(
+                sub,
+                ANALYZE,
+                planned,
+                lambda key: self.client.analyze_products(
+                    collection_id, product_ids, idempotency_key=key
+                ),
             )
+        except CapReached:
+            return await self._ask(sub, found=len(sub.product_ids), capped=True)
         except (ConnectionFailed, RateLimited) as exc:
             wait = exc.retry_after if isinstance(exc, RateLimited) else None
             await self.store.defer(sub.id, now + (wait or self._backoff(1)), str(exc)[:300])
             return None
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
-            # Asking again with the same key costs at most a second analysis, never products.
-            if sub.reconcile_checks >= MAX_SUBMIT_ATTEMPTS:
-                return await self._ask(sub, found=len(sub.product_ids), lookup=None)
-            await self.store.reconcile_again(sub.id, now + self._backoff(sub.reconcile_checks), now)
+            # It may be running: a second analyze would be paid again on a guess. Wait for its
+            # webhook where there is one (reconcile_until), then ask; never POST it again.
             log.warning("analyze answer lost: %s", exc, extra=ctx)
-            return None
+            return await self._ask(sub, found=len(sub.product_ids), lookup=None)
         except ResellScanError as exc:
             return await self._ask(sub, found=len(sub.product_ids), lookup=lookup_problem(exc))
         await self.store.attach_batch(
@@ -668,13 +718,36 @@ class Tracker:
         await self.board_changed(sub)
         return None
 
+    async def retry_failed(self, sub: Submission, failed: list[str]) -> BatchStarted:
+        """🔁 Retry failed: analyse exactly the failed products (POST /products/analyze), as a
+        decision of its own whose paid calls are capped like any other: a press whose answer
+        was lost may be pressed again, once. Raises CapReached, or the client's errors."""
+        collection_id = sub.collection_id
+        assert collection_id is not None
+        retry = dataclasses.replace(sub, decision=RETRY_DECISION)
+        planned = await self.paid.plan(retry, ANALYZE)
+        return await self.paid.send(
+            retry,
+            ANALYZE,
+            planned,
+            lambda key: self.client.analyze_products(collection_id, failed, idempotency_key=key),
+        )
+
     async def _ask(
-        self, sub: Submission, *, lookup: dict[str, Any] | None = None, found: int = 0
+        self,
+        sub: Submission,
+        *,
+        lookup: dict[str, Any] | None = None,
+        found: int = 0,
+        capped: bool = False,
     ) -> None:
-        """The bot cannot find out: the user decides, told what was and was not found."""
+        """The bot cannot find out (or may not pay again): the user decides, told what was
+        and was not found."""
         params: dict[str, Any] = dict(sub.problem.params) if sub.problem else {}
         params.setdefault("cause", "interrupted")
         params.update(found=found, lookup=lookup or {})
+        if capped:
+            params["lookup"] = {"code": "capped"}
         await self.store.ask_user(sub.id, Problem("uncertain_ask", params), self.clock())
 
     @staticmethod

@@ -4,7 +4,12 @@ Documented behaviour is reproduced as documented: bearer keys with per-resource 
 (403), 429 when rate limited, `page`/`limit` (max 100)/`search`, product filters, required manual
 fields enforced with a validation error, createAndAnalyze answering with a batchId, batch status
 and results, and `analysis.completed` webhooks signed in `x-webhook-signature` and retried.
-Where the guides are silent the sandbox makes a choice, listed in README "Sandbox".
+Where the guides are silent the sandbox makes a choice, listed in README "Sandbox". Two of
+those choices can be switched (`POST /sandbox/config`), because the bot must not rely on them:
+`honour_idempotency_key` (default true: a POST resent with the same `Idempotency-Key` and body
+gets the first answer; false: every POST is processed anew, as by a server that ignores the
+header) and `listing_file_names` (default true: product listings show each image's `fileName`
+and `search` covers it; false: images carry only a content-named URL and search ignores them).
 
 Dialects. Only the webhook payload and the request bodies are documented, so the real service may
 answer in other shapes than the sandbox's guess. `POST /sandbox/config {"dialect": …}` picks how
@@ -109,6 +114,11 @@ class Config:
     webhook_backoff: float = 0.5
     image_timeout: float = 10.0
     dialect: str = "standard"  # a key of DIALECTS
+    # What the guide leaves open (resell-scan-api.md §9 #13, bot/reconcile.py): whether a
+    # POST's Idempotency-Key is honoured (a resend answered with the first call's result),
+    # and whether product listings show the images' file names (fields, URLs and search).
+    honour_idempotency_key: bool = True
+    listing_file_names: bool = True
 
 
 @dataclass
@@ -152,12 +162,13 @@ class Product:
     updated: datetime
     title: str | None = None  # set when an analysis of it succeeds
 
-    def matches(self, needle: str) -> bool:
-        """`search`: a case-insensitive substring of the title, a manual field value or the
-        file name of one of its images."""
+    def matches(self, needle: str, *, file_names: bool = True) -> bool:
+        """`search`: a case-insensitive substring of the title, a manual field value or (when
+        listings show them) the file name of one of its images."""
         texts = [self.title or ""]
         texts += [str(v) for v in self.manual_fields.values()]
-        texts += [str(i.get("fileName") or "") for i in self.images]
+        if file_names:
+            texts += [str(i.get("fileName") or "") for i in self.images]
         return any(needle in text.lower() for text in texts)
 
 
@@ -705,7 +716,8 @@ class ResellScanSandbox:
                 label="Too many requests",
                 headers={"Retry-After": str(max(1, int(retry_after + 0.999)))},
             )
-        idem = request.headers.get("idempotency-key")
+        honoured = self.config.honour_idempotency_key
+        idem = request.headers.get("idempotency-key") if honoured else None
         if request.method == "POST" and idem:
             body_hash = hashlib.sha256(raw).hexdigest()
             cached = self.idempotency.get((key_name, idem))
@@ -817,11 +829,16 @@ class ResellScanSandbox:
             p
             for p in self.products.values()
             if p.collection_id == collection.id
-            and (not search or p.matches(search))
+            and (not search or p.matches(search, file_names=self.config.listing_file_names))
             and _in_window(p, bounds)
         ]
         shown = found[(page - 1) * limit : page * limit]
-        records = [self.dialect.product(self._product_record(p, include_images)) for p in shown]
+        records = [
+            self.dialect.product(
+                self._product_record(p, include_images, self.config.listing_file_names)
+            )
+            for p in shown
+        ]
         return self._many(records, Page(page, limit, len(found)))
 
     async def create_products(self, request: Request, body: Any) -> Response:
@@ -1086,12 +1103,17 @@ class ResellScanSandbox:
         return {**record, "id": Ref(c.id), "createdAt": Stamp(created), "updatedAt": Stamp(created)}
 
     @staticmethod
-    def _product_record(p: Product, with_images: bool) -> dict[str, Any]:
+    def _product_record(p: Product, with_images: bool, file_names: bool = True) -> dict[str, Any]:
+        images = [dict(image) for image in p.images]
+        if not file_names:  # an API that keeps only its own copy: a content-named CDN URL
+            for image in images:
+                image["fileName"] = None
+                image["url"] = f"{CDN}/products/{p.id}/{image['sha256'][:16]}.jpg"
         record: dict[str, Any] = {
             "id": Ref(p.id),
             "collectionId": Ref(p.collection_id),
             "manualFields": Raw(dict(p.manual_fields)),
-            "images": [dict(image) for image in p.images],
+            "images": images,
             "title": p.title,
             "createdAt": Stamp(p.created),
             "updatedAt": Stamp(p.updated),

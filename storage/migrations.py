@@ -330,4 +330,59 @@ MIGRATIONS: list[Migration] = [
             """,
         ],
     ),
+    Migration(
+        10,
+        "where Telegram moved a chat: groups upgraded to supergroups (their old ids admit the"
+        " new ones), forum topic names, digests stopped for chats that are gone",
+        [
+            """
+            CREATE TABLE chat_migrations (
+                old_chat_id INTEGER PRIMARY KEY,
+                new_chat_id INTEGER NOT NULL,
+                migrated_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX chat_migrations_new ON chat_migrations (new_chat_id)",
+            """
+            CREATE TABLE topics (
+                chat_id INTEGER NOT NULL,
+                thread_id INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                PRIMARY KEY (chat_id, thread_id)
+            )
+            """,
+            "ALTER TABLE chats ADD COLUMN digest_failures INTEGER NOT NULL DEFAULT 0",
+        ],
+    ),
+    Migration(
+        11,
+        "the ledger of paid calls (createAndAnalyze, analyze), one row per call, and what the"
+        " bot has observed about the account's API (facts)",
+        [
+            """
+            CREATE TABLE paid_calls (
+                id INTEGER PRIMARY KEY,
+                submission_id INTEGER NOT NULL,
+                decision INTEGER NOT NULL,
+                endpoint TEXT NOT NULL,
+                key TEXT NOT NULL,
+                sends INTEGER NOT NULL DEFAULT 0,
+                outcome TEXT NOT NULL DEFAULT 'pending',
+                batch_id TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+            "CREATE UNIQUE INDEX paid_calls_decision ON paid_calls (submission_id, decision, key)",
+            "CREATE INDEX paid_calls_time ON paid_calls (created_at)",
+            "ALTER TABLE submissions ADD COLUMN decision INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE account_facts (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                observed_at REAL NOT NULL
+            )
+            """,
+        ],
+    ),
 ]

@@ -166,6 +166,7 @@ class Submission:
     retry_of: int | None = None  # this analyses the failed products of that submission
     duplicate_of: int | None = None  # the duplicate guard found these photos analysed there
     guard_passed: bool = False  # "Analyse again" was pressed
+    decision: int = 0  # the user's decisions to send it ("Send again" adds one): paid-call cap
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:

@@ -17,6 +17,8 @@ class, usable alone over the same `Database` (`self.db`):
     chats.py          chat settings
     boards.py         the live board of a group
     history.py        every analysed product, for search and reports (`Store.history`)
+    ledger.py         every paid call (createAndAnalyze, analyze) and what became of it;
+                      facts observed about the account's API
     inbox.py          the durable Telegram update inbox (its own object, `Inbox`)
 
 `Store` inherits the methods of the parts (mixins) rather than forwarding to them, so
@@ -34,6 +36,7 @@ from storage.choices import Choices
 from storage.db import Database
 from storage.history import History
 from storage.intake import AddResult, Intake
+from storage.ledger import Ledger
 from storage.models import Counts
 from storage.notifications import Notifications
 from storage.outbox import Outbox
@@ -44,7 +47,7 @@ from storage.webhooks import WebhookOutcome, Webhooks
 __all__ = ["TRANSITIONS", "AddResult", "Counts", "Store", "WebhookOutcome"]
 
 
-class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards, Outbox):
+class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards, Outbox, Ledger):
     """All repositories over one Database (see the module doc)."""
 
     def __init__(self, db: Database) -> None:
@@ -56,4 +59,5 @@ class Store(Chats, Intake, Choices, Submissions, Notifications, Webhooks, Boards
         Webhooks.__init__(self, db)
         Boards.__init__(self, db)
         Outbox.__init__(self, db)
+        Ledger.__init__(self, db)
         self.history = History(db)

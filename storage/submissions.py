@@ -202,11 +202,13 @@ class Submissions:
         )
 
     async def resubmit(self, sub_id: int, now: float) -> bool:
-        """The user chose to send an uncertain submission again (same idempotency key)."""
+        """The user chose to send an uncertain submission again: a new decision, with its own
+        paid calls (storage/ledger.py)."""
         return await self.transition(
             sub_id,
             "resubmit",
             now,
+            decision=Raw("decision + 1"),
             next_action_at=now,
             notify_claimed_at=None,
             notified_at=None,

@@ -34,7 +34,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
     # There: its batch is known (webhook) or started anew.
     "attach": (frozenset({State.RECONCILING}), State.SUBMITTED),
     # The API cannot tell: the user decides, with the facts.
-    "ask": (frozenset({State.RECONCILING}), State.UNCERTAIN),
+    "ask": (frozenset({State.RECONCILING, State.RECEIVED}), State.UNCERTAIN),
     "reject": (frozenset({State.RECEIVED, State.SUBMITTING}), State.REJECTED),
     # The user let a submission go before it was sent (/cancel, or /done on an empty /batch).
     "cancel": (frozenset({State.RECEIVED}), State.REJECTED),

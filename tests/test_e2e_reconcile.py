@@ -3,7 +3,8 @@ and the sandbox (whose request log proves what reached Resell Scan).
 
 A createAndAnalyze whose answer is lost (5xx, dropped connection, timeout) may or may not have
 created products. The bot looks its own file names up among the collection's products created
-since the request: not there -> resent once with the same Idempotency-Key; there + webhook ->
+since the request: not there (and that proves it: tests/test_paid_calls.py) -> resent once with
+the same Idempotency-Key; there + webhook ->
 attached by product ids; there, no webhook -> POST /products/analyze of exactly those products;
 lookup refused -> the user is asked, with the facts.
 """
@@ -34,22 +35,38 @@ async def _sandbox_product_ids(harness: Harness) -> list[str]:
 async def test_not_created_is_sent_again_with_the_same_key(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
-    await harness.rs(
-        "/sandbox/faults",
-        {"error_burst": 1, "error_status": 503, "match": "createAndAnalyze"},  # before processing
-    )
+    """A first upload shows that listings carry the bot's file names; the second's answer is
+    lost before Resell Scan processed it: looked up (a settle delay, one re-check), proven
+    absent, and sent again with the same key and body (tests/test_paid_calls.py has the
+    cases where an absence proves nothing)."""
     async with bot_running(settings_for(**FAST)):
         await harness.photo(ANNA, caption="/scan Electronics")
         await harness.wait_text(ANNA["id"], "Results", within=20)
+        await harness.rs(
+            "/sandbox/faults",
+            {
+                "error_burst": 1,
+                "error_status": 502,
+                "match": "createAndAnalyze",
+            },  # before processing
+        )
+        await harness.photo(ANNA, caption="/scan Electronics")
+
+        async def both() -> bool:
+            return len(results_replies(await harness.sent(ANNA["id"]))) == 2
+
+        await eventually(both, what="both results", within=20)
         await _no_question(harness, ANNA["id"])
-    requests = await harness.rs_requests("/products/createAndAnalyze")
-    assert [r["status"] for r in requests] == [503, 201]
+    requests = (await harness.rs_requests("/products/createAndAnalyze"))[1:]
+    assert [r["status"] for r in requests] == [502, 201]
     assert len({r["idempotency_key"] for r in requests}) == 1, "the resend keeps its key"
     assert requests[0]["body"] == requests[1]["body"]
     [image] = requests[1]["body"]["products"][0]["images"]
-    assert image["fileName"].startswith("rsb-1-") and image["fileName"].endswith("-1.jpg")
+    assert image["fileName"].startswith("rsb-2-") and image["fileName"].endswith("-1.jpg")
     lookups = [
-        r for r in await harness.rs_requests(method="GET") if r["path"].endswith("/products")
+        r
+        for r in await harness.rs_requests(method="GET")
+        if r["path"].endswith("/products") and "rsb-2-" in str(r["query"])
     ]
     assert len(lookups) >= 2, "looked twice (settle delay, one re-check) before resending"
     assert all("created_after" in r["query"] for r in lookups)

@@ -279,14 +279,3 @@ def test_media_signer_round_trip_and_refusals() -> None:
     other = MediaSigner(b"j" * 32, "https://bot.example", ttl=60)
     assert other.check(token, now=1000) is None
     assert re.fullmatch(r"https://bot\.example/media/abc\.\d+\.[\w-]+", signer.url("abc", 1000))
-
-
-def test_request_window_keeps_resends_identical_until_half_the_ttl_is_left() -> None:
-    from bot.tracker import request_window
-
-    created, ttl = 1000.0, 3600.0
-    assert request_window(created, created, ttl) == 1
-    assert request_window(created, created + 1799, ttl) == 1  # same window: same URLs and key
-    assert request_window(created, created + 1801, ttl) == 2  # under half a TTL left: next one
-    assert request_window(created, created + 5399, ttl) == 2
-    assert request_window(created, created + 9000, ttl) == 3

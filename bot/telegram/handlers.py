@@ -51,6 +51,7 @@ from bot.intake import (
     example_caption,
     parse_caption,
 )
+from bot.paid import CapReached
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
@@ -1107,9 +1108,10 @@ class Handlers:
             await query.answer(t(lang, "retry_used"))
             return
         try:
-            started = await self.s.tracker.client.analyze_products(
-                sub.collection_id, failed, idempotency_key=f"{sub.idempotency_key}.retry"
-            )
+            started = await self.s.tracker.retry_failed(sub, failed)
+        except CapReached:
+            await query.answer(t(lang, "retry_capped"), show_alert=True)
+            return
         except ResellScanError as exc:
             await query.answer(
                 t(lang, "retry_failed_start", message=str(exc)[:150]), show_alert=True

@@ -151,6 +151,22 @@ TEXTS: dict[str, dict[str, str]] = {
         "lookup_permission": "I could not check: the API key lacks the “{resource}” permission",
         "lookup_auth": "I could not check: the API key was refused",
         "lookup_unreachable": "I could not check: Resell Scan did not answer ({error})",
+        "lookup_no_proof_cut": (
+            "I looked for them and did not find them, but the list was too long to read to its"
+            " end, so that proves nothing"
+        ),
+        "lookup_no_proof_names": (
+            "I looked for them and did not find them, but Resell Scan's product lists do not"
+            " show file names (or I have not seen them do so yet), so that proves nothing"
+        ),
+        "lookup_capped": (
+            "I did not send them again: Resell Scan was already asked twice for them, and each"
+            " time may cost an analysis"
+        ),
+        "retry_capped": (
+            "Resell Scan was already asked twice to analyse these again (each time may cost an"
+            " analysis). Look in Resell Scan before trying once more there."
+        ),
         "api_rate_limited": "⚠️ Resell Scan refused every request (rate limit) for {hours} hour(s); I stopped trying. Please send the photos again later.",
         "state_reconciling": "checking",
         "status_queued": "queued: Resell Scan is busy",
@@ -437,6 +453,24 @@ TEXTS: dict[str, dict[str, str]] = {
         "lookup_permission": "Nachsehen ging nicht: dem API-Schlüssel fehlt die Berechtigung „{resource}“",
         "lookup_auth": "Nachsehen ging nicht: der API-Schlüssel wurde abgelehnt",
         "lookup_unreachable": "Nachsehen ging nicht: Resell Scan antwortete nicht ({error})",
+        "lookup_no_proof_cut": (
+            "Ich habe sie gesucht und nicht gefunden, aber die Liste war zu lang, um sie ganz zu"
+            " lesen, das beweist also nichts"
+        ),
+        "lookup_no_proof_names": (
+            "Ich habe sie gesucht und nicht gefunden, aber die Produktlisten von Resell Scan"
+            " zeigen keine Dateinamen (oder ich habe es noch nicht gesehen), das beweist also"
+            " nichts"
+        ),
+        "lookup_capped": (
+            "Ich habe sie nicht noch einmal geschickt: Resell Scan wurde schon zweimal gefragt,"
+            " und jedes Mal kann eine Analyse kosten"
+        ),
+        "retry_capped": (
+            "Resell Scan wurde schon zweimal gebeten, diese erneut zu analysieren (jedes Mal kann"
+            " eine Analyse kosten). Schau in Resell Scan nach, bevor du es dort noch einmal"
+            " versuchst."
+        ),
         "api_rate_limited": "⚠️ Resell Scan hat {hours} Stunde(n) lang jede Anfrage abgelehnt (Ratenlimit); ich habe aufgehört. Bitte schick die Fotos später noch einmal.",
         "state_reconciling": "wird geprüft",
         "status_queued": "wartet: Resell Scan ist ausgelastet",

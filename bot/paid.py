@@ -1,0 +1,171 @@
+"""Paid calls: each one keyed, written down before it is sent, and capped per user decision.
+
+Every createAndAnalyze and analyze may cost the account owner an analysis. The API documents
+no idempotency key (resell-scan-api.md §9 #13), so the bot cannot count on a resend being
+recognised. The rules (storage/ledger.py keeps the rows):
+
+- A call's `Idempotency-Key` names the call, not the attempt: the submission's key, its
+  decision and the call's number. A resend of the same call (after a lookup proved that it took
+  no effect) sends the same body with the same key; image URLs carry the call's own expiry, so
+  the body stays the same as long as the URLs live (`url_expiry`).
+- No decision of the user (a photo sent, "Send again") causes more than MAX_PAID_PER_DECISION
+  sends that may have been processed, whatever the API does: the next one raises `CapReached`
+  (logged as an error with the submission) and the caller asks the user instead. A send
+  refused before processing (429, connection refused, a validation error) is not counted.
+- A lookup that finds nothing proves that a call took no effect only where listings are
+  known to show our file names (`listing_file_names`, learnt from the bot's own first upload)
+  and the listing was read to its end (bot/reconcile.py); otherwise the user is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.metrics import Metrics
+from bot.resellscan import (
+    APIError,
+    BatchStarted,
+    ConnectionFailed,
+    RateLimited,
+    ServerError,
+)
+from storage import Store, Submission
+from storage.ledger import ACCEPTED, NOT_TAKEN, PENDING, REFUSED, UNKNOWN, PaidCall
+
+log = logging.getLogger(__name__)
+
+MAX_PAID_PER_DECISION = 2
+RESEND_MARGIN = 120.0  # seconds an image URL must still live for its call to be resent
+CREATE = "createAndAnalyze"
+ANALYZE = "analyze"
+
+# Facts about the account's API (storage/ledger.py), observed, never assumed.
+LISTING_FILE_NAMES = "listing_file_names"
+YES, NO = "yes", "no"
+
+
+class CapReached(Exception):
+    """The decision had its paid calls: nothing more is sent for it."""
+
+    def __init__(self, sub_id: int, paid: int) -> None:
+        super().__init__(f"submission {sub_id}: {paid} paid calls for this decision already")
+        self.paid = paid
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The call to send next: its key, when its image URLs expire, whether it is a resend."""
+
+    key: str
+    url_expiry: float
+    resend: bool
+
+
+class PaidCalls:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        metrics: Metrics,
+        url_ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.url_ttl = url_ttl
+        self.clock = clock
+
+    async def plan(self, sub: Submission, endpoint: str) -> Planned:
+        """The next call of the submission to `endpoint`. The last one again (same key, same
+        body) while its image URLs live, when it took no proven effect in this decision (a
+        lookup proved it absent, or it was refused before processing) or when it belongs to an
+        earlier decision ("Send again": a server that honours keys then answers with the first
+        call's batch instead of analysing twice); else a new call. Raises CapReached when its
+        send could be one paid call too many for this decision."""
+        now = self.clock()
+        calls = await self.store.paid_calls(sub.id)
+        paid = sum(c.sends for c in calls if c.decision == sub.decision)
+        same = [c for c in calls if c.endpoint == endpoint]
+        last = same[-1] if same else None
+        planned = None
+        if last is not None:
+            born = min(c.created_at for c in same if c.key == last.key)
+            alive = born + self.url_ttl - RESEND_MARGIN > now
+            unproven = last.outcome in (NOT_TAKEN, REFUSED, PENDING)
+            if alive and (unproven or last.decision != sub.decision):
+                # A pending one (a crash before its answer) was reconciled before this.
+                planned = Planned(last.key, born + self.url_ttl, resend=True)
+        if planned is None:
+            number = sum(1 for c in same if c.decision == sub.decision) + 1
+            key = f"{sub.idempotency_key}.{sub.decision}.{endpoint}.{number}"
+            planned = Planned(key, now + self.url_ttl, resend=False)
+        if paid >= MAX_PAID_PER_DECISION:
+            self.metrics.paid_calls.labels(endpoint=endpoint, outcome="capped").inc()
+            log.error(
+                "paid-call cap reached: %d paid calls for this decision, %s not sent",
+                paid,
+                endpoint,
+                extra={"submission_id": sub.id, "chat_id": sub.chat_id},
+            )
+            raise CapReached(sub.id, paid)
+        return planned
+
+    async def send(
+        self,
+        sub: Submission,
+        endpoint: str,
+        planned: Planned,
+        post: Callable[[str], Awaitable[BatchStarted]],
+    ) -> BatchStarted:
+        """Write the call down (durably), then POST it with its key; record what became of
+        it. The client's exceptions pass through unchanged."""
+        call = await self.store.send_call(sub.id, sub.decision, endpoint, planned.key, self.clock())
+        try:
+            started = await post(planned.key)
+        except (RateLimited, ConnectionFailed) as exc:
+            await self._answered(call, endpoint, REFUSED, processed=False)
+            raise exc
+        except APIError as exc:
+            if isinstance(exc, ServerError):
+                await self._answered(call, endpoint, UNKNOWN)
+            else:  # 4xx: refused as it came (validation, auth, tokens): nothing was made
+                await self._answered(call, endpoint, REFUSED, processed=False)
+            raise
+        except BaseException:
+            await self._answered(call, endpoint, UNKNOWN)
+            raise
+        await self._answered(call, endpoint, ACCEPTED, batch_id=started.batch_id)
+        return started
+
+    async def _answered(
+        self,
+        call: PaidCall,
+        endpoint: str,
+        outcome: str,
+        *,
+        batch_id: str | None = None,
+        processed: bool = True,
+    ) -> None:
+        self.metrics.paid_calls.labels(endpoint=endpoint, outcome=outcome).inc()
+        await self.store.call_answered(
+            call.id, outcome, self.clock(), batch_id=batch_id, processed=processed
+        )
+
+    async def not_taken(self, sub: Submission, endpoint: str) -> None:
+        """A lookup proved the last call to `endpoint` took no effect (it may be resent)."""
+        calls = [
+            c
+            for c in await self.store.paid_calls(sub.id)
+            if c.endpoint == endpoint and c.decision == sub.decision
+        ]
+        if calls:  # that send was not processed: it is not a paid call
+            await self.store.call_answered(calls[-1].id, NOT_TAKEN, self.clock(), processed=False)
+
+    async def fact(self, name: str) -> str | None:
+        return await self.store.fact(name)
+
+    async def observe(self, name: str, value: str) -> None:
+        await self.store.observe(name, value, self.clock())

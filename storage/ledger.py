@@ -1,0 +1,135 @@
+"""The ledger of paid calls, and what the bot has observed about the account's API.
+
+Every analysis costs the account owner, and the API documents no idempotency key
+(resell-scan-api.md §9 #13). So each paid POST (createAndAnalyze, analyze) is a row, written
+before the POST: its own `Idempotency-Key`, the same for every resend of that call, how many
+times it was sent in a way that may have been processed (`sends`: a send refused before
+processing, 429 or a connection refused, is taken back), and what became of it. A submission's
+`decision` (a photo sent, "Send again") scopes the cap on paid calls (bot/paid.py).
+
+Facts are what the bot has seen the API do, never assumed: whether product listings show our
+image file names (`listing_file_names`), "yes" or "no" with the time it was observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from storage.db import Database
+
+# What became of a call.
+PENDING = "pending"  # written; not sent yet, or sent with no answer yet
+ACCEPTED = "accepted"  # answered with a batch
+REFUSED = "refused"  # answered with an error that says it was not processed
+UNKNOWN = "unknown"  # the answer was lost: it may have been processed
+NOT_TAKEN = "not_taken"  # a lookup proved it took no effect (it may be resent, same key)
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    id: int
+    submission_id: int
+    decision: int
+    endpoint: str
+    key: str
+    sends: int
+    outcome: str
+    batch_id: str | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> PaidCall:
+        return cls(
+            id=row["id"],
+            submission_id=row["submission_id"],
+            decision=row["decision"],
+            endpoint=row["endpoint"],
+            key=row["key"],
+            sends=row["sends"],
+            outcome=row["outcome"],
+            batch_id=row["batch_id"],
+            created_at=row["created_at"],
+        )
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def paid_calls(self, sub_id: int) -> list[PaidCall]:
+        """The calls of a submission, every decision's, oldest first."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT * FROM paid_calls WHERE submission_id = ? ORDER BY id", (sub_id,)
+            )
+        return [PaidCall.from_row(r) for r in rows]
+
+    async def send_call(
+        self, sub_id: int, decision: int, endpoint: str, key: str, now: float
+    ) -> PaidCall:
+        """The call with this key under this decision (written now if new), counted as sent
+        once more: committed (durably) before the POST goes out, so a crash can never hide a
+        paid call. A later decision may send the same call again (same key): its own row."""
+        ids = (sub_id, decision, key)
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO paid_calls (submission_id, decision, endpoint, key, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (submission_id, decision, key) DO NOTHING",
+                (sub_id, decision, endpoint, key, now, now),
+            )
+            await tx.execute(
+                "UPDATE paid_calls SET sends = sends + 1, outcome = ?, updated_at = ?"
+                " WHERE submission_id = ? AND decision = ? AND key = ?",
+                (PENDING, now, *ids),
+            )
+            row = await tx.one(
+                "SELECT * FROM paid_calls WHERE submission_id = ? AND decision = ? AND key = ?",
+                ids,
+            )
+        assert row is not None
+        return PaidCall.from_row(row)
+
+    async def call_answered(
+        self,
+        call_id: int,
+        outcome: str,
+        now: float,
+        *,
+        batch_id: str | None = None,
+        processed: bool = True,
+    ) -> None:
+        """What became of the last send; `processed=False`: the answer proves the server did
+        not process it (429, connection refused), so that send is not counted."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE paid_calls SET outcome = ?, batch_id = COALESCE(?, batch_id),"
+                " sends = sends - ?, updated_at = ? WHERE id = ?",
+                (outcome, batch_id, 0 if processed else 1, now, call_id),
+            )
+
+    async def paid_since(self, since: float) -> dict[tuple[str, str], int]:
+        """Sends that may have been processed, by endpoint and outcome, of calls written
+        since `since` (the day's count in `check`)."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT endpoint, outcome, SUM(sends) FROM paid_calls WHERE created_at >= ?"
+                " GROUP BY endpoint, outcome",
+                (since,),
+            )
+        return {(r[0], r[1]): int(r[2] or 0) for r in rows if r[2]}
+
+    async def fact(self, name: str) -> str | None:
+        async with self.db.reading() as tx:
+            row = await tx.one("SELECT value FROM account_facts WHERE name = ?", (name,))
+        return str(row[0]) if row else None
+
+    async def observe(self, name: str, value: str, now: float) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO account_facts (name, value, observed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " observed_at = excluded.observed_at",
+                (name, value, now),
+            )

@@ -1,0 +1,227 @@
+"""Paid calls (bot/paid.py, storage/ledger.py): never paid twice on a guess, at most two per
+user decision, whatever the API does. Through the real bot and the sandbox, whose request log
+and product store prove what reached Resell Scan and what it made.
+
+The sandbox is switched to the least convenient behaviour the guide allows: it ignores
+`Idempotency-Key` (every POST is processed anew) and, where a test says so, its product
+listings show no file names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import bot.reconcile as reconcile
+from bot.paid import LISTING_FILE_NAMES, NO, YES
+from sandbox.data import fake_jpeg
+from storage import State
+from tests.conftest import eventually
+from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = {"reconcile_settle_seconds": 0.3, "reconcile_margin_seconds": 60}
+ASKED = "do not know whether the analysis started"
+FOUND = "so the upload worked, but I could not start or confirm their analysis"
+
+
+async def _products(harness: Harness) -> int:
+    batches = (await harness.http.get("/sandbox/batches")).json()["batches"]
+    return len({pid for b in batches for pid in b["product_ids"]})
+
+
+async def _posts(harness: Harness, path: str) -> list[dict[str, Any]]:
+    return [r for r in await harness.rs_requests(path, method="POST") if r["path"].endswith(path)]
+
+
+async def _learned(bot: Any, name: str) -> str | None:
+    value: str | None = await bot.store.fact(name)
+    return value
+
+
+async def test_the_bot_learns_whether_listings_show_its_file_names(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """After its first upload the bot looks its products up once (free GETs) and keeps what
+    it saw: listings that show file names make an absence a proof later; listings that do
+    not never will."""
+    async with bot_running(settings_for()) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "Results", within=20)
+        assert await _learned(bot, LISTING_FILE_NAMES) == YES
+    await harness.rs("/sandbox/config", {"listing_file_names": False})
+    second = settings_for().database_path.with_name("second.sqlite3")  # a fresh bot
+    async with bot_running(settings_for(database_path=second)) as bot:
+        await harness.photo(BEN, caption="/scan Electronics")
+        await harness.wait_text(BEN["id"], "Results", within=20)
+        assert await _learned(bot, LISTING_FILE_NAMES) == NO
+
+
+async def test_a_lost_analyze_answer_is_never_posted_again(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The createAndAnalyze answer is lost (its products exist), the analyze of exactly those
+    products is lost too, and the server ignores keys: the bot has made its two paid calls
+    for this photo and asks the user; it never POSTs analyze again (before: until its checks
+    ran out, 6 analyze calls for one photo)."""
+    await harness.rs("/sandbox/config", {"honour_idempotency_key": False})
+    await harness.rs(
+        "/sandbox/faults",
+        {
+            "rules": [
+                {"drop_count": 1, "match": "createAndAnalyze", "methods": ["POST"]},
+                {"drop_count": 1, "pattern": "/products/analyze$", "methods": ["POST"]},
+            ]
+        },
+    )
+    async with bot_running(settings_for(**FAST)) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], FOUND, within=30)
+        assert "Electronics" in question["text"]
+        sub = await bot.store.get(1)  # type: ignore[union-attr]
+        assert sub is not None and sub.state is State.UNCERTAIN
+    assert len(await _posts(harness, "/products/createAndAnalyze")) == 1
+    assert len(await _posts(harness, "/products/analyze")) == 1
+    assert await _products(harness) == 1, "never created twice"
+    assert results_replies(await harness.sent(ANNA["id"])) == []
+
+
+async def test_a_listing_without_file_names_is_no_proof(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The upload's answer is lost after it took effect; the listings show no file names,
+    so the lookup cannot find the products: the bot asks, with that fact, instead of
+    uploading again (before: a second product and a second paid analysis)."""
+    await harness.rs(
+        "/sandbox/config", {"honour_idempotency_key": False, "listing_file_names": False}
+    )
+    await harness.rs(
+        "/sandbox/faults",
+        {
+            "error_burst": 1,
+            "error_status": 502,
+            "error_after_processing": True,
+            "match": "createAndAnalyze",
+        },
+    )
+    async with bot_running(settings_for(**FAST)):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], ASKED, within=30)
+        assert "do not show file names" in question["text"]
+        assert question["reply_markup"]["inline_keyboard"][0][0]["text"] == "🔁 Send again"
+    assert len(await _posts(harness, "/products/createAndAnalyze")) == 1
+    assert await _products(harness) == 1
+
+
+async def test_a_listing_cut_off_is_no_proof(
+    harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listings are known to show file names (a first upload showed them), but the lookup
+    after a lost answer cannot read the listing to its end (more products than its page
+    limit): not found there is no proof, and the bot asks instead of sending again."""
+    monkeypatch.setattr(reconcile, "PAGE_SIZE", 2)
+    monkeypatch.setattr(reconcile, "LISTING_PAGES", 1)
+    await harness.rs("/sandbox/config", {"honour_idempotency_key": False})
+    async with bot_running(settings_for(**FAST)) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")  # learns: names are listed
+        await harness.wait_text(ANNA["id"], "Results", within=20)
+        assert await _learned(bot, LISTING_FILE_NAMES) == YES
+        for _ in range(3):  # the listing outgrows one page of two
+            await harness.photo(ANNA, caption="/scan Electronics")
+
+        async def uploaded() -> bool:
+            return len(await _posts(harness, "/products/createAndAnalyze")) == 4
+
+        await eventually(uploaded, what="four uploads", within=30)
+        await harness.rs(
+            "/sandbox/faults",
+            {
+                "error_burst": 1,
+                "error_status": 502,
+                "error_after_processing": False,  # not processed: the truth is "not there"
+                "match": "createAndAnalyze",
+            },
+        )
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], ASKED, within=30)
+        assert "too long to read to its end" in question["text"]
+    creates = await _posts(harness, "/products/createAndAnalyze")
+    assert [r["status"] for r in creates].count(502) == 1
+    assert len(creates) == 5, "the last photo was not sent again"
+
+
+async def test_a_proven_absence_is_sent_again_with_the_same_key(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Listings show file names (seen on the first upload) and the lookup reads them to the
+    end: the lost upload is proven absent and sent again with the key of its first send."""
+    async with bot_running(settings_for(**FAST)):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "Results", within=20)
+        await harness.rs(
+            "/sandbox/faults", {"error_burst": 1, "error_status": 502, "match": "createAndAnalyze"}
+        )
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await eventually_results(harness, 2)
+    creates = await _posts(harness, "/products/createAndAnalyze")
+    assert [r["status"] for r in creates] == [201, 502, 201]
+    assert creates[1]["idempotency_key"] == creates[2]["idempotency_key"], "the call's own key"
+    assert creates[1]["body"] == creates[2]["body"], "the same body: the same call"
+
+
+async def eventually_results(harness: Harness, count: int) -> None:
+    async def enough() -> bool:
+        return len(results_replies(await harness.sent(ANNA["id"]))) >= count
+
+    await eventually(enough, what=f"{count} results replies", within=30)
+
+
+async def _callback_answers(harness: Harness) -> list[str]:
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    return [
+        str(c["params"].get("text") or "")
+        for c in calls
+        if c["method"] == "answerCallbackQuery" and "answered_at" in c
+    ]
+
+
+async def test_retry_failed_is_paid_at_most_twice_when_its_answers_are_lost(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """🔁 Retry failed, against a server that ignores keys and loses every analyze answer:
+    the first press is sent, a second press (the user saw it fail) once more, a third is
+    refused with the reason; Resell Scan got two analyze calls, never more (before: one per
+    press, without bound)."""
+    await harness.rs("/sandbox/config", {"honour_idempotency_key": False})
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/batch Electronics")
+        await harness.wait_text(ANNA["id"], "Collecting")
+        await harness.photo(ANNA)
+        await harness.photo(ANNA, data=fake_jpeg("this one fails") + b"FAIL")
+        await harness.text(ANNA, "/done")
+        results = await harness.wait_sent(
+            ANNA["id"], lambda a: bool(results_replies([a])) and bool(a["reply_markup"])
+        )
+        [retry] = [
+            b
+            for row in results["reply_markup"]["inline_keyboard"]
+            for b in row
+            if b["text"].startswith("🔁")
+        ]
+        await harness.rs(
+            "/sandbox/faults",
+            {"drop_count": 10, "pattern": "/products/analyze$", "methods": ["POST"]},
+        )
+        for press in range(3):
+            await harness.press(ANNA, ANNA["id"], results["message_id"], retry["callback_data"])
+
+            async def answered(count: int = press + 1) -> bool:
+                return len(await _callback_answers(harness)) >= count
+
+            await eventually(answered, what=f"press {press + 1} answered", within=20)
+        answers = await _callback_answers(harness)
+        assert "already asked twice" in answers[-1], answers
+    assert len(await _posts(harness, "/products/analyze")) == 2
