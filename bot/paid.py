@@ -33,7 +33,7 @@ from bot.resellscan import (
     ServerError,
 )
 from storage import Store, Submission
-from storage.ledger import ACCEPTED, NOT_TAKEN, PENDING, REFUSED, UNKNOWN, PaidCall
+from storage.ledger import ACCEPTED, NOT_TAKEN, PENDING, REFUSED, UNKNOWN, CallSpec
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ class PaidCalls:
             raise CapReached(sub.id, paid)
         return planned
 
+    def call(self, sub: Submission, endpoint: str, planned: Planned) -> CallSpec:
+        return CallSpec(sub.decision, endpoint, planned.key)
+
     async def send(
         self,
         sub: Submission,
@@ -120,39 +123,44 @@ class PaidCalls:
         planned: Planned,
         post: Callable[[str], Awaitable[BatchStarted]],
     ) -> BatchStarted:
-        """Write the call down (durably), then POST it with its key; record what became of
-        it. The client's exceptions pass through unchanged."""
-        call = await self.store.send_call(sub.id, sub.decision, endpoint, planned.key, self.clock())
-        try:
-            started = await post(planned.key)
-        except (RateLimited, ConnectionFailed) as exc:
-            await self._answered(call, endpoint, REFUSED, processed=False)
-            raise exc
-        except APIError as exc:
-            if isinstance(exc, ServerError):
-                await self._answered(call, endpoint, UNKNOWN)
-            else:  # 4xx: refused as it came (validation, auth, tokens): nothing was made
-                await self._answered(call, endpoint, REFUSED, processed=False)
-            raise
-        except BaseException:
-            await self._answered(call, endpoint, UNKNOWN)
-            raise
-        await self._answered(call, endpoint, ACCEPTED, batch_id=started.batch_id)
+        """Write the call down (durably), POST it with its key, and record what became of
+        it, each in a transaction of its own. (An upload does the first and the last in the
+        transactions of its state changes instead: `begin_submit`, `mark_submitted`.)"""
+        call = self.call(sub, endpoint, planned)
+        await self.store.send_call(sub.id, call, self.clock())
+        started = await self.post(sub, call, post)
+        await self.store.call_answered(
+            sub.id, call, ACCEPTED, self.clock(), batch_id=started.batch_id
+        )
         return started
 
-    async def _answered(
-        self,
-        call: PaidCall,
-        endpoint: str,
-        outcome: str,
-        *,
-        batch_id: str | None = None,
-        processed: bool = True,
+    async def post(
+        self, sub: Submission, call: CallSpec, post: Callable[[str], Awaitable[BatchStarted]]
+    ) -> BatchStarted:
+        """POST a call already written down as sent. A failure is recorded here (the
+        client's exceptions pass through unchanged); an answer is the caller's to record."""
+        try:
+            started = await post(call.key)
+        except (RateLimited, ConnectionFailed):
+            await self._failed(sub, call, REFUSED, processed=False)
+            raise
+        except APIError as exc:
+            if isinstance(exc, ServerError):
+                await self._failed(sub, call, UNKNOWN)
+            else:  # 4xx: refused as it came (validation, auth, tokens): nothing was made
+                await self._failed(sub, call, REFUSED, processed=False)
+            raise
+        except BaseException:
+            await self._failed(sub, call, UNKNOWN)
+            raise
+        self.metrics.paid_calls.labels(endpoint=call.endpoint, outcome=ACCEPTED).inc()
+        return started
+
+    async def _failed(
+        self, sub: Submission, call: CallSpec, outcome: str, *, processed: bool = True
     ) -> None:
-        self.metrics.paid_calls.labels(endpoint=endpoint, outcome=outcome).inc()
-        await self.store.call_answered(
-            call.id, outcome, self.clock(), batch_id=batch_id, processed=processed
-        )
+        self.metrics.paid_calls.labels(endpoint=call.endpoint, outcome=outcome).inc()
+        await self.store.call_answered(sub.id, call, outcome, self.clock(), processed=processed)
 
     async def not_taken(self, sub: Submission, endpoint: str) -> None:
         """A lookup proved the last call to `endpoint` took no effect (it may be resent)."""
@@ -162,7 +170,8 @@ class PaidCalls:
             if c.endpoint == endpoint and c.decision == sub.decision
         ]
         if calls:  # that send was not processed: it is not a paid call
-            await self.store.call_answered(calls[-1].id, NOT_TAKEN, self.clock(), processed=False)
+            last = CallSpec(sub.decision, endpoint, calls[-1].key)
+            await self.store.call_answered(sub.id, last, NOT_TAKEN, self.clock(), processed=False)
 
     async def fact(self, name: str) -> str | None:
         return await self.store.fact(name)

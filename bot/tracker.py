@@ -467,15 +467,15 @@ class Tracker:
     async def submit(self, sub: Submission, products: list[NewProduct], planned: Planned) -> None:
         ctx: dict[str, Any] = {"submission_id": sub.id, "chat_id": sub.chat_id}
         now = self.clock()
-        if not await self.store.begin_submit(sub.id, now, owed=await self._seen(sub)):
+        call = self.paid.call(sub, CREATE, planned)
+        if not await self.store.begin_submit(sub.id, now, owed=await self._seen(sub), call=call):
             return
         collection_id = sub.collection_id
         assert collection_id is not None
         try:
-            started = await self.paid.send(
+            started = await self.paid.post(
                 sub,
-                CREATE,
-                planned,
+                call,
                 lambda key: self.client.create_and_analyze(
                     collection_id, products, idempotency_key=key
                 ),
@@ -531,6 +531,7 @@ class Tracker:
             self.clock() + poll_delay(0, self.settings),
             self.clock(),
             owed=await self._analysing(sub, len(products)),
+            call=call,
         )
         log.info("submitted", extra=ctx)
         await self.board_changed(sub)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage.db import Database
+from storage.db import Database, Tx
 
 # What became of a call.
 PENDING = "pending"  # written; not sent yet, or sent with no answer yet
@@ -53,6 +53,54 @@ class PaidCall:
         )
 
 
+@dataclass(frozen=True)
+class CallSpec:
+    """Which call a send is: the submission's decision, the endpoint, the call's key."""
+
+    decision: int
+    endpoint: str
+    key: str
+
+
+async def record_send(tx: Tx, sub_id: int, call: CallSpec, now: float) -> None:
+    """The call (written if new) counted as sent once more, in the caller's transaction:
+    committed (durably) before the POST goes out, so a crash can never hide a paid call. A
+    later decision may send the same call again (same key): a row of its own."""
+    ids = (sub_id, call.decision, call.key)
+    await tx.execute(
+        "INSERT INTO paid_calls (submission_id, decision, endpoint, key, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (submission_id, decision, key) DO NOTHING",
+        (*ids[:2], call.endpoint, call.key, now, now),
+    )
+    await tx.execute(
+        "UPDATE paid_calls SET sends = sends + 1, outcome = ?, updated_at = ?"
+        " WHERE submission_id = ? AND decision = ? AND key = ?",
+        (PENDING, now, *ids),
+    )
+
+
+async def record_answer(
+    tx: Tx,
+    sub_id: int,
+    call: CallSpec,
+    outcome: str,
+    now: float,
+    *,
+    batch_id: str | None = None,
+    processed: bool = True,
+) -> None:
+    """What became of the call's last send; `processed=False`: the answer proves the server
+    did not process it (429, connection refused, a validation error), so that send is not
+    counted."""
+    await tx.execute(
+        "UPDATE paid_calls SET outcome = ?, batch_id = COALESCE(?, batch_id),"
+        " sends = sends - ?, updated_at = ?"
+        " WHERE submission_id = ? AND decision = ? AND key = ?",
+        (outcome, batch_id, 0 if processed else 1, now, sub_id, call.decision, call.key),
+    )
+
+
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -65,48 +113,25 @@ class Ledger:
             )
         return [PaidCall.from_row(r) for r in rows]
 
-    async def send_call(
-        self, sub_id: int, decision: int, endpoint: str, key: str, now: float
-    ) -> PaidCall:
-        """The call with this key under this decision (written now if new), counted as sent
-        once more: committed (durably) before the POST goes out, so a crash can never hide a
-        paid call. A later decision may send the same call again (same key): its own row."""
-        ids = (sub_id, decision, key)
+    async def send_call(self, sub_id: int, call: CallSpec, now: float) -> None:
+        """`record_send` in a transaction of its own."""
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO paid_calls (submission_id, decision, endpoint, key, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (submission_id, decision, key) DO NOTHING",
-                (sub_id, decision, endpoint, key, now, now),
-            )
-            await tx.execute(
-                "UPDATE paid_calls SET sends = sends + 1, outcome = ?, updated_at = ?"
-                " WHERE submission_id = ? AND decision = ? AND key = ?",
-                (PENDING, now, *ids),
-            )
-            row = await tx.one(
-                "SELECT * FROM paid_calls WHERE submission_id = ? AND decision = ? AND key = ?",
-                ids,
-            )
-        assert row is not None
-        return PaidCall.from_row(row)
+            await record_send(tx, sub_id, call, now)
 
     async def call_answered(
         self,
-        call_id: int,
+        sub_id: int,
+        call: CallSpec,
         outcome: str,
         now: float,
         *,
         batch_id: str | None = None,
         processed: bool = True,
     ) -> None:
-        """What became of the last send; `processed=False`: the answer proves the server did
-        not process it (429, connection refused), so that send is not counted."""
+        """`record_answer` in a transaction of its own."""
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE paid_calls SET outcome = ?, batch_id = COALESCE(?, batch_id),"
-                " sends = sends - ?, updated_at = ? WHERE id = ?",
-                (outcome, batch_id, 0 if processed else 1, now, call_id),
+            await record_answer(
+                tx, sub_id, call, outcome, now, batch_id=batch_id, processed=processed
             )
 
     async def paid_since(self, since: float) -> dict[tuple[str, str], int]:

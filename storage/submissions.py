@@ -24,6 +24,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from storage.db import Database
+from storage.ledger import ACCEPTED, CallSpec, record_answer, record_send
 from storage.models import Counts, Problem, State, Submission
 from storage.owed import Owed, owe
 from storage.transitions import Raw, complete, move, move_all
@@ -43,8 +44,11 @@ class Submissions:
         async with self.db.transaction() as tx:
             return await move(tx, sub_id, name, now, **values)
 
-    async def begin_submit(self, sub_id: int, now: float, owed: Sequence[Owed] = ()) -> bool:
-        """received -> submitting, just before the POST (and owe `owed`: the 👀 reaction)."""
+    async def begin_submit(
+        self, sub_id: int, now: float, owed: Sequence[Owed] = (), call: CallSpec | None = None
+    ) -> bool:
+        """received -> submitting, just before the POST (and owe `owed`: the 👀 reaction;
+        count `call` as sent in the ledger, storage/ledger.py)."""
         async with self.db.transaction() as tx:
             moved = await move(
                 tx,
@@ -58,6 +62,8 @@ class Submissions:
             )
             if moved:
                 await owe(tx, owed, now)
+                if call is not None:
+                    await record_send(tx, sub_id, call, now)
             return moved
 
     async def submit_retry(
@@ -92,11 +98,14 @@ class Submissions:
         next_poll_at: float,
         now: float,
         owed: Sequence[Owed] = (),
+        call: CallSpec | None = None,
     ) -> bool:
-        """Store the batch id (and owe `owed`: the analysing message). If a webhook for this
-        batch arrived first, apply it now. Returns True when that made the submission
-        completed at once."""
-        return await self._submitted(sub_id, "mark_submitted", batch_id, next_poll_at, now, owed)
+        """Store the batch id (and owe `owed`: the analysing message; record `call` accepted
+        in the ledger). If a webhook for this batch arrived first, apply it now. Returns True
+        when that made the submission completed at once."""
+        return await self._submitted(
+            sub_id, "mark_submitted", batch_id, next_poll_at, now, owed, call
+        )
 
     async def _submitted(
         self,
@@ -106,8 +115,11 @@ class Submissions:
         next_poll_at: float,
         now: float,
         owed: Sequence[Owed],
+        call: CallSpec | None = None,
     ) -> bool:
         async with self.db.transaction() as tx:
+            if call is not None:
+                await record_answer(tx, sub_id, call, ACCEPTED, now, batch_id=batch_id)
             moved = await move(
                 tx,
                 sub_id,
