@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.intake import CaptionError, coerce_fields, parse_caption
+from bot.intake import CaptionError, NotForUs, coerce_fields, parse_caption
 from bot.resellscan import ManualField
 from bot.resellscan.webhooks import sign
 from bot.telegram.texts import t
@@ -128,6 +128,9 @@ caption_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=200) | st
             [
                 "/scan",
                 "/scan@ResellBot",
+                "/scan@resellbot",
+                "/scan@OtherBot",
+                "/@",
                 '"',
                 "'",
                 "„",
@@ -158,9 +161,19 @@ def test_fuzz_caption_parser(large: bool) -> None:
 
     @settings(max_examples=10_000 if large else 300, deadline=None)
     @given(caption_text)
+    @example("/@0")  # a command for a bot named "0": not ours, and not a caption error
+    @example("/scan@OtherBot Sneakers price=1")
+    @example("/scan@RESELLBOT Sneakers price=1")
     def check(text: str) -> None:
+        """Only our own two outcomes come out: a caption error with a text to show, or a
+        command for another bot, which the handlers ignore without a word."""
         try:
             request = parse_caption(text, "ResellBot")
+        except NotForUs as exc:
+            (addressee,) = exc.args
+            assert text.strip().startswith("/") and "@" in text
+            assert addressee and addressee.lower() != "resellbot", addressee
+            return
         except CaptionError as exc:
             explained = t("en", f"caption_{exc.code}", **exc.params)  # every error has a text
             assert explained.strip()
