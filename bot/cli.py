@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,10 +14,11 @@ from typing import Any, NoReturn
 import httpx
 from pydantic import ValidationError
 from telegram import Bot
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 
 from bot import __version__
 from bot.config import Settings, describe_errors
+from bot.logs import Redactor, log_uncaught, setup_logging
 
 EXIT_SETTINGS = 2
 
@@ -53,6 +53,21 @@ def load_settings() -> Settings:
         raise SystemExit(EXIT_SETTINGS) from None
 
 
+def token_rejected(settings: Settings, exc: InvalidToken) -> str:
+    """What to say when the Bot API server refuses the token (401, or 404 for a malformed one):
+    the variable to fix and the server's own words. Never `str(exc)`: PTB puts the whole token
+    into that message."""
+    cause = exc.__cause__
+    said = cause.message if isinstance(cause, TelegramError) else "rejected"
+    default = Settings.model_fields["telegram_api_base_url"].default
+    if settings.telegram_api_base_url == default:
+        return f"rejected by Telegram ({said}); copy the token again from @BotFather"
+    return (
+        f"rejected by the Bot API server at {settings.telegram_api_base_url} ({said}); "
+        "copy the token again from @BotFather, or check TELEGRAM_API_BASE_URL"
+    )
+
+
 # run ------------------------------------------------------------------------------------------
 
 
@@ -76,13 +91,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from telegram.warnings import PTBDeprecationWarning
 
-    from bot.logs import setup_logging
-
     # PTB 22 warns from inside its own RetryAfter constructor; we read the value in both forms.
     warnings.filterwarnings("ignore", ".*retry_after.*", PTBDeprecationWarning)
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format.value, settings.secret_values())
-    asyncio.run(_run(settings))
+    log_uncaught()
+    try:
+        asyncio.run(_run(settings))
+    except InvalidToken as exc:
+        # A setting Telegram refuses: one line naming it, like a setting that does not validate.
+        redact = Redactor(settings.secret_values())
+        print(
+            f"error: TELEGRAM_BOT_TOKEN: {redact(token_rejected(settings, exc))}", file=sys.stderr
+        )
+        return EXIT_SETTINGS
     return 0
 
 
@@ -124,6 +146,8 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
                         "so it sees album photos without a caption",
                     )
                 )
+    except InvalidToken as exc:
+        report.append((False, f"Telegram: TELEGRAM_BOT_TOKEN {token_rejected(settings, exc)}"))
     except TelegramError as exc:
         report.append((False, f"Telegram: getMe failed: {exc}"))
     async with httpx.AsyncClient(timeout=settings.resell_scan_timeout) as http:
@@ -220,10 +244,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: --analyze {args.analyze}: no such file", file=sys.stderr)
         return EXIT_SETTINGS
     settings = load_settings()
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging("WARNING", settings.log_format.value, settings.secret_values())
+    log_uncaught()
+    # An answer may quote what it was sent (a proxy's error page with the request's URL).
+    redact = Redactor(settings.secret_values())
     report = asyncio.run(_check(settings))
     for ok, line in report:
-        print(f"{'ok  ' if ok else 'FAIL'} {line}")
+        print(f"{'ok  ' if ok else 'FAIL'} {redact(line)}")
     failed = sum(1 for ok, _ in report if not ok)
     if args.probe:
         print("\nprobe: what the bot understood of each answer (keys and types only)")
