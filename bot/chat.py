@@ -4,9 +4,10 @@ outbox; the deliverer (bot/outbox.py) sends each row through an implementation o
 (bot/telegram/outbox.py), which decides how it looks. Neither imports Telegram.
 
 Failures come back as the few errors the tracker acts on: `RetryLater` (wait that long, as
-told), `ChatGone` (the chat blocked or removed the bot), `Refused` (this message will never be
-accepted), `PhotoUnavailable` (a photo cannot be fetched), and `ChatError` for anything that may
-pass by itself (network, the chat service's own errors).
+told), `ChatGone` (the chat blocked or removed the bot), `ChatMoved` (the chat has a new id: a
+group upgraded to a supergroup), `TopicGone` (a forum topic was deleted or closed), `Refused`
+(this message will never be accepted), `PhotoUnavailable` (a photo cannot be fetched), and
+`ChatError` for anything that may pass by itself (network, the chat service's own errors).
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ class RetryLater(ChatError):
 
 class ChatGone(ChatError):
     """The chat blocked or removed the bot: nothing sent there will arrive."""
+
+
+class ChatMoved(ChatError):
+    """The chat lives on under another id (a group upgraded to a supergroup): what is owed to
+    it goes there."""
+
+    def __init__(self, new_chat_id: int, message: str = "") -> None:
+        super().__init__(message or f"migrated to {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
+class TopicGone(ChatError):
+    """The forum topic a message was for is deleted or closed; the chat's general topic still
+    takes it."""
 
 
 class Refused(ChatError):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chat import Chat, ChatError, ChatGone, Refused, RetryLater, Role
+from bot.chat import Chat, ChatError, ChatGone, ChatMoved, Refused, RetryLater, Role
 from bot.metrics import Metrics
 from bot.resellscan import BatchStatus
 from bot.results import history_rows
@@ -38,6 +38,46 @@ REACTION_UNSURE = "🤔"
 MAX_TEXT_ATTEMPTS = 5  # a reply that keeps failing (not a 429) is dropped after this
 MAX_BACKOFF = 300.0
 GONE_RETRY_SECONDS = 600.0  # a chat that blocked the bot is tried again this much later
+
+
+async def follow_migration(
+    store: Store,
+    old: int,
+    new: int,
+    now: float,
+    *,
+    allowed_chat_ids: Collection[int] | None = None,
+) -> None:
+    """A group was upgraded to a supergroup (a service message, or Telegram's answer to a
+    send): its analyses, settings, history and owed messages move to the new id, and the old
+    id on the allowlist admits the new one. The operator is told to update the setting."""
+    moved = await store.migrate_chat(old, new, now)
+    log.log(
+        logging.WARNING if any(moved.values()) else logging.INFO,
+        "group %s was upgraded to supergroup %s: moved %s",
+        old,
+        new,
+        ", ".join(f"{n} {what}" for what, n in moved.items() if n) or "nothing",
+        extra={"chat_id": new},
+    )
+    if allowed_chat_ids is None:  # not known here (the deliverer): said conditionally
+        log.warning(
+            "if ALLOWED_CHAT_IDS lists %s, which Telegram upgraded to %s: it admits the new"
+            " id meanwhile; replace %s with %s in the setting",
+            old,
+            new,
+            old,
+            new,
+        )
+    elif old in allowed_chat_ids:
+        log.warning(
+            "ALLOWED_CHAT_IDS lists %s, which Telegram upgraded to %s: it admits the new id"
+            " meanwhile; replace %s with %s in the setting",
+            old,
+            new,
+            old,
+            new,
+        )
 
 
 def outcome_reaction(sub: Submission) -> str | None:
@@ -147,6 +187,10 @@ class Deliverer:
         except RetryLater as exc:
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
             return Delivered(pause=exc.seconds)
+        except ChatMoved as exc:
+            self.metrics.telegram_sends.labels(outcome="migrated").inc()
+            await follow_migration(self.store, row.chat_id, exc.new_chat_id, self.clock())
+            return Delivered()  # the row is the new id's now, its loop is woken
         except ChatGone as exc:
             self.metrics.telegram_sends.labels(outcome="forbidden").inc()
             log.warning("chat %s unreachable: %s", row.chat_id, exc)
@@ -225,12 +269,20 @@ class Deliverer:
         await self._notified(row, sub, {}, parts=index)
         return Delivered()
 
+    async def predates_move(self, sub: Submission) -> bool:
+        """Made in a group since upgraded to a supergroup: its message ids are the old
+        chat's (a reaction, a reply or a link would hit another message in the new one)."""
+        return await self.store.made_elsewhere(sub.id, sub.chat_id)
+
     async def combinable(self, row: OutboxRow) -> bool:
-        """Results that fit one message (no CSV, nothing sent yet) may share a reply."""
+        """Results that fit one message (no CSV, nothing sent yet) may share a reply (not
+        those from before a group upgrade: the combined reply links their photos)."""
         if row.kind is not Kind.NOTIFY:
             return False
         sub = await self._sub(row)
         if sub is None or sub.state is not State.COMPLETED or sub.parts_sent:
+            return False
+        if await self.predates_move(sub):
             return False
         if sub.notified_at is not None:
             return False
@@ -319,7 +371,7 @@ class Deliverer:
         sub = await self._sub(row)
         if settings.reactions is False or row.reply_to is None or not emoji:
             return await self._drop(row)
-        if sub is not None and sub.reaction == emoji:
+        if sub is not None and (sub.reaction == emoji or await self.predates_move(sub)):
             return await self._drop(row)
         try:
             await self.chat.react(row.chat_id, row.reply_to, emoji)

@@ -4,8 +4,9 @@ Bot API: /bot<token>/<method> (form, multipart or JSON parameters, Telegram's an
 `{"ok": ..., "result" | "error_code", "description", "parameters"}`), file downloads at
 /file/bot<token>/<path>. Control API under /sandbox/telegram/ to act as users (messages, photos,
 albums, documents, edits of their messages, button presses, in private chats, groups and forum
-topics), register file bytes, read what the bot sent and every answer it got, and inject failures
-(429, timeouts, blocked chats).
+topics), upgrade a group to a supergroup, close and delete forum topics, register file bytes,
+read what the bot sent and every answer it got, and inject failures (429, timeouts, blocked
+chats).
 
 It is as strict as the real Bot API where the bot meets it, so the bot's tests fail for the right
 reasons: inline keyboards are validated (64-byte `callback_data`, `copy_text` limits, exactly one
@@ -238,11 +239,19 @@ _BUTTON = "Bad Request: can't parse inline keyboard button: "
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        retry_after: int | None = None,
+        *,
+        migrate_to_chat_id: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.retry_after = retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
 
 class FloodError(ApiError):
@@ -1065,6 +1074,12 @@ class State:
     reactions: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
+    # Groups upgraded to supergroups: old id -> new id (the old id answers every call with
+    # 400 and `parameters.migrate_to_chat_id`).
+    migrated: dict[int, int] = field(default_factory=dict)
+    # Forum topics created through the control API: (chat id, thread id) -> name, state
+    # ("open", "closed", "deleted") and the topic's first message (forum_topic_created).
+    topics: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -1120,6 +1135,8 @@ class TelegramEmulator:
             Route("/sandbox/telegram/reset", self.ctl_reset, methods=["POST"]),
             Route("/sandbox/telegram/bot", self.ctl_bot, methods=["POST"]),
             Route("/sandbox/telegram/chats", self.ctl_chat, methods=["POST"]),
+            Route("/sandbox/telegram/upgrade", self.ctl_upgrade, methods=["POST"]),
+            Route("/sandbox/telegram/topics", self.ctl_topic, methods=["POST"]),
             Route("/sandbox/telegram/files", self.ctl_file, methods=["POST"]),
             Route("/sandbox/telegram/messages", self.ctl_message, methods=["POST"]),
             Route("/sandbox/telegram/messages/batch", self.ctl_messages_batch, methods=["POST"]),
@@ -1241,6 +1258,8 @@ class TelegramEmulator:
             call.update(ok=False, error_code=error.code, description=error.description)
             if error.retry_after is not None:
                 call["retry_after"] = error.retry_after
+            if error.migrate_to_chat_id is not None:
+                call["migrate_to_chat_id"] = error.migrate_to_chat_id
         else:
             response = JSONResponse({"ok": True, "result": result})
             call.update(ok=True, result=json.loads(bytes(response.body))["result"])
@@ -1424,10 +1443,37 @@ class TelegramEmulator:
             key = int(chat_id)
         except (TypeError, ValueError) as exc:
             raise ApiError(400, "Bad Request: chat not found") from exc
+        if key in self.state.migrated:
+            # Telegram's answer to any call for a group that became a supergroup; the new
+            # id rides in `parameters` (Bot API, ResponseParameters.migrate_to_chat_id).
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=self.state.migrated[key],
+            )
         chat = self.state.chats.get(key)
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")
         return chat
+
+    def _check_thread(self, chat: dict[str, Any], thread: Any) -> None:
+        """A send into a forum topic that was deleted or closed, answered as Telegram does
+        (the texts as Telegram's answers are quoted in public bug reports): "message thread
+        not found" for a deleted one; TOPIC_CLOSED for a closed one (the bot is taken to lack
+        the right to manage topics, which would let it post there)."""
+        if thread is None:
+            return
+        try:
+            key = (chat["id"], int(thread))
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "Bad Request: message thread not found") from exc
+        topic = self.state.topics.get(key)
+        if topic is None:
+            return  # a topic the emulator was not told about: taken to exist
+        if topic["state"] == "deleted":
+            raise ApiError(400, "Bad Request: message thread not found")
+        if topic["state"] == "closed":
+            raise ApiError(400, "Bad Request: TOPIC_CLOSED")
 
     def _next_message_id(self, chat_id: int) -> int:
         value = self.state.message_ids.get(chat_id, 0) + 1
@@ -1442,6 +1488,7 @@ class TelegramEmulator:
         reply_to = (
             reply.get("message_id") if isinstance(reply, dict) else p.get("reply_to_message_id")
         )
+        self._check_thread(chat, p.get("message_thread_id"))
         original = None
         if reply_to is not None:
             original = self.state.messages.get((chat["id"], int(reply_to)))
@@ -1984,6 +2031,124 @@ class TelegramEmulator:
                 self.state.no_reactions.add(chat["id"])
         return JSONResponse({"ok": True, "chat": chat})
 
+    async def ctl_upgrade(self, request: Request) -> Response:
+        """A group becomes a supergroup, as when an admin turns on the visible history or the
+        group grows: `chat_id` (a "group"), `new_chat_id` (default -100 followed by the old
+        id's digits), `from` (the admin, for the service messages), `updates` (default true:
+        the old chat gets a service message with `migrate_to_chat_id` and the new one a
+        service message with `migrate_from_chat_id`, as updates). Afterwards every call for
+        the old id is answered 400 "Bad Request: group chat was upgraded to a supergroup
+        chat" with `parameters.migrate_to_chat_id`; the new chat keeps the admins, owner,
+        blocked and reactions settings."""
+        body = await _json(request)
+        try:
+            old = int(body["chat_id"])
+        except (KeyError, TypeError, ValueError):
+            return JSONResponse({"ok": False, "error": "chat_id is required"}, status_code=400)
+        chat = self.state.chats.get(old)
+        if chat is None or chat["type"] != "group" or old in self.state.migrated:
+            return JSONResponse(
+                {"ok": False, "error": "only a known basic group (type group) can be upgraded"},
+                status_code=400,
+            )
+        try:
+            new = int(body.get("new_chat_id") or f"-100{abs(old)}")
+        except (TypeError, ValueError):
+            return JSONResponse({"ok": False, "error": "new_chat_id must be an integer"}, 400)
+        if new in self.state.chats or new >= 0:
+            return JSONResponse(
+                {"ok": False, "error": "new_chat_id is taken or not a group id (negative)"},
+                status_code=400,
+            )
+        supergroup = self._register_chat(
+            {"id": new, "type": "supergroup", "title": chat.get("title", f"Group {old}")}
+        )
+        if old in self.state.admins:
+            self.state.admins[new] = set(self.state.admins[old])
+        if old in self.state.owners:
+            self.state.owners[new] = self.state.owners[old]
+        for group in (self.state.blocked, self.state.no_reactions):
+            if old in group:
+                group.add(new)
+        self.state.migrated[old] = new
+        update_ids: list[int | None] = []
+        if body.get("updates", True):
+            admin = self._user(_sender(body))
+            for where, field_name, value in (
+                (chat, "migrate_to_chat_id", new),
+                (supergroup, "migrate_from_chat_id", old),
+            ):
+                message_id = self._next_message_id(where["id"])
+                message: dict[str, Any] = {
+                    "message_id": message_id,
+                    "date": int(time.time()),
+                    "chat": where,
+                    "from": admin,
+                    field_name: value,
+                }
+                self.state.messages[(where["id"], message_id)] = message
+                update_ids.append(self._push_update({"message": message}))
+            await self._notify()
+        return JSONResponse({"ok": True, "chat": supergroup, "update_ids": update_ids})
+
+    async def ctl_topic(self, request: Request) -> Response:
+        """Forum topics. `{"chat_id", "name", "from"}` creates one in a forum supergroup: its
+        first message (`forum_topic_created`) goes to the bot as an update, and users'
+        messages in it carry that message as `reply_to_message`, as in Telegram; answers
+        `thread_id`. `{"chat_id", "thread_id", "state"}` closes ("closed"), reopens ("open")
+        or deletes ("deleted", with its messages) a topic: sends into it are refused then."""
+        body = await _json(request)
+        try:
+            chat = self._chat(body.get("chat_id"))
+        except ApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.description}, status_code=400)
+        if "thread_id" in body:
+            try:
+                key = (chat["id"], int(body["thread_id"]))
+            except (TypeError, ValueError):
+                return JSONResponse({"ok": False, "error": "thread_id must be an integer"}, 400)
+            topic = self.state.topics.get(key)
+            state = body.get("state")
+            if topic is None or state not in ("open", "closed", "deleted"):
+                return JSONResponse(
+                    {"ok": False, "error": "a known thread_id and a state (open, closed, deleted)"},
+                    status_code=400,
+                )
+            topic["state"] = state
+            if state == "deleted":
+                for message_key in [
+                    k
+                    for k, m in self.state.messages.items()
+                    if k[0] == chat["id"] and m.get("message_thread_id") == key[1]
+                ]:
+                    del self.state.messages[message_key]
+            return JSONResponse({"ok": True, "thread_id": key[1], "state": state})
+        name = str(body.get("name") or "")
+        if not chat.get("is_forum") or not 1 <= len(name) <= 128:
+            return JSONResponse(
+                {"ok": False, "error": "a forum chat (is_forum) and a name of 1-128 characters"},
+                status_code=400,
+            )
+        thread_id = self._next_message_id(chat["id"])
+        message = {
+            "message_id": thread_id,
+            "message_thread_id": thread_id,
+            "is_topic_message": True,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self._user(_sender(body)),
+            "forum_topic_created": {"name": name, "icon_color": 7322096},
+        }
+        self.state.messages[(chat["id"], thread_id)] = message
+        self.state.topics[(chat["id"], thread_id)] = {
+            "name": name,
+            "state": "open",
+            "message": message,
+        }
+        self._push_update({"message": message})
+        await self._notify()
+        return JSONResponse({"ok": True, "thread_id": thread_id})
+
     def _register_chat(self, spec: dict[str, Any]) -> dict[str, Any]:
         chat_id = int(spec["id"])
         existing = self.state.chats.get(chat_id, {})
@@ -2089,6 +2254,8 @@ class TelegramEmulator:
             "type": "private",
             "first_name": user["first_name"],
         }
+        if int(chat_spec["id"]) in self.state.migrated:
+            return {"ok": False, "error": "that group was upgraded to a supergroup"}
         chat = self._register_chat(chat_spec)
         message_id = body.get("message_id")
         if message_id is None:
@@ -2153,6 +2320,12 @@ class TelegramEmulator:
             original = self.state.messages.get((chat["id"], int(body["reply_to_message_id"])))
             if original is not None:
                 message["reply_to_message"] = original
+        elif "message_thread_id" in message:
+            # In a forum topic, a message that replies to nothing carries the topic's first
+            # message (forum_topic_created) as its reply.
+            topic = self.state.topics.get((chat["id"], message["message_thread_id"]))
+            if topic is not None:
+                message["reply_to_message"] = topic["message"]
         self.state.messages[(chat["id"], message["message_id"])] = message
         update_id = self._push_update({"message": message}, body.get("update_id"))
         return {
@@ -2359,10 +2532,20 @@ def _limit_updates(body: dict[str, Any]) -> dict[str, Any]:
     return updates
 
 
+def _sender(body: dict[str, Any]) -> dict[str, Any]:
+    """The `from` of a control request, or an admin standing in for whoever did it."""
+    sender = body.get("from")
+    if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+        return sender
+    return {"id": 1, "first_name": "Admin"}
+
+
 def _fail(exc: ApiError) -> JSONResponse:
     body: dict[str, Any] = {"ok": False, "error_code": exc.code, "description": exc.description}
     if exc.retry_after is not None:
         body["parameters"] = {"retry_after": exc.retry_after}
+    if exc.migrate_to_chat_id is not None:
+        body["parameters"] = {"migrate_to_chat_id": exc.migrate_to_chat_id}
     return JSONResponse(body, status_code=exc.code)
 
 

@@ -51,6 +51,7 @@ from bot.intake import (
     example_caption,
     parse_caption,
 )
+from bot.outbox import follow_migration
 from bot.paid import CapReached
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
@@ -58,6 +59,7 @@ from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.outbox import TelegramChat, edit_row, reply_row, text_row
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
+from bot.telegram.topics import topic_name_of
 from bot.tracker import Tracker
 from storage import CaptionInfo, ChatSettings, NewPhoto, Problem, State, Store, Submission
 from storage.outbox import Owed, Priority
@@ -119,10 +121,12 @@ def digest_time(text: str) -> str | None:
 class Handlers:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._admitted_as_successor: set[int] = set()  # logged once per process
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         fresh, edited = filters.UpdateType.MESSAGE, filters.UpdateType.EDITED_MESSAGE
         media = filters.PHOTO | filters.Document.ALL
+        app.add_handler(TypeHandler(Update, self.arrival), group=-2)
         app.add_handler(TypeHandler(Update, self.gate), group=-1)
         app.add_handler(MessageHandler(fresh & media, self.on_media))
         app.add_handler(MessageHandler(edited & media, self.on_edit))
@@ -172,15 +176,32 @@ class Handlers:
             filename=out.document[0] if out.document else None,
         )
 
-    def allowed(self, update: Update) -> bool:
+    async def allowed(self, update: Update) -> bool:
         settings = self.s.settings
         if settings.allow_all_users:
             return True
         user, chat = update.effective_user, update.effective_chat
-        return bool(
-            (user and user.id in settings.allowed_user_ids)
-            or (chat and chat.id in settings.allowed_chat_ids)
-        )
+        if (user and user.id in settings.allowed_user_ids) or (
+            chat and chat.id in settings.allowed_chat_ids
+        ):
+            return True
+        if chat is None or chat.id > 0:
+            return False
+        # A group upgraded to a supergroup: its old id on the allowlist admits the new one.
+        for old in await self.s.store.predecessors(chat.id):
+            if old in settings.allowed_chat_ids:
+                if chat.id not in self._admitted_as_successor:
+                    self._admitted_as_successor.add(chat.id)
+                    log.warning(
+                        "ALLOWED_CHAT_IDS lists %s, which Telegram upgraded to %s: it admits"
+                        " the new id meanwhile; replace %s with %s in the setting",
+                        old,
+                        chat.id,
+                        old,
+                        chat.id,
+                    )
+                return True
+        return False
 
     async def is_admin(self, update: Update) -> bool:
         chat, user = update.effective_chat, update.effective_user
@@ -199,43 +220,71 @@ class Handlers:
         settings = await self.s.store.chat(chat.id)
         return not settings.admin_only or await self.is_admin(update)
 
-    # Gate ----------------------------------------------------------------------------------
+    # Arrival and gate ----------------------------------------------------------------------
+
+    async def arrival(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Before the gate, for every update: a group upgraded to a supergroup is followed to
+        its new id (Telegram's service message in the old chat carries `migrate_to_chat_id`,
+        the one in the new chat `migrate_from_chat_id`)."""
+        chat, message = update.effective_chat, update.effective_message
+        if chat is None:
+            return
+        now = self.s.clock()
+        if message is None or update.message is None:
+            return
+        old, new = None, None
+        if message.migrate_to_chat_id:
+            old, new = chat.id, int(message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            old, new = int(message.migrate_from_chat_id), chat.id
+        if old is None or new is None:
+            return
+        await follow_migration(
+            self.s.store, old, new, now, allowed_chat_ids=self.s.settings.allowed_chat_ids
+        )
+        raise ApplicationHandlerStop  # a service message: nothing else to do
 
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Default deny: only allowlisted users or chats reach the other handlers. (Redelivered
-        updates never get here: the inbox stores each update_id once.)"""
-        if not self.allowed(update):
-            lang = await self.lang(update)
-            user, chat = update.effective_user, update.effective_chat
-            text = t(
-                lang,
-                "unauthorized",
-                user_id=user.id if user else "?",
-                chat_id=chat.id if chat else "?",
-            )
-            message = update.effective_message
-            if update.callback_query:
-                await update.callback_query.answer(t(lang, "not_allowed_button"))
-            elif message and chat:
-                # Tell a private sender (photo or command) and a group member who used a
-                # command; stay quiet on other group traffic.
-                is_command = (message.text or "").startswith("/")
-                is_media = bool(message.photo or message.document)
-                if user and (is_command or (is_media and chat.type == ChatType.PRIVATE)):
-                    # At most once an hour per sender, at the lowest priority: a stranger
-                    # cannot make the bot spend its budget (or memory) on refusals.
-                    await self.s.store.refuse_once(
-                        user.id,
-                        reply_row(message, text, priority=Priority.OPTIONAL),
-                        self.s.clock(),
-                        every=REFUSE_EVERY_SECONDS,
-                    )
-            log.info(
-                "refused update from user %s in chat %s",
-                user.id if user else None,
-                chat.id if chat else None,
-            )
-            raise ApplicationHandlerStop
+        updates never get here: the inbox stores each update_id once.) A forum topic's name
+        is remembered from the messages that show it (results for a topic deleted later name
+        it in the general topic)."""
+        message, chat = update.effective_message, update.effective_chat
+        if await self.allowed(update):
+            topic = topic_name_of(message) if message is not None and chat else None
+            if topic is not None and chat is not None:
+                await self.s.store.remember_topic(chat.id, topic[0], topic[1])
+            return
+        lang = await self.lang(update)
+        user = update.effective_user
+        text = t(
+            lang,
+            "unauthorized",
+            user_id=user.id if user else "?",
+            chat_id=chat.id if chat else "?",
+        )
+        if update.callback_query:
+            await update.callback_query.answer(t(lang, "not_allowed_button"))
+        elif message and chat:
+            # Tell a private sender (photo or command) and a group member who used a
+            # command; stay quiet on other group traffic.
+            is_command = (message.text or "").startswith("/")
+            is_media = bool(message.photo or message.document)
+            if user and (is_command or (is_media and chat.type == ChatType.PRIVATE)):
+                # At most once an hour per sender, at the lowest priority: a stranger
+                # cannot make the bot spend its budget (or memory) on refusals.
+                await self.s.store.refuse_once(
+                    user.id,
+                    reply_row(message, text, priority=Priority.OPTIONAL),
+                    self.s.clock(),
+                    every=REFUSE_EVERY_SECONDS,
+                )
+        log.info(
+            "refused update from user %s in chat %s",
+            user.id if user else None,
+            chat.id if chat else None,
+        )
+        raise ApplicationHandlerStop
 
     # Photos and image files ----------------------------------------------------------------
 

@@ -29,16 +29,18 @@ from bot import export
 from bot.chat import (
     ChatError,
     ChatGone,
+    ChatMoved,
     Outgoing,
     PhotoUnavailable,
     Refused,
     RetryLater,
     Role,
+    TopicGone,
 )
 from bot.config import Settings
 from bot.intake import Catalog, coerce_fields
 from bot.resellscan import BatchStatus, Collection, ResellScanError
-from bot.telegram import render
+from bot.telegram import render, topics
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, Pick, PickerPage, Resubmit
 from bot.telegram.texts import t
@@ -48,6 +50,11 @@ from storage.outbox import Kind, OutboxRow, Owed, Priority
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+CAPTION_LIMIT = 1024  # Telegram's limit for a document's or photo's caption
+# A send to one message thread, the thread (None: the chat's general topic), the text and
+# whether it replies to its message.
+Send = Callable[[int | None, str, bool], Awaitable[Message]]
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -65,9 +72,13 @@ async def translated(call: Callable[[], Awaitable[T]]) -> T:
         raise RetryLater(retry_after_seconds(exc), str(exc)) from exc
     except Forbidden as exc:
         raise ChatGone(str(exc)) from exc
-    except ChatMigrated as exc:  # a group became a supergroup: this id takes no messages
-        raise ChatGone(f"migrated to {exc.new_chat_id}") from exc
+    except ChatMigrated as exc:  # a group became a supergroup: it goes on under the new id
+        raise ChatMoved(int(exc.new_chat_id), str(exc)) from exc
     except BadRequest as exc:
+        if topics.is_topic_gone(str(exc)):
+            raise TopicGone(str(exc)) from exc
+        if "chat not found" in str(exc).lower():  # deleted, or the bot was never in it
+            raise ChatGone(str(exc)) from exc
         raise Refused(str(exc)) from exc
     except TelegramError as exc:
         raise ChatError(str(exc)) from exc
@@ -183,6 +194,7 @@ class TelegramChat:
         self.boards = boards
         self.group_boards = group_boards  # GROUP_MODE=board: groups list analyses on a board
         self.clock = clock
+        self.gone_topics = topics.GoneTopics()
 
     # Photos and reactions ------------------------------------------------------------------
 
@@ -207,9 +219,61 @@ class TelegramChat:
 
     async def refresh_board(self, chat_id: int, thread: int) -> int:
         boards = self.boards
-        if boards is None:
+        if boards is None or (thread and self.gone_topics.gone(chat_id, thread, self.clock())):
+            return 0  # a deleted or closed topic shows no board
+        try:
+            return await translated(lambda: boards.refresh(chat_id, thread))
+        except TopicGone:
+            self.gone_topics.mark(chat_id, thread, self.clock())
             return 0
-        return await translated(lambda: boards.refresh(chat_id, thread))
+
+    # Where a message goes ------------------------------------------------------------------
+
+    async def predates_move(self, sub: Submission) -> bool:
+        """The submission was made in a group since upgraded to a supergroup: its message
+        ids are the old chat's (nothing in the new chat may reply to or react on them)."""
+        return await self.store.made_elsewhere(sub.id, sub.chat_id)
+
+    async def to_topic(
+        self,
+        chat_id: int,
+        thread: int | None,
+        send: Send,
+        text: str,
+        *,
+        lang: str,
+        sender: str | None = None,
+        caption: bool = False,
+    ) -> Message:
+        """Send into the forum topic `thread`; where it is deleted or closed, into the general
+        topic, with a line naming the sender and the topic (and replying to nothing: the
+        message replied to is in that topic)."""
+        if thread is None:
+            try:
+                return await translated(lambda: send(None, text, True))
+            except TopicGone as exc:  # the general topic itself is closed
+                raise Refused(str(exc)) from exc
+        if not self.gone_topics.gone(chat_id, thread, self.clock()):
+            try:
+                return await translated(lambda: send(thread, text, True))
+            except TopicGone as exc:
+                self.gone_topics.mark(chat_id, thread, self.clock())
+                log.warning(
+                    "topic %s of chat %s is deleted or closed (%s): its messages go to the"
+                    " general topic",
+                    thread,
+                    chat_id,
+                    exc,
+                )
+        name = await self.store.topic_name(chat_id, thread)
+        line = topics.note(lang, thread, name, sender)
+        moved = f"{line}\n\n{text}" if text else line
+        if caption and len(moved) > CAPTION_LIMIT:
+            moved = text
+        try:
+            return await translated(lambda: send(None, moved, False))
+        except TopicGone as exc:
+            raise Refused(str(exc)) from exc
 
     # Messages ------------------------------------------------------------------------------
 
@@ -344,30 +408,41 @@ class TelegramChat:
         return Outgoing(text, role=Role.PROMPT)
 
     async def send(self, sub: Submission, out: Outgoing) -> int:
-        """Reply to the original photo message, in its forum topic."""
-        reply = ReplyParameters(message_id=sub.message_id, allow_sending_without_reply=True)
+        """Reply to the original photo message, in its forum topic (see `to_topic`); a
+        submission from before its group became a supergroup replies to nothing."""
+        reply: ReplyParameters | None = None
+        if not await self.predates_move(sub):
+            reply = ReplyParameters(message_id=sub.message_id, allow_sending_without_reply=True)
         markup = out.markup if isinstance(out.markup, InlineKeyboardMarkup) else None
 
-        async def call() -> Message:
+        async def call(thread: int | None, text: str, replying: bool) -> Message:
             if out.document is not None:
                 name, content = out.document
                 return await self.bot.send_document(
                     chat_id=sub.chat_id,
                     document=content,
                     filename=name,
-                    caption=out.text,
-                    message_thread_id=sub.thread_id,
-                    reply_parameters=reply,
+                    caption=text,
+                    message_thread_id=thread,
+                    reply_parameters=reply if replying else None,
                 )
             return await self.bot.send_message(
                 chat_id=sub.chat_id,
-                text=out.text,
-                message_thread_id=sub.thread_id,
-                reply_parameters=reply,
+                text=text,
+                message_thread_id=thread,
+                reply_parameters=reply if replying else None,
                 reply_markup=markup,
             )
 
-        message = await translated(call)
+        message = await self.to_topic(
+            sub.chat_id,
+            sub.thread_id,
+            call,
+            out.text,
+            lang=sub.language,
+            sender=sub.user_name,
+            caption=out.document is not None,
+        )
         return message.message_id
 
     # Combined results ----------------------------------------------------------------------
@@ -383,14 +458,18 @@ class TelegramChat:
         first = subs[0]
         count = render.combined_fit(first.language, items, self.callbacks, now=self.clock())
         text, markup, reply = self._combined_content(items[:count])
-        message = await translated(
-            lambda: self.bot.send_message(
+
+        def call(thread: int | None, content: str, replying: bool) -> Awaitable[Message]:
+            return self.bot.send_message(
                 chat_id=first.chat_id,
-                text=text,
-                message_thread_id=first.thread_id,
+                text=content,
+                message_thread_id=thread,
                 reply_markup=markup,
-                reply_parameters=reply,
+                reply_parameters=reply if replying else None,
             )
+
+        message = await self.to_topic(
+            first.chat_id, first.thread_id, call, text, lang=first.language
         )
         return message.message_id, count
 
@@ -472,19 +551,23 @@ class TelegramChat:
             else None
         )
         text = str(payload.get("text", ""))
+        document = row.document
 
-        async def call() -> Message:
+        async def call(thread: int | None, content: str, replying: bool) -> Message:
             common: dict[str, Any] = {
-                "message_thread_id": row.thread_id,
-                "reply_parameters": reply,
+                "message_thread_id": thread,
+                "reply_parameters": reply if replying else None,
                 "reply_markup": markup,
             }
-            if row.document is None:
-                return await self.bot.send_message(row.chat_id, text, **common)
+            if document is None:
+                return await self.bot.send_message(row.chat_id, content, **common)
             name = str(payload.get("filename", "file"))
-            media = InputFile(row.document, filename=name)
+            media = InputFile(document, filename=name)
             send = self.bot.send_photo if payload.get("photo") else self.bot.send_document
-            return await send(row.chat_id, media, caption=text or None, **common)
+            return await send(row.chat_id, media, caption=content or None, **common)
 
-        message = await translated(call)
+        lang = (await self.store.chat(row.chat_id)).language or self.settings.default_language
+        message = await self.to_topic(
+            row.chat_id, row.thread_id, call, text, lang=lang, caption=document is not None
+        )
         return message.message_id
