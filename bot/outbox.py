@@ -38,6 +38,9 @@ REACTION_UNSURE = "🤔"
 MAX_TEXT_ATTEMPTS = 5  # a reply that keeps failing (not a 429) is dropped after this
 MAX_BACKOFF = 300.0
 GONE_RETRY_SECONDS = 600.0  # a chat that blocked the bot is tried again this much later
+# A daily digest to a chat that is gone is tried this often (each try a row's send); then no
+# digest is owed to it until the chat speaks again (storage.chats `chat_spoke`).
+MAX_DIGEST_TRIES = 3
 
 
 async def follow_migration(
@@ -182,7 +185,7 @@ class Deliverer:
             done = await self._deliver(row)
             if done.sent and not (await self.store.chat(row.chat_id)).reachable:
                 # It had blocked the bot and is back: nothing else would tell.
-                await self.store.update_chat(row.chat_id, self.clock(), reachable=True)
+                await self.store.chat_reachable_again(row.chat_id, self.clock())
             return done
         except RetryLater as exc:
             self.metrics.telegram_sends.labels(outcome="retry_after").inc()
@@ -195,6 +198,16 @@ class Deliverer:
             self.metrics.telegram_sends.labels(outcome="forbidden").inc()
             log.warning("chat %s unreachable: %s", row.chat_id, exc)
             await self.store.update_chat(row.chat_id, self.clock(), reachable=False)
+            if row.payload.get("digest"):
+                tries = await self.store.digest_failed(row.chat_id, self.clock())
+                if tries >= MAX_DIGEST_TRIES:
+                    log.warning(
+                        "digest for chat %s dropped after %d tries: the chat is gone; its"
+                        " digest resumes when it speaks again",
+                        row.chat_id,
+                        tries,
+                    )
+                    await self.store.delivered(row, self.clock())
             return Delivered(pause=GONE_RETRY_SECONDS)
         except Refused as exc:
             self.metrics.telegram_sends.labels(outcome="bad_request").inc()

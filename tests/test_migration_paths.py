@@ -6,14 +6,18 @@ closed (its results land in the general topic, naming the sender and the topic).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.app import BotRuntime
+from bot.outbox import GONE_RETRY_SECONDS, MAX_DIGEST_TRIES
 from sandbox.data import fake_jpeg
-from storage import CaptionInfo, State, Store
+from storage import CaptionInfo, Database, State, Store
 from storage.history import NewHistoryRow
 from storage.outbox import Kind, Owed, Priority
 from tests.conftest import eventually, new_photo
@@ -308,3 +312,120 @@ async def test_results_for_a_topic_gone_land_in_the_general_topic(
     text = result["text"] or ""
     assert "Anna Berg" in text and "“Sneakers & Co”" in text and "deleted or closed" in text
     assert len(results_for(await harness.sent(forum["id"]), "Retro Runner")) == 1
+
+
+# A digest to a chat that is gone -------------------------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+GONE_GROUP: dict[str, Any] = {"id": -1001234500088, "type": "supergroup", "title": "Old team"}
+
+
+class Clock:
+    """Wall time moved to a chosen instant; it runs on from there, and `advance` jumps (the
+    monotonic clock of the delivery loop's budget too)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.offset = at.timestamp() - time.time()
+        self.advanced = 0.0
+
+    def set(self, at: datetime) -> None:
+        self.offset = at.timestamp() - time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+        self.advanced += seconds
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.advanced
+
+
+def digest_sends(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [a for a in actions if a["kind"] == "send" and (a["text"] or "").startswith("🗓")]
+
+
+async def failed_sends(harness: Harness, chat_id: int) -> int:
+    return len(
+        [
+            c
+            for c in await calls(harness)
+            if c["method"] == "sendMessage"
+            and str(c["params"].get("chat_id")) == str(chat_id)
+            and c.get("ok") is False
+        ]
+    )
+
+
+async def test_a_digest_to_a_gone_chat_stops_and_resumes_when_the_chat_speaks(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The group blocked the bot: its digest is tried MAX_DIGEST_TRIES times (each try a
+    send Telegram refuses), then dropped, and no digest is owed on the following days. When
+    the chat speaks again (any update), the next digest goes out."""
+    group = await harness.chat(**GONE_GROUP, blocked=True)
+    gid = group["id"]
+    clock = Clock(datetime(2026, 11, 28, 20, 5, tzinfo=BERLIN))
+    # The digest is on before the bot starts: its round at start owes it (later rounds are
+    # the test's own, one an hour would not come).
+    settings = settings_for(digest_check_seconds=3600)
+    db = await Database.open(settings.database_path)
+    try:
+        await Store(db).update_chat(gid, clock(), digest_time="20:00")
+    finally:
+        await db.close()
+    async with bot_running(settings, clock=clock) as runtime:
+        store = store_of(runtime)
+        assert runtime.team is not None and runtime.delivery is not None
+        runtime.delivery.budget.clock = clock.monotonic  # a chat's pause ends with `advance`
+        await eventually(
+            lambda: _digest_owed_on(store, gid, "2026-11-28"), what="the digest owed at start"
+        )
+        for tries in range(1, MAX_DIGEST_TRIES + 1):
+            await eventually(
+                lambda: _refused_and_held(harness, store, clock, gid, tries),  # noqa: B023
+                what=f"try {tries} refused and the chat held",
+            )
+            clock.advance(GONE_RETRY_SECONDS + 1)  # the chat's pause is over
+            runtime.delivery.wake()
+        await eventually(
+            lambda: _none_owed(store, gid), what="the digest dropped after the last try"
+        )
+        for day in (29, 30, 1):
+            month = 11 if day > 1 else 12
+            clock.set(datetime(2026, month, day, 20, 5, tzinfo=BERLIN))
+            assert await runtime.team.send_due_digests() == 0, "no digest while gone"
+        assert await failed_sends(harness, gid) == MAX_DIGEST_TRIES, "bounded tries"
+
+        # The chat speaks: its digest is owed again, and goes out.
+        await harness.chat(id=gid, blocked=False)
+        await harness.text(ANNA, "back again", group)
+        await eventually(
+            lambda: _digest_resumed(store, gid), what="the chat marked as speaking again"
+        )
+        clock.set(datetime(2026, 12, 2, 20, 5, tzinfo=BERLIN))
+        assert await runtime.team.send_due_digests() == 1
+        await harness.wait_sent(gid, lambda a: a in digest_sends([a]), what="the digest")
+
+
+async def _refused_and_held(
+    harness: Harness, store: Any, clock: Clock, chat_id: int, tries: int
+) -> bool:
+    """The try was refused and the bot has held the chat (nothing of it due now): only then
+    may the clock move past the pause."""
+    if await failed_sends(harness, chat_id) < tries:
+        return False
+    return not await store.outbox_rows(chat_id, clock(), 1)
+
+
+async def _digest_owed_on(store: Any, chat_id: int, day: str) -> bool:
+    return bool((await store.chat(chat_id)).digest_last_day == day)
+
+
+async def _none_owed(store: Any, chat_id: int) -> bool:
+    return int(await store.outbox_count(chat_id)) == 0
+
+
+async def _digest_resumed(store: Any, chat_id: int) -> bool:
+    return int(await store.digest_failures(chat_id)) == 0

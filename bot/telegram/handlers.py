@@ -223,13 +223,19 @@ class Handlers:
     # Arrival and gate ----------------------------------------------------------------------
 
     async def arrival(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Before the gate, for every update: a group upgraded to a supergroup is followed to
-        its new id (Telegram's service message in the old chat carries `migrate_to_chat_id`,
-        the one in the new chat `migrate_from_chat_id`)."""
+        """Before the gate, for every update: a chat that speaks is there (its digest, if it
+        had stopped for a chat that was gone, is owed again), and a group upgraded to a
+        supergroup is followed to its new id (Telegram's service message in the old chat
+        carries `migrate_to_chat_id`, the one in the new chat `migrate_from_chat_id`)."""
         chat, message = update.effective_chat, update.effective_message
         if chat is None:
             return
         now = self.s.clock()
+        try:
+            if await self.s.store.chat_spoke(chat.id, now):
+                log.info("chat %s speaks again: it takes messages and digests", chat.id)
+        except Exception as exc:  # not worth failing the update for: the next one tries
+            log.warning("could not mark chat %s as speaking: %r", chat.id, exc)
         if message is None or update.message is None:
             return
         old, new = None, None

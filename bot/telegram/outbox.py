@@ -97,10 +97,12 @@ def text_row(
     photo: bool = False,
     submission_id: int | None = None,
     record: str | None = None,
+    digest: bool = False,
 ) -> Owed:
     """A message rendered now and owed to the outbox (a TEXT row, see `TelegramChat.post`):
     text, or a document or photo with `text` as its caption. `record` names the column of
-    `submission_id` that keeps the sent message's id."""
+    `submission_id` that keeps the sent message's id; `digest` marks a daily digest's message
+    (tried only so often where the chat is gone: bot/outbox.py)."""
     payload: dict[str, Any] = {"text": text}
     if markup is not None:
         payload["markup"] = markup.to_dict()
@@ -110,6 +112,8 @@ def text_row(
         payload["photo"] = True
     if record is not None:
         payload["record"] = record
+    if digest:
+        payload["digest"] = True
     return Owed(
         chat_id,
         Kind.TEXT,

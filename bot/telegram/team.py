@@ -8,7 +8,9 @@ The digest is sent at most once per local day and never skipped for a day it was
 the bot ran or was down for less than a day (`report.digest_due`): the day is recorded in the
 chat's row only after Telegram accepted the message, so a crash in between sends it again (a
 late duplicate is the one failure mode left, confined to that crash window, rather than a lost
-digest).
+digest). A digest to a chat that is gone (it blocked or removed the bot) is tried
+MAX_DIGEST_TRIES times (bot/outbox.py counts them); then none is owed to that chat until it
+speaks again (any update from it: bot/telegram/handlers.py `arrival`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from telegram import (
 
 from bot import report
 from bot.config import Settings
+from bot.outbox import MAX_DIGEST_TRIES
 from bot.telegram import callbacks
 from bot.telegram.outbox import text_row
 from bot.telegram.texts import language_for, t
@@ -170,10 +173,20 @@ class Team:
         *,
         reply_to: int | None = None,
         thread_id: int | None = None,
+        digest: bool = False,
     ) -> None:
         """The report's text (with its CSV button), then its chart when it has one, owed to
         the outbox (they go in this order: same priority, written in order)."""
-        rows = [text_row(chat_id, out.text, out.markup, reply_to=reply_to, thread_id=thread_id)]
+        rows = [
+            text_row(
+                chat_id,
+                out.text,
+                out.markup,
+                reply_to=reply_to,
+                thread_id=thread_id,
+                digest=digest,
+            )
+        ]
         if out.chart is not None:
             rows.append(
                 text_row(
@@ -184,6 +197,7 @@ class Team:
                     document=out.chart,
                     filename="report.png",
                     photo=True,
+                    digest=digest,
                 )
             )
         await self.store.owe(*rows, now=self.clock())
@@ -191,9 +205,13 @@ class Team:
     # The daily digest --------------------------------------------------------------------
 
     async def send_due_digests(self) -> int:
-        """Send every digest due now; returns how many were sent."""
+        """Send every digest due now; returns how many were sent. A chat that is gone (its
+        digest failed MAX_DIGEST_TRIES times) is skipped until it speaks again."""
         sent = 0
+        stopped = await self.store.digests_stopped(MAX_DIGEST_TRIES)
         for chat in await self.store.digest_chats():
+            if chat.chat_id in stopped:
+                continue
             assert chat.digest_time is not None
             zone = chat.timezone or self.settings.default_timezone
             try:
@@ -214,6 +232,7 @@ class Team:
                 chat.chat_id,
                 lang,
                 ReportOut(f"{heading}\n{out.text}", out.markup, out.chart, out.period),
+                digest=True,
             )
             await self.store.update_chat(chat.chat_id, self.clock(), digest_last_day=day)
             sent += 1
