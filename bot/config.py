@@ -192,7 +192,8 @@ class Settings(BaseSettings):
     rate_limit_deadline_seconds: float = Field(
         6 * 3600.0,
         gt=0,
-        description="a submission Resell Scan keeps refusing with 429 waits this long",
+        description="an upload Resell Scan keeps refusing before processing it (429, 503, "
+        "connection refused) waits this long, then the user gets a Send again button",
     )
     image_delivery: ImageDelivery = Field(ImageDelivery.AUTO, description="auto, url or base64")
     image_base64_field: Base64Field = Field(

@@ -32,6 +32,7 @@ from bot.resellscan import (
     RateLimited,
     ServerError,
 )
+from bot.resellscan.client import unavailable
 from storage import Store, Submission
 from storage.ledger import ACCEPTED, NOT_TAKEN, PENDING, REFUSED, UNKNOWN, CallSpec
 
@@ -145,9 +146,9 @@ class PaidCalls:
             await self._failed(sub, call, REFUSED, processed=False)
             raise
         except APIError as exc:
-            if isinstance(exc, ServerError):
+            if isinstance(exc, ServerError) and not unavailable(exc):
                 await self._failed(sub, call, UNKNOWN)
-            else:  # 4xx: refused as it came (validation, auth, tokens): nothing was made
+            else:  # 4xx or 503: refused before processing (validation, auth, an outage)
                 await self._failed(sub, call, REFUSED, processed=False)
             raise
         except BaseException:

@@ -60,6 +60,7 @@ from bot.resellscan import (
     image_from_bytes,
     image_from_url,
 )
+from bot.resellscan.client import unavailable
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 MAX_SUBMIT_ATTEMPTS = 5
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
+UNREACHABLE = "unreachable"  # last_error's prefix while an outage keeps an upload waiting
 RETRY_DECISION = -1  # the ledger's decision for "🔁 Retry failed" of a submission's results
 BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
 UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
@@ -480,28 +482,10 @@ class Tracker:
                     collection_id, products, idempotency_key=key
                 ),
             )
-        except RateLimited as exc:
-            # A refusal, not an outage: wait as Resell Scan says, within a long deadline.
-            since = sub.rate_limited_since or now
-            if self.clock() - since > self.settings.rate_limit_deadline_seconds:
-                hours = max(1, round(self.settings.rate_limit_deadline_seconds / 3600))
-                await self.store.fail(sub.id, Problem("api_rate_limited", {"hours": hours}), now)
-                return None
-            wait = exc.retry_after or self._backoff(sub.attempts)
-            await self.store.submit_retry(
-                sub.id, str(exc)[:300], self.clock() + wait, self.clock(), rate_limited=True
-            )
-            log.warning("rate limited, queued for %.0fs", wait, extra=ctx)
-            return None
-        except ConnectionFailed as exc:
-            # Provably not processed: safe to try again later, within a bound.
-            if sub.attempts + 1 >= MAX_SUBMIT_ATTEMPTS:
-                problem = Problem("api_unreachable", {"attempts": sub.attempts + 1})
-                await self.store.fail(sub.id, problem, self.clock())
-                return None
-            retry_at = self.clock() + self._backoff(sub.attempts)
-            await self.store.submit_retry(sub.id, str(exc)[:300], retry_at, self.clock())
-            log.warning("submit deferred: %s", exc, extra=ctx)
+        except (RateLimited, ConnectionFailed, ServerError) as exc:
+            if isinstance(exc, ServerError) and not unavailable(exc):
+                raise  # the client raises AmbiguousWrite for these; never resend blindly
+            await self._wait_for_resell_scan(sub, exc, now)
             return None
         except InvalidRequest as exc:
             log.error("request not buildable: %s", exc, extra=ctx)
@@ -566,6 +550,41 @@ class Tracker:
                 "product listings show no image file names: an upload whose answer is lost"
                 " cannot be proven absent, so its user is asked instead of paying twice"
             )
+
+    async def _wait_for_resell_scan(
+        self, sub: Submission, exc: RateLimited | ConnectionFailed | ServerError, now: float
+    ) -> None:
+        """Resell Scan refused the upload before processing it (429), or cannot be reached
+        (connection refused, 503): the photos wait and go out when it answers, within
+        RATE_LIMIT_DEADLINE_SECONDS; the chat is told once that an outage keeps them
+        (/status shows them waiting). Past the deadline: failed, with a Send again button."""
+        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        refused = isinstance(exc, RateLimited)
+        deadline = self.settings.rate_limit_deadline_seconds
+        since = sub.rate_limited_since or now
+        if self.clock() - since > deadline:
+            hours = max(1, round(deadline / 3600))
+            code = "api_rate_limited" if refused else "api_outage"
+            await self.store.fail(sub.id, Problem(code, {"hours": hours}), now)
+            log.warning("gave up after %d hour(s) of %s", hours, code, extra=ctx)
+            return
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            wait = exc.retry_after
+        else:  # the longer it lasts, the less often it is tried (2 s up to MAX_BACKOFF)
+            wait = self.rng.uniform(0.5, 1.0) * min(MAX_BACKOFF, max(4.0, (now - since) / 4))
+        owed: list[Owed] = []
+        if not refused and sub.rate_limited_since is None:  # say it once
+            owed.append(question_row(sub, "unreachable"))
+        cause = "busy" if refused else UNREACHABLE
+        await self.store.submit_retry(
+            sub.id,
+            f"{cause}: {exc}"[:300],
+            self.clock() + wait,
+            self.clock(),
+            rate_limited=True,
+            owed=owed,
+        )
+        log.warning("Resell Scan %s: the upload waits %.0fs", cause, wait, extra=ctx)
 
     async def _analysing(self, sub: Submission, products: int) -> list[Owed]:
         """The per-album "analysing" message, owed with the batch: the chat's setting

@@ -67,21 +67,34 @@ class Submissions:
             return moved
 
     async def submit_retry(
-        self, sub_id: int, error: str, retry_at: float, now: float, *, rate_limited: bool = False
+        self,
+        sub_id: int,
+        error: str,
+        retry_at: float,
+        now: float,
+        *,
+        rate_limited: bool = False,
+        owed: Sequence[Owed] = (),
     ) -> bool:
         """The request provably never reached Resell Scan: back to received, due later. A
-        429 is a refusal, not a failure: it does not count as an attempt, and the time the
-        refusals began is kept (the submission waits within a long deadline)."""
+        refusal before processing (429) or an outage (503, connection refused) is not a
+        failure: it does not count as an attempt, and the time it began is kept (the
+        submission waits within a long deadline); `owed`: what the chat is told."""
         if rate_limited:
-            return await self.transition(
-                sub_id,
-                "submit_retry",
-                now,
-                last_error=error,
-                next_action_at=retry_at,
-                attempts=Raw("MAX(0, attempts - 1)"),
-                rate_limited_since=Raw(f"COALESCE(rate_limited_since, {float(now)!r})"),
-            )
+            async with self.db.transaction() as tx:
+                moved = await move(
+                    tx,
+                    sub_id,
+                    "submit_retry",
+                    now,
+                    last_error=error,
+                    next_action_at=retry_at,
+                    attempts=Raw("MAX(0, attempts - 1)"),
+                    rate_limited_since=Raw("COALESCE(rate_limited_since, updated_at)"),
+                )
+                if moved:
+                    await owe(tx, owed, now)
+                return moved
         return await self.transition(
             sub_id,
             "submit_retry",

@@ -46,7 +46,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
         State.FAILED,
     ),
     "expire": (frozenset({State.SUBMITTED}), State.EXPIRED),
-    "resubmit": (frozenset({State.UNCERTAIN}), State.RECEIVED),
+    "resubmit": (frozenset({State.UNCERTAIN, State.FAILED}), State.RECEIVED),
     # The results were sent (the other states that owe a message keep their state).
     "mark_notified": (frozenset({State.COMPLETED}), State.NOTIFIED),
 }

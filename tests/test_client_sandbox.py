@@ -241,15 +241,46 @@ async def test_get_gives_up_after_max_attempts(
 async def test_post_5xx_is_ambiguous_and_not_retried(
     sandbox: SandboxThread, http: httpx.AsyncClient
 ) -> None:
+    """500, 502 and 504 may come after processing: ambiguous, never resent by the client."""
     control(
         sandbox,
         "/sandbox/faults",
-        {"error_burst": 1, "error_after_processing": True, "match": "createAndAnalyze"},
+        {
+            "error_burst": 1,
+            "error_status": 502,
+            "error_after_processing": True,
+            "match": "createAndAnalyze",
+        },
     )
     with pytest.raises(AmbiguousWrite) as caught:
         await client_for(sandbox, http).create_and_analyze(ELECTRONICS, [product("f")])
     assert isinstance(caught.value.cause, ServerError)
     assert len(requests_log(sandbox, path="/products/createAndAnalyze")) == 1
+
+
+async def test_post_503_is_not_processed_and_retried(
+    sandbox: SandboxThread, http: httpx.AsyncClient
+) -> None:
+    """A 503 is failing before processing (resell-scan-api.md §9 #13): retried with the same
+    key within the policy, and when it lasts, raised as the ServerError it is (not ambiguous)."""
+    control(
+        sandbox,
+        "/sandbox/faults",
+        {"error_burst": 1, "error_status": 503, "match": "createAndAnalyze"},
+    )
+    started = await client_for(sandbox, http).create_and_analyze(ELECTRONICS, [product("f2")])
+    assert started.batch_id
+    log = requests_log(sandbox, path="/products/createAndAnalyze")
+    assert [r["status"] for r in log] == [503, 201]
+    assert log[0]["idempotency_key"] == log[1]["idempotency_key"]
+    control(
+        sandbox,
+        "/sandbox/faults",
+        {"error_rate": 1.0, "error_status": 503, "match": "createAndAnalyze"},
+    )
+    with pytest.raises(ServerError) as caught:
+        await client_for(sandbox, http).create_and_analyze(ELECTRONICS, [product("f3")])
+    assert caught.value.status == 503
 
 
 async def test_dropped_connection_after_post_is_ambiguous(

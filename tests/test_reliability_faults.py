@@ -192,6 +192,7 @@ async def test_faulty_resell_scan(
         "/sandbox/faults",
         {
             "error_rate": 0.3,
+            "error_status": 502,  # 503 is "not processed" by the guide (§9 #13): see test_outage
             "error_after_processing": 0.5,
             "storm_count": 6,
             "storm_retry_after": "1",

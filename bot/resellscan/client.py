@@ -49,6 +49,14 @@ DEFAULT_BASE_URL = "https://app.resell-scan.de/api/v1"
 MAX_LIMIT = 100  # documented maximum page size
 GET_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
+
+def unavailable(exc: Exception) -> bool:
+    """A 503: the service is unavailable and did not process the request (resell-scan-api.md
+    §9 #13 counts it with 429 and a refused connection as failing *before* processing; 500,
+    502 and 504 may come after it)."""
+    return isinstance(exc, errors.ServerError) and exc.status == 503
+
+
 # Where a list endpoint's items may be (besides a bare array), assumed (§9 #6).
 LIST_KEYS = ("data", "items", "results", "collections", "products", "fields")
 CallObserver = Callable[[str, str], None]  # (endpoint, outcome) for metrics
@@ -367,8 +375,8 @@ class ResellScanClient:
                 retry_after: float | None = None
                 if isinstance(exc, errors.RateLimited):
                     retryable, retry_after = True, exc.retry_after
-                elif isinstance(exc, errors.ConnectionFailed):
-                    retryable = True
+                elif isinstance(exc, errors.ConnectionFailed) or unavailable(exc):
+                    retryable = True  # not processed (a 503: the guide's assumption, §9 #13)
                 elif is_write:
                     retryable = False
                 else:
@@ -380,7 +388,7 @@ class ResellScanClient:
                 if not retryable or attempt >= policy.max_attempts or out_of_time:
                     self._note(endpoint, type(exc).__name__)
                     if is_write and (
-                        isinstance(exc, errors.ServerError)
+                        (isinstance(exc, errors.ServerError) and not unavailable(exc))
                         or (isinstance(exc, errors.TransportError) and exc.sent)
                     ):
                         raise errors.AmbiguousWrite(

@@ -56,7 +56,7 @@ from bot.paid import CapReached
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
-from bot.telegram.outbox import TelegramChat, edit_row, reply_row, text_row
+from bot.telegram.outbox import RESENDABLE, TelegramChat, edit_row, reply_row, text_row
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.telegram.topics import topic_name_of
@@ -1218,7 +1218,10 @@ class Handlers:
     async def _resubmit(self, press: Press[callbacks.Resubmit], sub: Submission) -> None:
         query, lang, message = press.update.callback_query, press.lang, press.message
         assert query is not None
-        if not await self.s.store.resubmit(sub.id, self.s.clock()):
+        resendable = sub.state is State.UNCERTAIN or (
+            sub.state is State.FAILED and sub.problem is not None and sub.problem.code in RESENDABLE
+        )
+        if not resendable or not await self.s.store.resubmit(sub.id, self.s.clock()):
             await query.answer(t(lang, "stale_button"))
             return
         self.s.tracker.wake()

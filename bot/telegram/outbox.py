@@ -49,6 +49,9 @@ from storage.outbox import Kind, OutboxRow, Owed, Priority
 
 log = logging.getLogger(__name__)
 
+# Failures that never reached Resell Scan's processing: "Send again" may send them.
+RESENDABLE = frozenset({"api_outage", "api_rate_limited"})
+
 T = TypeVar("T")
 
 CAPTION_LIMIT = 1024  # Telegram's limit for a document's or photo's caption
@@ -319,6 +322,13 @@ class TelegramChat:
                 minutes=minutes,
             )
             return [Outgoing(text, role=Role.PROMPT)]
+        if sub.state is State.FAILED and sub.problem and sub.problem.code in RESENDABLE:
+            button = InlineKeyboardButton(
+                t(lang, "resubmit_button"),
+                callback_data=self.callbacks.encode(Resubmit(sub.id), chat_id=sub.chat_id),
+            )
+            text = render.problem_text(lang, sub, sub.problem)
+            return [Outgoing(text, InlineKeyboardMarkup([[button]]), role=Role.PROMPT)]
         return [Outgoing(render.problem_text(lang, sub, sub.problem), role=Role.PROMPT)]
 
     async def csv_for(self, sub: Submission, status: BatchStatus) -> Outgoing:
@@ -340,6 +350,8 @@ class TelegramChat:
 
     async def question(self, sub: Submission, payload: dict[str, Any]) -> Outgoing:
         kind = payload.get("question")
+        if kind == "unreachable":  # a notice: an outage keeps the photos waiting
+            return Outgoing(t(sub.language, "unreachable_waiting", sender=sub.user_name))
         if kind == "duplicate":
             earlier = await self.store.get(int(payload["earlier"]))
             if earlier is not None:

@@ -390,7 +390,8 @@ def age_text(lang: str, seconds: float) -> str:
 
 def state_text(lang: str, sub: Submission) -> str:
     if sub.state is State.RECEIVED and sub.rate_limited_since is not None:
-        return t(lang, "status_queued")
+        outage = (sub.last_error or "").startswith("unreachable")  # see Tracker
+        return t(lang, "status_unreachable" if outage else "status_queued")
     return t(lang, f"state_{sub.state}")
 
 

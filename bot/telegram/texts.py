@@ -167,6 +167,15 @@ TEXTS: dict[str, dict[str, str]] = {
             "Resell Scan was already asked twice to analyse these again (each time may cost an"
             " analysis). Look in Resell Scan before trying once more there."
         ),
+        "unreachable_waiting": (
+            "⏳ Resell Scan cannot be reached right now. I keep the photos from {sender} and send"
+            " them as soon as it answers; /status shows them waiting."
+        ),
+        "api_outage": (
+            "⚠️ Resell Scan could not be reached for {hours} hour(s), so I stopped trying with"
+            " these photos. When it is back, send them with the button."
+        ),
+        "status_unreachable": "waiting: Resell Scan cannot be reached; they go out when it answers",
         "api_rate_limited": "⚠️ Resell Scan refused every request (rate limit) for {hours} hour(s); I stopped trying. Please send the photos again later.",
         "state_reconciling": "checking",
         "status_queued": "queued: Resell Scan is busy",
@@ -471,6 +480,15 @@ TEXTS: dict[str, dict[str, str]] = {
             " eine Analyse kosten). Schau in Resell Scan nach, bevor du es dort noch einmal"
             " versuchst."
         ),
+        "unreachable_waiting": (
+            "⏳ Resell Scan ist gerade nicht erreichbar. Ich behalte die Fotos von {sender} und"
+            " schicke sie, sobald es wieder antwortet; /status zeigt sie als wartend."
+        ),
+        "api_outage": (
+            "⚠️ Resell Scan war {hours} Stunde(n) lang nicht erreichbar, daher habe ich aufgehört,"
+            " diese Fotos zu senden. Wenn es wieder geht, schick sie mit dem Knopf."
+        ),
+        "status_unreachable": "wartet: Resell Scan ist nicht erreichbar; sie gehen raus, sobald es antwortet",
         "api_rate_limited": "⚠️ Resell Scan hat {hours} Stunde(n) lang jede Anfrage abgelehnt (Ratenlimit); ich habe aufgehört. Bitte schick die Fotos später noch einmal.",
         "state_reconciling": "wird geprüft",
         "status_queued": "wartet: Resell Scan ist ausgelastet",

@@ -1,0 +1,62 @@
+"""An outage is a wait, not a drop (bot/tracker.py `_wait_for_resell_scan`): Resell Scan
+answering 503 or refusing connections has not processed the upload (resell-scan-api.md §9 #13),
+so the photos wait, the chat is told once, /status shows them waiting, and they go out when it
+answers; only past RATE_LIMIT_DEADLINE_SECONDS does the user get a Send again button."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import eventually
+from tests.harness import ANNA, Harness, bot_running, results_replies
+
+pytestmark = pytest.mark.timeout(90)
+
+NOTICE = "cannot be reached right now"
+
+
+async def _results(harness: Harness, count: int) -> bool:
+    return len(results_replies(await harness.sent(ANNA["id"]))) >= count
+
+
+async def test_an_outage_keeps_the_photos_and_sends_them_when_it_is_over(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults", {"error_burst": 12, "error_status": 503, "match": "createAndAnalyze"}
+    )
+    async with bot_running(settings_for(resell_scan_max_attempts=2)):
+        for _ in range(3):
+            await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], NOTICE, within=20)
+        await harness.text(ANNA, "/status")
+        await harness.wait_text(ANNA["id"], "Resell Scan cannot be reached; they go out")
+        await eventually(lambda: _results(harness, 3), what="every album's results", within=60)
+    texts = [a["text"] or "" for a in await harness.sent(ANNA["id"]) if a["kind"] == "send"]
+    assert not [t for t in texts if "stopped trying" in t or "send the photos again" in t]
+    assert len([t for t in texts if NOTICE in t]) <= 3, "told once per album at most"
+    creates = await harness.rs_requests("/products/createAndAnalyze")
+    assert [r["status"] for r in creates].count(201) == 3, "each album sent once"
+    assert len(results_replies(await harness.sent(ANNA["id"]))) == 3
+
+
+async def test_past_the_deadline_the_user_may_send_them_again(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    await harness.rs(
+        "/sandbox/faults", {"error_rate": 1.0, "error_status": 503, "match": "createAndAnalyze"}
+    )
+    settings = settings_for(resell_scan_max_attempts=1, rate_limit_deadline_seconds=3)
+    async with bot_running(settings):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        failed = await harness.wait_text(ANNA["id"], "so I stopped trying", within=40)
+        [[button]] = failed["reply_markup"]["inline_keyboard"]
+        assert button["text"] == "🔁 Send again"
+        await harness.rs("/sandbox/faults", {})  # it is back
+        await harness.press(ANNA, ANNA["id"], failed["message_id"], button["callback_data"])
+        await eventually(lambda: _results(harness, 1), what="the results", within=30)
+    creates = await harness.rs_requests("/products/createAndAnalyze")
+    assert [r["status"] for r in creates].count(201) == 1
