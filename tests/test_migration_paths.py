@@ -5,7 +5,9 @@ closed (its results land in the general topic, naming the sender and the topic).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -16,6 +18,7 @@ import pytest
 
 from bot.app import BotRuntime
 from bot.outbox import GONE_RETRY_SECONDS, MAX_DIGEST_TRIES
+from bot.telegram.inbox import MAX_HANDLER_ATTEMPTS
 from sandbox.data import fake_jpeg
 from storage import CaptionInfo, Database, State, Store
 from storage.history import NewHistoryRow
@@ -429,3 +432,102 @@ async def _none_owed(store: Any, chat_id: int) -> bool:
 
 async def _digest_resumed(store: Any, chat_id: int) -> bool:
     return int(await store.digest_failures(chat_id)) == 0
+
+
+# The inbox on a transient error ----------------------------------------------------------------
+
+
+def locked() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError("database is locked")
+
+
+async def no_wait(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+async def test_a_handler_failing_on_a_busy_database_is_retried(
+    harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storing the photo fails twice with SQLite's "database is locked" (another connection
+    held the write lock past the busy timeout): the update is handled again, the photo is
+    analysed, and the user is not told that something went wrong."""
+    async with bot_running(settings_for()) as runtime:
+        store = store_of(runtime)
+        assert runtime.inbox is not None
+        runtime.inbox.sleep = no_wait
+        real = store.add_photo
+        failures = {"left": 2}
+
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise locked()
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "add_photo", flaky)
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo_titled("Steel Flask"))
+        await harness.wait_sent(
+            ANNA_ID, lambda a: a in results_for([a], "Steel Flask"), what="the results"
+        )
+        assert failures["left"] == 0
+    texts = [a.get("text") or "" for a in await harness.sent(ANNA_ID)]
+    assert not [t for t in texts if "Something went wrong" in t], texts
+
+
+async def test_a_handler_that_keeps_failing_says_so_once(
+    harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_running(settings_for()) as runtime:
+        store = store_of(runtime)
+        assert runtime.inbox is not None
+        runtime.inbox.sleep = no_wait
+        attempts = {"count": 0}
+
+        async def busy(*args: Any, **kwargs: Any) -> Any:
+            attempts["count"] += 1
+            raise locked()
+
+        monkeypatch.setattr(store, "add_photo", busy)
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA_ID, "Something went wrong")
+        await eventually(lambda: _all_done(runtime), what="the update marked done")
+    assert attempts["count"] == MAX_HANDLER_ATTEMPTS
+    texts = [a.get("text") or "" for a in await harness.sent(ANNA_ID)]
+    assert len([t for t in texts if "Something went wrong" in t]) == 1
+
+
+async def _all_done(runtime: BotRuntime) -> bool:
+    assert runtime.inbox is not None
+    counts = await runtime.inbox.inbox.counts()
+    return counts["total"] > 0 and counts["pending"] == 0
+
+
+async def test_a_failed_done_mark_is_written_later_not_lost(
+    harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the done marks fails twice: the marks are kept and written on a later try, so
+    the command is not handed over (and answered) again at the next start."""
+    settings = settings_for()
+    async with bot_running(settings) as runtime:
+        assert runtime.inbox is not None
+        runtime.inbox.sleep = no_wait
+        inbox = runtime.inbox.inbox
+        real = inbox.mark_done
+        failures = {"left": 2}
+
+        async def flaky(ids: Any, now: float) -> int:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise locked()
+            return await real(ids, now)
+
+        monkeypatch.setattr(inbox, "mark_done", flaky)
+        await harness.text(ANNA, "/help")
+        await harness.wait_text(ANNA_ID, "How to scan")
+        await eventually(lambda: _all_done(runtime), what="the done mark written")
+        assert failures["left"] == 0
+    async with bot_running(settings) as runtime:
+        assert runtime.inbox is not None
+        assert (await runtime.inbox.inbox.counts())["pending"] == 0, "nothing handed over again"
+    helps = [a for a in await harness.sent(ANNA_ID) if "How to scan" in (a.get("text") or "")]
+    assert len(helps) == 1

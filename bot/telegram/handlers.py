@@ -7,7 +7,6 @@ without a `/scan` caption) go through one MessageHandler.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import html
 import logging
@@ -56,6 +55,7 @@ from bot.paid import CapReached
 from bot.resellscan import BatchStatus, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
+from bot.telegram.inbox import retry_transient
 from bot.telegram.outbox import RESENDABLE, TelegramChat, edit_row, reply_row, text_row
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
@@ -1306,11 +1306,22 @@ class Handlers:
         await self.owe(edit_row(message.chat_id, message.message_id, text, markup))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("handler failed: %r", context.error, exc_info=context.error)
+        """A handler failed. A transient failure (SQLite busy, a network error) is handled
+        again by the inbox (bot/telegram/inbox.py) and the user is told nothing yet; else
+        the user hears that something went wrong. Either way no later handler group runs
+        for this update (a failing gate must not let it through)."""
+        error = context.error
+        if retry_transient(error):
+            log.warning("handler failed on something that passes (%r); trying again", error)
+            raise ApplicationHandlerStop
+        log.error("handler failed: %r", error, exc_info=error)
         if isinstance(update, Update) and update.effective_message:
-            with contextlib.suppress(TelegramError):
+            try:
                 lang = await self.lang(update)
                 await self.reply(update.effective_message, t(lang, "error_generic"))
+            except Exception as exc:  # the database may be what failed
+                log.warning("could not tell the user that something went wrong: %r", exc)
+        raise ApplicationHandlerStop
 
 
 async def register_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -11,6 +11,14 @@ Stored updates are handed to PTB's `Application.process_update` in arrival order
 done once their handlers ran; marks are written in groups. After a crash, undone rows are
 processed again on start, which the handlers tolerate (photos are deduplicated by message,
 state changes are conditional transitions).
+
+A handler that fails on something that passes (SQLite busy past its timeout, a network error
+talking to Telegram) is run again with the same update, with a backoff, up to
+MAX_HANDLER_ATTEMPTS times, before the error handler tells the user that something went wrong
+(`retry_transient`, which the error handler asks; the attempt rides in a context variable,
+since PTB runs the error handler inside `process_update`). A done mark that cannot be written
+is kept and written again (with a backoff) instead of being lost, which would hand the update
+over again at the next start (a command answered twice).
 """
 
 from __future__ import annotations
@@ -18,14 +26,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import json
 import logging
+import random
+import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import Update
-from telegram.error import InvalidToken, TelegramError, TimedOut
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import Application
 
 from storage import Inbox, InboxUpdate, NewUpdate
@@ -40,6 +52,45 @@ MAX_HELD = 1000  # a burst longer than this is processed in parts, not held back
 # Updates handed to handlers and not finished: past this, the rest wait in SQLite (read back
 # in pages as these finish), so a flood of updates costs no memory or tasks per update.
 MAX_DISPATCHED = 512
+MAX_HANDLER_ATTEMPTS = 4  # an update whose handler keeps failing transiently, then the message
+HANDLER_RETRY_FIRST = 0.5  # seconds before the second attempt; doubled each time (jittered)
+HANDLER_RETRY_MAX = 8.0
+FLUSH_RETRY_FIRST = 0.2  # seconds before a failed write of done marks is tried again
+FLUSH_RETRY_MAX = 10.0
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure that passes by itself: SQLite busy or locked (another connection held the
+    database past the busy timeout), a network error or timeout talking to Telegram."""
+    if isinstance(error, sqlite3.OperationalError):
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
+    return isinstance(error, TimedOut | NetworkError) and not isinstance(error, BadRequest)
+
+
+@dataclass
+class Attempt:
+    """One run of the handlers for an update; the error handler sets `retry`."""
+
+    number: int
+    last: bool
+    retry: bool = False
+
+
+_ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
+    "inbox_attempt", default=None
+)
+
+
+def retry_transient(error: BaseException | None) -> bool:
+    """For the error handler: True if `error` is transient and the update will be handled
+    again (so the user is told nothing yet); False if this was the last attempt, the error
+    will not pass, or the update did not come through the inbox."""
+    attempt = _ATTEMPT.get()
+    if attempt is None or attempt.last or error is None or not is_transient(error):
+        return False
+    attempt.retry = True
+    return True
 
 
 def chat_of(payload: dict[str, Any]) -> int | None:
@@ -79,11 +130,15 @@ class UpdateInbox:
         *,
         poll_timeout: int,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.application = application
         self.inbox = inbox
         self.poll_timeout = poll_timeout
         self.clock = clock
+        self.sleep = sleep  # the backoffs between attempts (tests shorten them)
+        self.rng = rng or random.Random()
         self._queues: dict[Any, collections.deque[InboxUpdate]] = {}
         self._workers: dict[Any, asyncio.Task[None]] = {}
         self._done: list[int] = []
@@ -265,14 +320,13 @@ class UpdateInbox:
         try:
             while queue:
                 row = queue.popleft()
-                try:
-                    update = Update.de_json(row.payload, self.application.bot)
-                    await self.application.process_update(update)
-                    forget_persistence_marks(self.application)
-                except Exception:
-                    # process_update hands handler errors to the error handler; this is only
-                    # an update PTB cannot even parse. Done: retrying would fail the same way.
-                    log.exception("update %d could not be processed", row.update_id)
+                if not await self._handle(row):
+                    # Stopping while a transient failure waits for its next attempt: this
+                    # update and the chat's later ones stay undone, handled in order at the
+                    # next start.
+                    self._dispatched -= 1 + len(queue)
+                    queue.clear()
+                    break
                 self._mark_done(row.id)
                 self._dispatched -= 1
                 if self._cursor is not None and self._dispatched <= MAX_DISPATCHED // 2:
@@ -285,6 +339,40 @@ class UpdateInbox:
             if not self._workers:
                 self._idle.set()
             self._update_quiet()
+
+    async def _handle(self, row: InboxUpdate) -> bool:
+        """Run the handlers for one update, again while they fail transiently (the error
+        handler says so through `retry_transient`); False if it must stay undone."""
+        number = 0
+        while True:
+            number += 1
+            attempt = Attempt(number, last=number >= MAX_HANDLER_ATTEMPTS)
+            token = _ATTEMPT.set(attempt)
+            try:
+                update = Update.de_json(row.payload, self.application.bot)
+                await self.application.process_update(update)
+                forget_persistence_marks(self.application)
+            except Exception:
+                # process_update hands handler errors to the error handler; this is only
+                # an update PTB cannot even parse. Done: retrying would fail the same way.
+                log.exception("update %d could not be processed", row.update_id)
+                return True
+            finally:
+                _ATTEMPT.reset(token)
+            if not attempt.retry:
+                return True
+            if self._stopping:
+                return False
+            ceiling = min(HANDLER_RETRY_MAX, HANDLER_RETRY_FIRST * 2 ** (number - 1))
+            delay = self.rng.uniform(ceiling / 2, ceiling)
+            log.warning(
+                "update %d failed on something that passes; attempt %d of %d in %.1fs",
+                row.update_id,
+                number + 1,
+                MAX_HANDLER_ATTEMPTS,
+                delay,
+            )
+            await self.sleep(delay)
 
     def _refill_later(self) -> None:
         if self._refill is None or self._refill.done():
@@ -317,16 +405,26 @@ class UpdateInbox:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="inbox-done")
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, once: bool = False) -> None:
         """Group commit of done marks: whatever finished meanwhile goes in one transaction.
-        A crash before this only means those updates are processed once more."""
+        A crash before this only means those updates are processed once more. A failed
+        write keeps its marks and is tried again with a backoff (`once`: not again)."""
+        delay = FLUSH_RETRY_FIRST
         while self._done:
             ids, self._done = self._done, []
             try:
                 await self.inbox.mark_done(ids, self.clock())
-            except Exception:
-                log.exception("marking %d updates done failed", len(ids))
-                return
+            except BaseException as exc:
+                self._done = ids + self._done  # kept: written with the next try
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (stopping): stop() writes them
+                log.exception("marking %d updates done failed; trying again", len(ids))
+                if once:
+                    return
+                await self.sleep(delay)
+                delay = min(FLUSH_RETRY_MAX, delay * 2)
+            else:
+                delay = FLUSH_RETRY_FIRST
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -347,6 +445,10 @@ class UpdateInbox:
             task.cancel()
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await self._flusher
-        await self._flush()
+            # A flusher retrying a failed write gets the grace too, then one last try: what
+            # still fails is handled once more at the next start.
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout=grace)
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush(once=True)
