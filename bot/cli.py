@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -123,6 +125,50 @@ def check_client(settings: Settings, http: httpx.AsyncClient) -> Any:
     )
 
 
+def _ledger_lines(settings: Settings) -> list[tuple[bool, str]]:
+    """The paid calls of the last 24 hours, and what the bot has seen of the API's listings
+    (storage/ledger.py), read without changing the database."""
+    from storage.ledger import read_summary
+
+    try:
+        summary = read_summary(settings.database_path, time.time() - 86400)
+    except sqlite3.Error as exc:
+        return [(False, f"database {settings.database_path}: {exc}")]
+    if summary is None:
+        return []
+    paid = sum(n for (_, outcome), n in summary.paid.items() if outcome != "refused")
+    parts = ", ".join(
+        f"{endpoint} {outcome} {n}" for (endpoint, outcome), n in sorted(summary.paid.items())
+    )
+    lines = [(True, f"paid calls in the last 24 h: {paid}" + (f" ({parts})" if parts else ""))]
+    listings = summary.facts.get("listing_file_names")
+    if listings == "yes":
+        lines.append(
+            (
+                True,
+                "Resell Scan listings show the bot's file names: a lost upload can "
+                "be proven absent",
+            )
+        )
+    elif listings == "no":
+        lines.append(
+            (
+                True,
+                "Resell Scan listings show no file names: after a lost upload the "
+                "user is asked, never charged twice",
+            )
+        )
+    else:
+        lines.append(
+            (
+                True,
+                "not seen yet whether Resell Scan listings show file names (the "
+                "first upload shows it)",
+            )
+        )
+    return lines
+
+
 async def _check(settings: Settings) -> list[tuple[bool, str]]:
     from bot.resellscan import PermissionDenied, ResellScanError
 
@@ -175,6 +221,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
             )
         except ResellScanError as exc:
             report.append((False, f"Resell Scan: {type(exc).__name__}: {exc}"))
+    report.extend(_ledger_lines(settings))
     if settings.public_base_url:
         secure = settings.public_base_url.startswith("https://")
         local = (

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from bot.images import is_heic, to_jpeg
 from bot.intake import resolve_collection
+from bot.reconcile import NAME_PREFIX
 from bot.resellscan import (
     BatchStatus,
     Collection,
@@ -170,10 +171,21 @@ async def probe(
         finding, products = _list_finding(
             "GET /collections/{id}/products", payload, Product.read, "product"
         )
-        if products and not any(p.file_names() for p in products):
+        names = [name for p in products for name in p.file_names()]
+        if any(name.startswith(NAME_PREFIX) for name in names):
             finding.notes.append(
-                "no image file names found: ambiguous uploads cannot be reconciled, the user "
-                "will be asked instead"
+                f"the bot's own image file names are listed ({NAME_PREFIX}…): an upload whose"
+                " answer is lost can be proven absent and sent again"
+            )
+        elif products and not names:
+            finding.notes.append(
+                "no image file names found: an upload whose answer is lost cannot be proven"
+                " absent, so its user is asked instead of paying twice"
+            )
+        elif products:
+            finding.notes.append(
+                "file names are listed, none of the bot's yet: its first upload will show"
+                " whether they are kept"
             )
         findings.append(finding)
         print_finding(finding, out)

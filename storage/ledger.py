@@ -13,7 +13,9 @@ image file names (`listing_file_names`), "yes" or "no" with the time it was obse
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from storage.db import Database, Tx
@@ -158,3 +160,33 @@ class Ledger:
                 " observed_at = excluded.observed_at",
                 (name, value, now),
             )
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What `check` reports of a database: paid calls since a moment, the facts observed."""
+
+    paid: dict[tuple[str, str], int]  # (endpoint, outcome) -> sends that may have been paid
+    facts: dict[str, str]
+
+
+def read_summary(path: Path, since: float) -> LedgerSummary | None:
+    """Read-only, without migrating (the bot may be running): None when the database does not
+    exist or has no ledger yet."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "paid_calls" not in tables:
+            return None
+        rows = conn.execute(
+            "SELECT endpoint, outcome, SUM(sends) FROM paid_calls WHERE created_at >= ?"
+            " GROUP BY endpoint, outcome",
+            (since,),
+        ).fetchall()
+        facts = dict(conn.execute("SELECT name, value FROM account_facts").fetchall())
+    finally:
+        conn.close()
+    paid = {(str(r[0]), str(r[1])): int(r[2] or 0) for r in rows if r[2]}
+    return LedgerSummary(paid, {str(k): str(v) for k, v in facts.items()})

@@ -225,3 +225,33 @@ async def test_retry_failed_is_paid_at_most_twice_when_its_answers_are_lost(
         answers = await _callback_answers(harness)
         assert "already asked twice" in answers[-1], answers
     assert len(await _posts(harness, "/products/analyze")) == 2
+
+
+async def test_check_reports_the_days_paid_calls_and_what_listings_show(
+    settings_for: Callable[..., Any],
+) -> None:
+    """`check` reads the ledger without changing the database: the paid calls of the last
+    24 hours (refused ones are not paid) and the fact seen about listings."""
+    import time
+
+    from bot.cli import _ledger_lines
+    from storage import Database, Store
+    from storage.ledger import ACCEPTED, REFUSED, UNKNOWN, CallSpec
+
+    settings = settings_for()
+    assert _ledger_lines(settings) == [], "no database yet: nothing to say"
+    db = await Database.open(settings.database_path)
+    try:
+        store = Store(db)
+        now = time.time()
+        for n, outcome in enumerate((ACCEPTED, UNKNOWN, REFUSED)):
+            call = CallSpec(0, "createAndAnalyze", f"k{n}")
+            await store.send_call(1, call, now)
+            await store.call_answered(1, call, outcome, now, processed=outcome != REFUSED)
+        await store.observe(LISTING_FILE_NAMES, NO, now)
+    finally:
+        await db.close()
+    lines = [text for ok, text in _ledger_lines(settings) if ok]
+    assert lines[0].startswith("paid calls in the last 24 h: 2 ("), lines
+    assert "createAndAnalyze accepted 1" in lines[0] and "unknown 1" in lines[0]
+    assert "show no file names" in lines[1]
