@@ -69,6 +69,7 @@ from storage.outbox import Owed
 log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ATTEMPTS = 5
+PHOTO_FETCH_ATTEMPTS = 6  # failed fetches of a photo from Telegram (2 s … 64 s apart)
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
 UNREACHABLE = "unreachable"  # last_error's prefix while an outage keeps an upload waiting
@@ -412,10 +413,15 @@ class Tracker:
                 for group, group_names in zip(groups, names, strict=True)
             ]
         except PhotoUnavailable as exc:
-            if exc.final or sub.attempts >= MAX_SUBMIT_ATTEMPTS:
+            # Counted where it happens (not only when an upload starts), with a growing pause:
+            # after PHOTO_FETCH_ATTEMPTS the user is told to send the photos again.
+            if exc.final or sub.photo_failures + 1 >= PHOTO_FETCH_ATTEMPTS:
                 await self.store.reject(sub.id, Problem(exc.reason), now)
+                log.warning("photo unavailable, gave up: %s", exc, extra=ctx)
                 return None
-            await self.store.defer(sub.id, now + self._backoff(sub.attempts), str(exc)[:300])
+            retry_at = now + self._backoff(sub.photo_failures)
+            failures = await self.store.photo_failed(sub.id, retry_at, str(exc)[:300])
+            log.info("photo fetch failed (%d so far): %s", failures, exc, extra=ctx)
             return None
         except Exception:
             # A request we cannot build will not build on the next try either: say so, once.

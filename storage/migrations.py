@@ -385,4 +385,10 @@ MIGRATIONS: list[Migration] = [
             """,
         ],
     ),
+    Migration(
+        12,
+        "photos Telegram would not hand over: the failed fetches of a submission, counted where"
+        " they happen",
+        ["ALTER TABLE submissions ADD COLUMN photo_failures INTEGER NOT NULL DEFAULT 0"],
+    ),
 ]

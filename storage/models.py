@@ -167,6 +167,7 @@ class Submission:
     duplicate_of: int | None = None  # the duplicate guard found these photos analysed there
     guard_passed: bool = False  # "Analyse again" was pressed
     decision: int = 0  # the user's decisions to send it ("Send again" adds one): paid-call cap
+    photo_failures: int = 0  # fetches of its photos from Telegram that failed, in a row
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:

@@ -267,6 +267,17 @@ class Submissions:
 
     # While analysed ------------------------------------------------------------------------
 
+    async def photo_failed(self, sub_id: int, at: float, error: str) -> int:
+        """A photo of the submission could not be fetched from Telegram (a getFile or its
+        download failed): counted, and looked at again at `at`. Returns the count so far."""
+        async with self.db.transaction(durable=False) as tx:
+            row = await tx.one(
+                "UPDATE submissions SET photo_failures = photo_failures + 1, next_action_at = ?,"
+                " last_error = ? WHERE id = ? AND notified_at IS NULL RETURNING photo_failures",
+                (at, error, sub_id),
+            )
+        return int(row[0]) if row else 0
+
     async def defer(self, sub_id: int, at: float | None, error: str | None = None) -> bool:
         """Look at an open submission again at `at` (None: only when something wakes it)."""
         async with self.db.transaction(durable=False) as tx:

@@ -60,3 +60,23 @@ async def test_past_the_deadline_the_user_may_send_them_again(
         await eventually(lambda: _results(harness, 1), what="the results", within=30)
     creates = await harness.rs_requests("/products/createAndAnalyze")
     assert [r["status"] for r in creates].count(201) == 1
+
+
+async def test_a_photo_telegram_will_not_hand_over_is_given_up_with_a_message(
+    harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """getFile answering 500 every time: tried a bounded number of times with a growing pause
+    (counted where it fails, not only when an upload starts), then the user is told to send
+    the photos again; nothing reached Resell Scan (before: every ~1.5 s, forever, silently)."""
+    import bot.tracker as tracker
+
+    monkeypatch.setattr(tracker, "PHOTO_FETCH_ATTEMPTS", 3)
+    await harness.rs(
+        "/sandbox/telegram/faults", {"kind": "error", "methods": ["getFile"], "count": 100}
+    )
+    async with bot_running(settings_for(image_delivery="base64")):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "could not download the photos", within=40)
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    assert len([c for c in calls if c["method"] == "getFile"]) == 3
+    assert await harness.rs_requests("/products/createAndAnalyze") == []
