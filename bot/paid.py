@@ -87,7 +87,9 @@ class PaidCalls:
         call's batch instead of analysing twice); else a new call. Raises CapReached when its
         send could be one paid call too many for this decision."""
         now = self.clock()
-        calls = await self.store.paid_calls(sub.id)
+        # A submission never sent has no calls: its first upload costs no read.
+        fresh = sub.requested_at is None  # stored by begin_submit, never cleared
+        calls = [] if fresh else await self.store.paid_calls(sub.id)
         paid = sum(c.sends for c in calls if c.decision == sub.decision)
         same = [c for c in calls if c.endpoint == endpoint]
         last = same[-1] if same else None

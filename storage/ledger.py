@@ -68,17 +68,12 @@ async def record_send(tx: Tx, sub_id: int, call: CallSpec, now: float) -> None:
     """The call (written if new) counted as sent once more, in the caller's transaction:
     committed (durably) before the POST goes out, so a crash can never hide a paid call. A
     later decision may send the same call again (same key): a row of its own."""
-    ids = (sub_id, call.decision, call.key)
     await tx.execute(
-        "INSERT INTO paid_calls (submission_id, decision, endpoint, key, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (submission_id, decision, key) DO NOTHING",
-        (*ids[:2], call.endpoint, call.key, now, now),
-    )
-    await tx.execute(
-        "UPDATE paid_calls SET sends = sends + 1, outcome = ?, updated_at = ?"
-        " WHERE submission_id = ? AND decision = ? AND key = ?",
-        (PENDING, now, *ids),
+        "INSERT INTO paid_calls (submission_id, decision, endpoint, key, sends, outcome,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+        " ON CONFLICT (submission_id, decision, key) DO UPDATE SET sends = sends + 1,"
+        " outcome = excluded.outcome, updated_at = excluded.updated_at",
+        (sub_id, call.decision, call.endpoint, call.key, PENDING, now, now),
     )
 
 

@@ -129,29 +129,9 @@ async def test_kill_and_restart_under_a_stream_of_albums(
     assert repeats <= kills, "a repeat needs a crash inside the send window"
 
 
-async def products_by_submission(harness: Harness) -> Counter[int]:
-    """Products Resell Scan holds, by the submission that created them (read from the image
-    file names the bot chose: `rsb-<submission>-…`)."""
-    owners: Counter[int] = Counter()
-    collection = collection_id("Electronics")
-    page = 1
-    while True:
-        answer = await harness.http.get(
-            f"/api/v1/collections/{collection}/products",
-            params={"page": page, "limit": 100, "include_images": "true"},
-            headers={"Authorization": "Bearer rs_test_full"},
-        )
-        items = answer.json()["data"]
-        for product in items:
-            owners[int(product["images"][0]["fileName"].split("-")[1])] += 1
-        if len(items) < 100:
-            return owners
-        page += 1
-
-
-async def batches_by_submission(harness: Harness) -> Counter[int]:
-    """Analyses Resell Scan ran (each one paid), by the submission whose products they
-    analysed (a batch of createAndAnalyze or of analyze alike)."""
+async def product_owners(harness: Harness) -> dict[str, int]:
+    """Every product Resell Scan holds, with the submission that created it (read from the
+    image file names the bot chose: `rsb-<submission>-…`)."""
     owners: dict[str, int] = {}
     collection = collection_id("Electronics")
     page = 1
@@ -165,8 +145,19 @@ async def batches_by_submission(harness: Harness) -> Counter[int]:
         for product in items:
             owners[product["id"]] = int(product["images"][0]["fileName"].split("-")[1])
         if len(items) < 100:
-            break
+            return owners
         page += 1
+
+
+async def products_by_submission(harness: Harness) -> Counter[int]:
+    """Products Resell Scan holds, by the submission that created them."""
+    return Counter((await product_owners(harness)).values())
+
+
+async def batches_by_submission(harness: Harness) -> Counter[int]:
+    """Analyses Resell Scan ran (each one paid), by the submission whose products they
+    analysed (a batch of createAndAnalyze or of analyze alike)."""
+    owners = await product_owners(harness)
     paid: Counter[int] = Counter()
     for batch in (await harness.http.get("/sandbox/batches")).json()["batches"]:
         paid[owners[batch["product_ids"][0]]] += 1
