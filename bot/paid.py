@@ -58,11 +58,10 @@ class CapReached(Exception):
 
 @dataclass(frozen=True)
 class Planned:
-    """The call to send next: its key, when its image URLs expire, whether it is a resend."""
+    """The call to send next: its key, and when its image URLs expire."""
 
     key: str
     url_expiry: float
-    resend: bool
 
 
 class PaidCalls:
@@ -100,11 +99,11 @@ class PaidCalls:
             unproven = last.outcome in (NOT_TAKEN, REFUSED, PENDING)
             if alive and (unproven or last.decision != sub.decision):
                 # A pending one (a crash before its answer) was reconciled before this.
-                planned = Planned(last.key, born + self.url_ttl, resend=True)
+                planned = Planned(last.key, born + self.url_ttl)
         if planned is None:
             number = sum(1 for c in same if c.decision == sub.decision) + 1
             key = f"{sub.idempotency_key}.{sub.decision}.{endpoint}.{number}"
-            planned = Planned(key, now + self.url_ttl, resend=False)
+            planned = Planned(key, now + self.url_ttl)
         if paid >= MAX_PAID_PER_DECISION:
             self.metrics.paid_calls.labels(endpoint=endpoint, outcome="capped").inc()
             log.error(

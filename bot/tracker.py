@@ -490,7 +490,8 @@ class Tracker:
             )
         except (RateLimited, ConnectionFailed, ServerError) as exc:
             if isinstance(exc, ServerError) and not unavailable(exc):
-                raise  # the client raises AmbiguousWrite for these; never resend blindly
+                # May have been processed (the client wraps these as AmbiguousWrite).
+                return await self._reconcile_later(sub, exc)
             await self._wait_for_resell_scan(sub, exc, now)
             return None
         except InvalidRequest as exc:
@@ -498,18 +499,7 @@ class Tracker:
             await self.store.reject(sub.id, Problem("request_invalid"), self.clock())
             return None
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
-            # It may have been processed: never resend blindly (no documented idempotency);
-            # look our file names up after a settle delay instead (reconcile()).
-            cause = ambiguity(exc)
-            await self.store.mark_reconciling(
-                sub.id,
-                str(exc)[:300],
-                self.clock() + self.settings.reconcile_settle_seconds,
-                self.clock(),
-                cause=Problem("ambiguous", cause),
-            )
-            log.warning("answer lost (%s): reconciling", cause["cause"], extra=ctx)
-            return None
+            return await self._reconcile_later(sub, exc)
         except APIError as exc:
             await self.store.reject(sub.id, self._api_problem(exc), self.clock())
             log.info("submission rejected by Resell Scan: %s", exc, extra=ctx)
@@ -556,6 +546,23 @@ class Tracker:
                 "product listings show no image file names: an upload whose answer is lost"
                 " cannot be proven absent, so its user is asked instead of paying twice"
             )
+
+    async def _reconcile_later(self, sub: Submission, exc: ResellScanError) -> None:
+        """The upload may have been processed: never resend blindly (no documented
+        idempotency); look our file names up after a settle delay instead (reconcile())."""
+        cause = ambiguity(exc)
+        await self.store.mark_reconciling(
+            sub.id,
+            str(exc)[:300],
+            self.clock() + self.settings.reconcile_settle_seconds,
+            self.clock(),
+            cause=Problem("ambiguous", cause),
+        )
+        log.warning(
+            "answer lost (%s): reconciling",
+            cause["cause"],
+            extra={"submission_id": sub.id, "chat_id": sub.chat_id},
+        )
 
     async def _wait_for_resell_scan(
         self, sub: Submission, exc: RateLimited | ConnectionFailed | ServerError, now: float

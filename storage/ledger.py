@@ -131,17 +131,6 @@ class Ledger:
                 tx, sub_id, call, outcome, now, batch_id=batch_id, processed=processed
             )
 
-    async def paid_since(self, since: float) -> dict[tuple[str, str], int]:
-        """Sends that may have been processed, by endpoint and outcome, of calls written
-        since `since` (the day's count in `check`)."""
-        async with self.db.reading() as tx:
-            rows = await tx.all(
-                "SELECT endpoint, outcome, SUM(sends) FROM paid_calls WHERE created_at >= ?"
-                " GROUP BY endpoint, outcome",
-                (since,),
-            )
-        return {(r[0], r[1]): int(r[2] or 0) for r in rows if r[2]}
-
     async def fact(self, name: str) -> str | None:
         async with self.db.reading() as tx:
             row = await tx.one("SELECT value FROM account_facts WHERE name = ?", (name,))
