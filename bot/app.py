@@ -20,6 +20,7 @@ import uvicorn
 from telegram import LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
+from telegram.request import HTTPXRequest
 
 from bot import __version__
 from bot.config import GroupMode, Settings
@@ -44,6 +45,25 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 6 * 3600.0
 KEEP_EVENTS = 7 * 86400.0
+TELEGRAM_CONNECTIONS = 256  # PTB's default pool
+KEEPALIVE_CONNECTIONS = 32  # of them kept open while idle
+
+
+def telegram_request() -> HTTPXRequest:
+    """PTB's own connection pool (256 connections), but at most KEEPALIVE_CONNECTIONS of them
+    kept open while idle. PTB lifts httpx's limit on idle connections, and httpcore checks every
+    idle connection on every request: after a burst of photo fetches (one getFile per photo
+    Resell Scan fetches), each later call scanned a hundred idle sockets. httpx's own default
+    keeps 20."""
+    return HTTPXRequest(
+        connection_pool_size=TELEGRAM_CONNECTIONS,
+        httpx_kwargs={
+            "limits": httpx.Limits(
+                max_connections=TELEGRAM_CONNECTIONS,
+                max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+            )
+        },
+    )
 
 
 class BotRuntime:
@@ -100,6 +120,7 @@ class BotRuntime:
             .base_url(settings.bot_api_url)
             .base_file_url(settings.bot_file_url)
             .get_updates_read_timeout(settings.telegram_poll_timeout + 10)
+            .request(telegram_request())
             # No PTB Updater: it confirms updates before they are stored (bot/telegram/inbox.py).
             .updater(None)
             # Every text is Telegram HTML (bot/telegram/texts.py escapes parameters) and no
