@@ -185,7 +185,7 @@ def build_web_app(
         never held in memory); HEIC is converted to JPEG, which needs the whole file."""
         media_key = media.check(request.path_params["token"], clock())
         found = await store.photo_by_media_key(media_key) if media_key else None
-        if found is None or found[1].state not in MEDIA_STATES:
+        if found is None or found[1] not in MEDIA_STATES:
             return Response(b"not found", status_code=404, media_type="text/plain")
         photo, _ = found
         headers = {"Cache-Control": "private, max-age=300"}

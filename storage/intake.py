@@ -304,14 +304,19 @@ class Intake:
             )
         return {row[0]: row[1] for row in rows}
 
-    async def photo_by_media_key(self, media_key: str) -> tuple[Photo, Submission] | None:
+    async def photo_by_media_key(self, media_key: str) -> tuple[Photo, State] | None:
+        """The photo behind a media URL, and the state of its submission (one read: Resell
+        Scan fetches every photo of every upload through this)."""
         async with self.db.reading() as tx:
-            row = await tx.one("SELECT * FROM photos WHERE media_key = ?", (media_key,))
-            if row is None:
-                return None
-            sub = await tx.one("SELECT * FROM submissions WHERE id = ?", (row["submission_id"],))
-        assert sub is not None
-        return Photo.from_row(row), Submission.from_row(sub)
+            row = await tx.one(
+                "SELECT p.*, s.state AS submission_state FROM photos p"
+                " JOIN submissions s ON s.id = p.submission_id WHERE p.media_key = ?",
+                (media_key,),
+            )
+        if row is None:
+            return None
+        *photo, state = row  # the photo's columns, then its submission's state
+        return Photo(**dict(zip(row.keys()[:-1], photo, strict=True))), State(state)
 
     async def by_photo(self, chat_id: int, message_id: int) -> Submission | None:
         """The submission a photo message joined."""

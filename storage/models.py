@@ -105,7 +105,7 @@ class Photo:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Photo:
-        return cls(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
+        return cls(**dict(zip(row.keys(), row, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class Submission:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:
-        data = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+        data = dict(zip(row.keys(), row, strict=True))
         data["manual_fields"] = json.loads(data["manual_fields"] or "{}")
         data["results"] = json.loads(data["results"]) if data["results"] else None
         data["problem"] = Problem.loads(data["problem"])
