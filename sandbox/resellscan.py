@@ -1257,6 +1257,8 @@ class ResellScanSandbox:
     # Control API ---------------------------------------------------------------------------
 
     async def ctl_requests(self, request: Request) -> Response:
+        """The request log; `path`, `method` filter it, and `brief` leaves out bodies and
+        queries (a benchmark watching a burst asks often, and must not load the sandbox)."""
         q = request.query_params
         items = [
             r
@@ -1264,6 +1266,8 @@ class ResellScanSandbox:
             if ("path" not in q or r["path"] == q["path"])
             and ("method" not in q or r["method"] == q["method"])
         ]
+        if q.get("brief"):
+            items = [{k: v for k, v in r.items() if k not in ("body", "query")} for r in items]
         return JSONResponse({"requests": items, "count": len(items)})
 
     async def ctl_reset(self, request: Request) -> Response:

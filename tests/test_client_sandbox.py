@@ -112,6 +112,8 @@ async def test_create_and_analyze_then_status_and_results(
     log = requests_log(sandbox, path="/products/createAndAnalyze")
     assert len(log) == 1 and log[0]["idempotency_key"] == "k-1"
     assert log[0]["body"]["products"][0]["manual_fields"] == {"purchasePrice": 12.5}
+    (brief,) = requests_log(sandbox, path="/products/createAndAnalyze", brief="1")
+    assert "body" not in brief and brief["idempotency_key"] == "k-1" and brief["status"] == 201
 
 
 async def test_products_create_list_and_analyze(
