@@ -181,8 +181,9 @@ class Settings(BaseSettings):
     reconcile_webhook_wait_seconds: float = Field(
         300.0,
         ge=0,
-        description="when the photos were found and webhooks are configured, wait this long "
-        "for the analysis' webhook before analysing the products again",
+        description="webhooks configured, after a lost upload answer: wait this long for the "
+        "analysis' webhook before analysing the found products again, or (not found, no "
+        "proof) before asking the user",
     )
     reconcile_analyze: bool = Field(
         True,

@@ -45,6 +45,7 @@ ANALYZE = "analyze"
 
 # Facts about the account's API (storage/ledger.py), observed, never assumed.
 LISTING_FILE_NAMES = "listing_file_names"
+KEY_HONOURED = "idempotency_key_honoured"  # yes: a resend was answered with an earlier batch
 YES, NO = "yes", "no"
 
 
@@ -62,6 +63,10 @@ class Planned:
 
     key: str
     url_expiry: float
+    # Batches that existed before this send for its key (an earlier answer, or a completion
+    # webhook kept meanwhile): an answer naming one of them shows the key honoured.
+    earlier_batches: frozenset[str] = frozenset()
+    answered: bool = False  # one of them is the answer to an earlier send of this key
 
 
 class PaidCalls:
@@ -96,10 +101,18 @@ class PaidCalls:
         if last is not None:
             born = min(c.created_at for c in same if c.key == last.key)
             alive = born + self.url_ttl - RESEND_MARGIN > now
-            unproven = last.outcome in (NOT_TAKEN, REFUSED, PENDING)
+            unproven = last.outcome in (NOT_TAKEN, REFUSED, PENDING) or (
+                # Its answer was lost, but a resend with its key is known to be recognised.
+                last.outcome == UNKNOWN and await self.fact(KEY_HONOURED) == YES
+            )
             if alive and (unproven or last.decision != sub.decision):
                 # A pending one (a crash before its answer) was reconciled before this.
-                planned = Planned(last.key, born + self.url_ttl)
+                since = sub.requested_at or sub.created_at
+                answers = {c.batch_id for c in same if c.key == last.key and c.batch_id}
+                kept = {k.batch_id for k in await self.store.kept_completions(since)}
+                planned = Planned(
+                    last.key, born + self.url_ttl, frozenset(answers | kept), bool(answers)
+                )
         if planned is None:
             number = sum(1 for c in same if c.decision == sub.decision) + 1
             key = f"{sub.idempotency_key}.{sub.decision}.{endpoint}.{number}"
@@ -131,8 +144,9 @@ class PaidCalls:
         call = self.call(sub, endpoint, planned)
         await self.store.send_call(sub.id, call, self.clock())
         started = await self.post(sub, call, post)
+        replayed = await self.learn_from_answer(sub, planned, started.batch_id)
         await self.store.call_answered(
-            sub.id, call, ACCEPTED, self.clock(), batch_id=started.batch_id
+            sub.id, call, ACCEPTED, self.clock(), batch_id=started.batch_id, processed=not replayed
         )
         return started
 
@@ -157,6 +171,24 @@ class PaidCalls:
             raise
         self.metrics.paid_calls.labels(endpoint=call.endpoint, outcome=ACCEPTED).inc()
         return started
+
+    async def learn_from_answer(self, sub: Submission, planned: Planned, batch_id: str) -> bool:
+        """A resend of a call answered: with a batch that existed before it (the key was
+        honoured: observed, from now on a lost answer may be resent with its key), or with a
+        new one where the first call's batch is known (ignored). True when honoured: that
+        send processed nothing new."""
+        honoured = batch_id in planned.earlier_batches
+        if not honoured and not planned.answered:
+            return False  # a new batch: the first send may never have been processed
+        if await self.fact(KEY_HONOURED) != (YES if honoured else NO):
+            await self.observe(KEY_HONOURED, YES if honoured else NO)
+            log.warning(
+                "Idempotency-Key %s: a resend was answered with %s",
+                "honoured" if honoured else "ignored",
+                "the first call's batch" if honoured else "a new batch",
+                extra={"submission_id": sub.id, "chat_id": sub.chat_id},
+            )
+        return honoured
 
     async def _failed(
         self, sub: Submission, call: CallSpec, outcome: str, *, processed: bool = True

@@ -37,7 +37,17 @@ from bot.outbox import (
     question_row,
     reaction_row,
 )
-from bot.paid import ANALYZE, CREATE, LISTING_FILE_NAMES, NO, YES, CapReached, PaidCalls, Planned
+from bot.paid import (
+    ANALYZE,
+    CREATE,
+    KEY_HONOURED,
+    LISTING_FILE_NAMES,
+    NO,
+    YES,
+    CapReached,
+    PaidCalls,
+    Planned,
+)
 from bot.resellscan import (
     AmbiguousWrite,
     APIError,
@@ -64,6 +74,7 @@ from bot.resellscan.client import unavailable
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
+from storage.ledger import ACCEPTED
 from storage.outbox import Owed
 
 log = logging.getLogger(__name__)
@@ -77,6 +88,7 @@ RETRY_DECISION = -1  # the ledger's decision for "🔁 Retry failed" of a submis
 BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
 UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
 MAX_BACKOFF = 300.0
+WEBHOOK_CHECK_SECONDS = 10.0  # while a lost upload waits for its webhook: kept events read again
 # How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
 # before the user is asked; a refusal (403, 401) asks at once.
 LOOKUP_BUDGET_SECONDS = 900.0
@@ -505,6 +517,11 @@ class Tracker:
             log.info("submission rejected by Resell Scan: %s", exc, extra=ctx)
             return None
         ctx["batch_id"] = started.batch_id
+        if await self.paid.learn_from_answer(sub, planned, started.batch_id):
+            # Answered with a batch that existed before: nothing was processed anew.
+            await self.store.call_answered(
+                sub.id, call, ACCEPTED, self.clock(), batch_id=started.batch_id, processed=False
+            )
         await self.store.mark_submitted(
             sub.id,
             started.batch_id,
@@ -639,6 +656,12 @@ class Tracker:
         assert sub.collection_id is not None
         if sub.product_ids:  # found earlier; the webhook we waited for did not come
             return await self._analyze_found(sub)
+        if await self._kept_completion(sub, now):
+            return None
+        until = sub.reconcile_until
+        if until is not None and now < until:  # not found, no proof: waiting for its webhook
+            await self.store.defer(sub.id, min(until, now + WEBHOOK_CHECK_SECONDS))
+            return None
         groups = products_of(await self.store.photos(sub.id))
         settings = self.settings
         try:
@@ -665,15 +688,7 @@ class Tracker:
                 await self.paid.observe(LISTING_FILE_NAMES, YES)
                 listings = YES
             if not (found.complete and listings == YES):
-                # An absence proves nothing here: never pay twice on a guess.
-                log.info(
-                    "not found, but no proof (listing %s, file names in listings: %s): asking",
-                    "read to its end" if found.complete else "cut off",
-                    listings or "not seen yet",
-                    extra=ctx,
-                )
-                code = "no_proof_names" if found.complete else "no_proof_cut"
-                return await self._ask(sub, lookup={"code": code})
+                return await self._no_proof(sub, found.complete, listings, now)
             if sub.reconcile_checks < 1:  # Resell Scan may still be creating them
                 await self.store.reconcile_again(
                     sub.id, now + settings.reconcile_settle_seconds, now
@@ -706,6 +721,59 @@ class Tracker:
             if fresh is not None and fresh.state is State.RECONCILING:
                 return await self._analyze_found(fresh)
         return None
+
+    async def _no_proof(
+        self, sub: Submission, complete: bool, listings: str | None, now: float
+    ) -> None:
+        """Not found, but the absence proves nothing (the listing was cut off, or listings
+        are not known to show file names): never pay twice on a guess. Where Resell Scan has
+        been seen to honour `Idempotency-Key`, the same call is sent again (it cannot be
+        processed twice); where webhooks come, wait for the completion for a while
+        (RECONCILE_WEBHOOK_WAIT_SECONDS; reconcile() recognises it by our file names); then
+        ask the user, with what was found."""
+        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        why = "read to its end" if complete else "cut off"
+        if await self.paid.fact(KEY_HONOURED) == YES:
+            log.info(
+                "not found, no proof (listing %s); keys are honoured: resending", why, extra=ctx
+            )
+            await self.store.reconcile_resend(sub.id, now)
+            self.wake()
+            return None
+        wait = self.settings.reconcile_webhook_wait_seconds if self.settings.webhooks_enabled else 0
+        if wait > 0 and sub.reconcile_until is None:
+            log.info("not found, no proof (listing %s): waiting for its webhook", why, extra=ctx)
+            await self.store.reconcile_found(sub.id, [], now + wait, now)
+            await self.store.defer(sub.id, now + min(wait, WEBHOOK_CHECK_SECONDS))
+            return None
+        log.info(
+            "not found, but no proof (listing %s, file names in listings: %s): asking",
+            why,
+            listings or "not seen yet",
+            extra=ctx,
+        )
+        lookup: dict[str, Any] = {"code": "no_proof_names" if complete else "no_proof_cut"}
+        if sub.reconcile_until is not None:  # waited for its webhook: what came instead
+            since = sub.requested_at or sub.created_at
+            kept = await self.store.kept_completions(since)
+            lookup["waited"] = round(wait)
+            lookup["unmatched"] = len(kept)
+        return await self._ask(sub, lookup=lookup)
+
+    async def _kept_completion(self, sub: Submission, now: float) -> bool:
+        """A completion webhook kept for a batch we never got the id of, whose products
+        carry this submission's image file names (where the payload shows them): ours.
+        Adopt it. Only a positive match counts; a batch of the right size is no proof."""
+        prefix = reconcile.file_name_prefix(sub)
+        for kept in await self.store.kept_completions(sub.requested_at or sub.created_at):
+            if prefix in kept.results and await self.store.attach_event(sub.id, kept.event_id, now):
+                log.info(
+                    "its completion webhook came (batch %s): attached",
+                    kept.batch_id,
+                    extra={"submission_id": sub.id, "chat_id": sub.chat_id},
+                )
+                return True
+        return False
 
     async def _analyze_found(self, sub: Submission) -> None:
         """The products exist, but no batch id reached us: analyse exactly those products

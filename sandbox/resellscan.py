@@ -4,12 +4,14 @@ Documented behaviour is reproduced as documented: bearer keys with per-resource 
 (403), 429 when rate limited, `page`/`limit` (max 100)/`search`, product filters, required manual
 fields enforced with a validation error, createAndAnalyze answering with a batchId, batch status
 and results, and `analysis.completed` webhooks signed in `x-webhook-signature` and retried.
-Where the guides are silent the sandbox makes a choice, listed in README "Sandbox". Two of
+Where the guides are silent the sandbox makes a choice, listed in README "Sandbox". Some of
 those choices can be switched (`POST /sandbox/config`), because the bot must not rely on them:
 `honour_idempotency_key` (default true: a POST resent with the same `Idempotency-Key` and body
 gets the first answer; false: every POST is processed anew, as by a server that ignores the
 header) and `listing_file_names` (default true: product listings show each image's `fileName`
 and `search` covers it; false: images carry only a content-named URL and search ignores them).
+A third, `webhook_file_names` (default false), adds the images' file names to the webhook's
+`product_data` (empty in the guide's example).
 
 Dialects. Only the webhook payload and the request bodies are documented, so the real service may
 answer in other shapes than the sandbox's guess. `POST /sandbox/config {"dialect": …}` picks how
@@ -119,6 +121,10 @@ class Config:
     # and whether product listings show the images' file names (fields, URLs and search).
     honour_idempotency_key: bool = True
     listing_file_names: bool = True
+    # The webhook's `product_data` is an empty object in the guide's example (contents
+    # UNKNOWN, §5.3): the sandbox sends manual fields, and with this also the images' file
+    # names (a dialect the bot must not count on, and may use where it sees it).
+    webhook_file_names: bool = False
 
 
 @dataclass
@@ -1162,9 +1168,7 @@ class ResellScanSandbox:
             products.append(
                 {
                     "product_id": Ref(pid),
-                    "product_data": {"manual_fields": Raw(dict(stored.manual_fields))}
-                    if stored
-                    else {},
+                    "product_data": self._product_data(stored) if stored else {},
                     "status": outcome["status"] if done[index] else "processing",
                     "progress": 100 if done[index] else round(progress, 1),
                     "result": outcome["result"] if done[index] else {},
@@ -1173,6 +1177,12 @@ class ResellScanSandbox:
             )
         summary["products"] = products
         return summary
+
+    def _product_data(self, stored: Product) -> dict[str, Any]:
+        data: dict[str, Any] = {"manual_fields": Raw(dict(stored.manual_fields))}
+        if self.config.webhook_file_names:
+            data["images"] = [{"fileName": i.get("fileName")} for i in stored.images]
+        return data
 
     # Batches and webhooks ------------------------------------------------------------------
 

@@ -34,6 +34,16 @@ class WebhookOutcome:
     submission_id: int | None = None
 
 
+@dataclass(frozen=True)
+class KeptCompletion:
+    """A completion kept for a batch no submission has (yet)."""
+
+    event_id: str
+    batch_id: str
+    results: str  # the batch part of the payload, as JSON text (the caller reads it)
+    received_at: float
+
+
 class Webhooks:
     """The `webhook_events` table; see the module doc."""
 
@@ -112,6 +122,44 @@ class Webhooks:
                 (unknown_before,),
             )
         return {"events": events, "unknown_events": unknown}
+
+    async def kept_completions(self, since: float) -> list[KeptCompletion]:
+        """Completions for batches no submission has, received since `since`, oldest first:
+        a reconciling submission may find its own among them (bot/tracker.py)."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT event_id, batch_id, results, received_at FROM webhook_events"
+                " WHERE applied = 0 AND batch_id IS NOT NULL AND received_at >= ?"
+                " ORDER BY received_at",
+                (since,),
+            )
+        return [
+            KeptCompletion(r["event_id"], r["batch_id"], r["results"], r["received_at"])
+            for r in rows
+        ]
+
+    async def attach_event(self, sub_id: int, event_id: str, now: float) -> bool:
+        """The reconciling `sub_id` recognised the kept completion `event_id` as its own:
+        adopt its batch and apply it. False when either moved on meanwhile."""
+        async with self.db.transaction() as tx:
+            row = await tx.one(
+                "SELECT batch_id, results, summary FROM webhook_events"
+                " WHERE event_id = ? AND applied = 0",
+                (event_id,),
+            )
+            sub = await tx.one("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+            if row is None or sub is None or sub["state"] != State.RECONCILING.value:
+                return False
+            outcome = await _attach(
+                tx,
+                sub_id,
+                event_id,
+                row["batch_id"],
+                row["results"],
+                Counts.loads(row["summary"]),
+                now,
+            )
+        return outcome.kind == "attached"
 
     async def unknown_events(self) -> int:
         """Webhook events kept for batches no submission has (yet)."""

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import bot.reconcile as reconcile
-from bot.paid import LISTING_FILE_NAMES, NO, YES
+from bot.paid import KEY_HONOURED, LISTING_FILE_NAMES, NO, YES
 from sandbox.data import fake_jpeg
 from storage import State
 from tests.conftest import eventually
-from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
+from tests.harness import ANNA, BEN, WEBHOOK_SECRET, Harness, bot_running, results_replies
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,6 +170,117 @@ async def test_a_proven_absence_is_sent_again_with_the_same_key(
     assert [r["status"] for r in creates] == [201, 502, 201]
     assert creates[1]["idempotency_key"] == creates[2]["idempotency_key"], "the call's own key"
     assert creates[1]["body"] == creates[2]["body"], "the same body: the same call"
+
+
+LOST_AFTER_PROCESSING = {
+    "error_burst": 1,
+    "error_status": 502,
+    "error_after_processing": True,
+    "match": "createAndAnalyze",
+}
+
+
+def _with_webhooks(settings_for: Callable[..., Any], wait: float) -> Any:
+    return settings_for(
+        **FAST,
+        resell_scan_webhook_secrets=WEBHOOK_SECRET,
+        reconcile_webhook_wait_seconds=wait,
+        poll_initial_seconds=600,
+    )
+
+
+async def _webhooks_to(harness: Harness, bot: Any) -> None:
+    await harness.rs(
+        "/sandbox/webhooks",
+        {"url": f"http://127.0.0.1:{bot.port}/webhooks/resell-scan", "secret": WEBHOOK_SECRET},
+    )
+
+
+async def test_no_proof_waits_for_the_webhook_then_asks_with_what_came(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The upload's answer is lost after it took effect, listings show no file names, and
+    the completion webhook carries none either: the bot waits for it (bounded), cannot tie
+    it to the photos, and asks, saying that it waited and what came; nothing paid twice."""
+    await harness.rs(
+        "/sandbox/config", {"honour_idempotency_key": False, "listing_file_names": False}
+    )
+    await harness.rs("/sandbox/config", {"analysis_seconds": 0.2})
+    await harness.rs("/sandbox/faults", LOST_AFTER_PROCESSING)
+    async with bot_running(_with_webhooks(settings_for, wait=3)) as bot:
+        await _webhooks_to(harness, bot)
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], ASKED, within=30)
+        assert "I waited 3 s for Resell Scan's completion message" in question["text"]
+        assert "1 completion(s) came that I cannot tie to these photos" in question["text"]
+    deliveries = await harness.deliveries()
+    assert deliveries, "the completion came (and was kept, unmatched)"
+    assert len(await _posts(harness, "/products/createAndAnalyze")) == 1
+    assert await _products(harness) == 1
+
+
+async def test_a_completion_that_names_our_files_is_adopted_without_asking(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The same, but the completion webhook's product data shows the images' file names (a
+    dialect: the guide's example leaves product_data empty): positive proof, so the bot
+    adopts that batch and answers with its results; no question, nothing sent again."""
+    await harness.rs(
+        "/sandbox/config",
+        {
+            "honour_idempotency_key": False,
+            "listing_file_names": False,
+            "webhook_file_names": True,
+            "analysis_seconds": 0.2,
+        },
+    )
+    await harness.rs("/sandbox/faults", LOST_AFTER_PROCESSING)
+    async with bot_running(_with_webhooks(settings_for, wait=60)) as bot:
+        await _webhooks_to(harness, bot)
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "Results", within=30)
+        sub = await bot.store.get(1)  # type: ignore[union-attr]
+        batches = (await harness.http.get("/sandbox/batches")).json()["batches"]
+        assert sub is not None and sub.batch_id == batches[0]["batch_id"]
+    texts = [a.get("text") or "" for a in await harness.sent(ANNA["id"])]
+    assert not [t for t in texts if ASKED in t]
+    assert len(await _posts(harness, "/products/createAndAnalyze")) == 1
+    assert await _products(harness) == 1
+
+
+async def test_a_key_seen_honoured_lifts_the_proof_rule(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """A server that honours keys, listings without file names. The first lost answer is a
+    question (no proof); "Send again" resends the call with its key and is answered with the
+    batch whose completion came meanwhile: the bot has now *seen* the key honoured. The
+    next lost answer is resent with its key at once, without asking; every photo was
+    processed once (two products, two analyses)."""
+    await harness.rs(
+        "/sandbox/config",
+        {"honour_idempotency_key": True, "listing_file_names": False, "analysis_seconds": 0.2},
+    )
+    await harness.rs("/sandbox/faults", LOST_AFTER_PROCESSING)
+    async with bot_running(_with_webhooks(settings_for, wait=1)) as bot:
+        await _webhooks_to(harness, bot)
+        await harness.photo(ANNA, caption="/scan Electronics")
+        question = await harness.wait_text(ANNA["id"], ASKED, within=30)
+        assert await _learned(bot, KEY_HONOURED) is None
+        [[again]] = question["reply_markup"]["inline_keyboard"]
+        await harness.press(ANNA, ANNA["id"], question["message_id"], again["callback_data"])
+        await eventually_results(harness, 1)
+        assert await _learned(bot, KEY_HONOURED) == YES
+        await harness.rs("/sandbox/faults", LOST_AFTER_PROCESSING)
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await eventually_results(harness, 2)
+    texts = [a.get("text") or "" for a in await harness.sent(ANNA["id"])]
+    assert len([t for t in texts if ASKED in t]) == 1, "the second loss was not a question"
+    creates = await _posts(harness, "/products/createAndAnalyze")
+    assert [r["status"] for r in creates] == [502, 201, 502, 201]
+    assert creates[0]["idempotency_key"] == creates[1]["idempotency_key"]
+    assert creates[2]["idempotency_key"] == creates[3]["idempotency_key"]
+    assert await _products(harness) == 2, "each photo became one product"
+    assert len((await harness.http.get("/sandbox/batches")).json()["batches"]) == 2
 
 
 async def eventually_results(harness: Harness, count: int) -> None:

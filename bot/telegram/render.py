@@ -320,6 +320,10 @@ def uncertain_text(lang: str, sub: Submission) -> str:
         resource=lookup.get("resource", ""),
         error=lookup.get("error", ""),
     )
+    if lookup.get("waited"):  # waited for its webhook first (bot/tracker.py `_no_proof`)
+        seconds = int(lookup["waited"])
+        duration = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+        found += t(lang, "lookup_waited", duration=duration, unmatched=lookup.get("unmatched", 0))
     return t(
         lang,
         "uncertain_ask",

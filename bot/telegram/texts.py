@@ -163,6 +163,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "I did not send them again: Resell Scan was already asked twice for them, and each"
             " time may cost an analysis"
         ),
+        "lookup_waited": (
+            "; I waited {duration} for Resell Scan's completion message for them, and"
+            " {unmatched} completion(s) came that I cannot tie to these photos"
+        ),
         "retry_capped": (
             "Resell Scan was already asked twice to analyse these again (each time may cost an"
             " analysis). Look in Resell Scan before trying once more there."
@@ -474,6 +478,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "lookup_capped": (
             "Ich habe sie nicht noch einmal geschickt: Resell Scan wurde schon zweimal gefragt,"
             " und jedes Mal kann eine Analyse kosten"
+        ),
+        "lookup_waited": (
+            "; ich habe {duration} auf die Fertig-Meldung von Resell Scan gewartet, und"
+            " {unmatched} Meldung(en) kamen, die ich diesen Fotos nicht zuordnen kann"
         ),
         "retry_capped": (
             "Resell Scan wurde schon zweimal gebeten, diese erneut zu analysieren (jedes Mal kann"
