@@ -166,6 +166,10 @@ def _ledger_lines(settings: Settings) -> list[tuple[bool, str]]:
                 "first upload shows it)",
             )
         )
+    honoured = summary.facts.get("idempotency_key_honoured")
+    if honoured is not None:
+        seen = "honoured" if honoured == "yes" else "ignored"
+        lines.append((True, f"Resell Scan was seen to have {seen} Idempotency-Key on a resend"))
     return lines
 
 

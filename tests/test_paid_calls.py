@@ -366,3 +366,11 @@ async def test_check_reports_the_days_paid_calls_and_what_listings_show(
     assert lines[0].startswith("paid calls in the last 24 h: 2 ("), lines
     assert "createAndAnalyze accepted 1" in lines[0] and "unknown 1" in lines[0]
     assert "show no file names" in lines[1]
+    assert not [line for line in lines if "Idempotency-Key" in line], "not seen: not said"
+    db = await Database.open(settings.database_path)
+    try:
+        await Store(db).observe(KEY_HONOURED, YES, now)
+    finally:
+        await db.close()
+    lines = [text for ok, text in _ledger_lines(settings) if ok]
+    assert "seen to have honoured Idempotency-Key on a resend" in lines[-1]
