@@ -186,6 +186,13 @@ class Budget:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
+class RetryUsed(Exception):
+    """🔁 Retry failed of these results was pressed already."""
+
+    def __init__(self, sub_id: int) -> None:
+        super().__init__(f"submission {sub_id}: retried already")
+
+
 class Tracker:
     def __init__(
         self,
@@ -821,18 +828,30 @@ class Tracker:
 
     async def retry_failed(self, sub: Submission, failed: list[str]) -> BatchStarted:
         """🔁 Retry failed: analyse exactly the failed products (POST /products/analyze), as a
-        decision of its own whose paid calls are capped like any other: a press whose answer
-        was lost may be pressed again, once. Raises CapReached, or the client's errors."""
+        decision of its own whose paid calls are capped like any other. The button is used
+        up before the call goes out: a press whose answer was lost is not pressed again (its
+        analysis may be running); one refused before processing (429, 503, no connection, a
+        validation error) gives the button back. Raises RetryUsed, CapReached, or the
+        client's errors."""
         collection_id = sub.collection_id
         assert collection_id is not None
         retry = dataclasses.replace(sub, decision=RETRY_DECISION)
         planned = await self.paid.plan(retry, ANALYZE)
-        return await self.paid.send(
-            retry,
-            ANALYZE,
-            planned,
-            lambda key: self.client.analyze_products(collection_id, failed, idempotency_key=key),
-        )
+        if not await self.store.claim_retry(sub.id, self.clock()):
+            raise RetryUsed(sub.id)
+        try:
+            return await self.paid.send(
+                retry,
+                ANALYZE,
+                planned,
+                lambda key: self.client.analyze_products(
+                    collection_id, failed, idempotency_key=key
+                ),
+            )
+        except (RateLimited, ConnectionFailed, APIError) as exc:
+            if not isinstance(exc, ServerError) or unavailable(exc):
+                await self.store.release_retry(sub.id)  # not processed: not a decision used
+            raise
 
     async def _ask(
         self,

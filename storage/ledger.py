@@ -131,6 +131,21 @@ class Ledger:
                 tx, sub_id, call, outcome, now, batch_id=batch_id, processed=processed
             )
 
+    async def claim_retry(self, sub_id: int, now: float) -> bool:
+        """🔁 Retry failed is used up before its paid call goes out (one press, one decision):
+        False when it was used already."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET retried_at = ? WHERE id = ? AND retried_at IS NULL",
+                (now, sub_id),
+            )
+        return n == 1
+
+    async def release_retry(self, sub_id: int) -> None:
+        """The retry was refused before anything was processed: the button is usable again."""
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE submissions SET retried_at = NULL WHERE id = ?", (sub_id,))
+
     async def fact(self, name: str) -> str | None:
         async with self.db.reading() as tx:
             row = await tx.one("SELECT value FROM account_facts WHERE name = ?", (name,))

@@ -335,14 +335,15 @@ class Submissions:
     ) -> int | None:
         """"Retry failed": the failed products are being analysed again as `batch_id`. A new
         submission tracks that batch and answers the original photos; the original's button
-        is used up. None when it was used already (a second press changes nothing)."""  # fmt: skip
+        was used up before the call (Ledger.claim_retry). None when a retry of it exists
+        already (a second press changes nothing)."""  # fmt: skip
         async with self.db.transaction() as tx:
-            used = await tx.execute(
-                "UPDATE submissions SET retried_at = ? WHERE id = ? AND retried_at IS NULL",
+            if await tx.one("SELECT 1 FROM submissions WHERE retry_of = ?", (original.id,)):
+                return None
+            await tx.execute(
+                "UPDATE submissions SET retried_at = COALESCE(retried_at, ?) WHERE id = ?",
                 (now, original.id),
             )
-            if not used:
-                return None
             await owe(tx, owed, now)
             return await tx.insert(
                 "INSERT INTO submissions (chat_id, thread_id, message_id, user_id, user_name,"

@@ -299,15 +299,16 @@ async def _callback_answers(harness: Harness) -> list[str]:
     ]
 
 
-async def test_retry_failed_is_paid_at_most_twice_when_its_answers_are_lost(
+async def test_retry_failed_is_used_once_even_when_its_answer_is_lost(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
-    """🔁 Retry failed, against a server that ignores keys and loses every analyze answer:
-    the first press is sent, a second press (the user saw it fail) once more, a third is
-    refused with the reason; Resell Scan got two analyze calls, never more (before: one per
-    press, without bound)."""
+    """🔁 Retry failed, against a server that ignores keys and loses the analyze answer: the
+    first press is sent and its button is used up before the call goes out (the analysis may
+    be running); later presses are told so. A press refused before processing (503) gives
+    the button back. Resell Scan got one analyze call that may have been processed (before:
+    one per press, without bound)."""
     await harness.rs("/sandbox/config", {"honour_idempotency_key": False})
-    async with bot_running(settings_for()):
+    async with bot_running(settings_for(resell_scan_max_attempts=1)):
         await harness.text(ANNA, "/batch Electronics")
         await harness.wait_text(ANNA["id"], "Collecting")
         await harness.photo(ANNA)
@@ -322,20 +323,31 @@ async def test_retry_failed_is_paid_at_most_twice_when_its_answers_are_lost(
             for b in row
             if b["text"].startswith("🔁")
         ]
+
+        async def press(count: int) -> str:
+            await harness.press(ANNA, ANNA["id"], results["message_id"], retry["callback_data"])
+
+            async def answered() -> bool:
+                return len(await _callback_answers(harness)) >= count
+
+            await eventually(answered, what=f"press {count} answered", within=20)
+            return (await _callback_answers(harness))[-1]
+
+        await harness.rs(
+            "/sandbox/faults",
+            {"error_burst": 1, "error_status": 503, "pattern": "/products/analyze$"},
+        )
+        assert "could not start the retry" in await press(1)  # refused: not used up
         await harness.rs(
             "/sandbox/faults",
             {"drop_count": 10, "pattern": "/products/analyze$", "methods": ["POST"]},
         )
-        for press in range(3):
-            await harness.press(ANNA, ANNA["id"], results["message_id"], retry["callback_data"])
-
-            async def answered(count: int = press + 1) -> bool:
-                return len(await _callback_answers(harness)) >= count
-
-            await eventually(answered, what=f"press {press + 1} answered", within=20)
-        answers = await _callback_answers(harness)
-        assert "already asked twice" in answers[-1], answers
-    assert len(await _posts(harness, "/products/analyze")) == 2
+        assert "could not start the retry" in await press(2)  # lost: used up
+        assert await press(3) == "Already retried."
+        assert await press(4) == "Already retried."
+    analyze = await _posts(harness, "/products/analyze")
+    assert analyze[0]["status"] == 503
+    assert len(analyze) == 2, "the refused call, then one that may have been processed"
 
 
 async def test_check_reports_the_days_paid_calls_and_what_listings_show(

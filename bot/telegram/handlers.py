@@ -60,7 +60,7 @@ from bot.telegram.outbox import RESENDABLE, TelegramChat, edit_row, reply_row, t
 from bot.telegram.team import Team
 from bot.telegram.texts import COMMANDS, LANGUAGES, Html, language_for, t
 from bot.telegram.topics import topic_name_of
-from bot.tracker import Tracker
+from bot.tracker import RetryUsed, Tracker
 from storage import CaptionInfo, ChatSettings, NewPhoto, Problem, State, Store, Submission
 from storage.outbox import Owed, Priority
 
@@ -1164,6 +1164,9 @@ class Handlers:
             return
         try:
             started = await self.s.tracker.retry_failed(sub, failed)
+        except RetryUsed:  # pressed twice at once: the other press goes out
+            await query.answer(t(lang, "retry_used"))
+            return
         except CapReached:
             await query.answer(t(lang, "retry_capped"), show_alert=True)
             return
