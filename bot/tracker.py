@@ -88,6 +88,7 @@ RETRY_DECISION = -1  # the ledger's decision for "🔁 Retry failed" of a submis
 BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
 UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
 MAX_BACKOFF = 300.0
+LEARN_RETRY_SECONDS = 3600.0  # after a failed lookup of what listings show
 WEBHOOK_CHECK_SECONDS = 10.0  # while a lost upload waits for its webhook: kept events read again
 # How long a lookup of an ambiguous upload may keep failing on outages (5xx, network, 429)
 # before the user is asked; a refusal (403, 401) asks at once.
@@ -231,6 +232,7 @@ class Tracker:
         # Photos due for upload wait for a free slot: optional output yields to them
         # (bot/telegram/delivery.py); polls waiting do not count.
         self.backlog = False
+        self._learn_after = 0.0  # when to look up what listings show again, after a failure
         self.on_backlog_cleared: Callable[[], None] | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -550,6 +552,8 @@ class Tracker:
         until that is known (reconcile)."""
         if await self.paid.fact(LISTING_FILE_NAMES) is not None:
             return
+        if self.clock() < self._learn_after:  # the last lookup failed: not on every upload
+            return
         names = [[str(image.get("fileName")) for image in p.images] for p in products]
         try:
             found = await reconcile.find_products(
@@ -560,7 +564,8 @@ class Tracker:
                 (sub.requested_at or self.clock()) - self.settings.reconcile_margin_seconds,
             )
         except ResellScanError as exc:
-            log.info("could not look the upload up (%s); later, then", exc)
+            log.info("could not look the upload up (%s); in an hour, then", exc)
+            self._learn_after = self.clock() + LEARN_RETRY_SECONDS
             return
         if found.product_ids:
             await self.paid.observe(LISTING_FILE_NAMES, YES)

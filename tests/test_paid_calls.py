@@ -60,6 +60,32 @@ async def test_the_bot_learns_whether_listings_show_its_file_names(
         assert await _learned(bot, LISTING_FILE_NAMES) == NO
 
 
+async def test_a_failing_listing_lookup_is_not_repeated_on_every_upload(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The lookup of what listings show fails (here: 403 on the listing): the bot does not
+    repeat it after every upload, and keeps uploading (before: one failing GET per upload,
+    without bound)."""
+    await harness.rs(
+        "/sandbox/faults",
+        {
+            "error_rate": 1.0,
+            "error_status": 403,
+            "pattern": "/collections/[^/]+/products$",
+            "methods": ["GET"],
+        },
+    )
+    async with bot_running(settings_for()) as bot:
+        for count in (1, 2, 3):  # one after the other (uploads at once may look up at once)
+            await harness.photo(ANNA, caption="/scan Electronics")
+            await eventually_results(harness, count)
+        assert await _learned(bot, LISTING_FILE_NAMES) is None
+    lookups = [
+        r for r in await harness.rs_requests(method="GET") if r["path"].endswith("/products")
+    ]
+    assert len(lookups) == 1, lookups
+
+
 async def test_a_lost_analyze_answer_is_never_posted_again(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
