@@ -57,10 +57,13 @@ class Refused(ChatError):
 class PhotoUnavailable(ChatError):
     """A photo cannot be fetched; `reason` names the text that explains it to the user."""
 
-    def __init__(self, reason: str, message: str = "", *, final: bool) -> None:
+    def __init__(
+        self, reason: str, message: str = "", *, final: bool, retry_after: float = 0.0
+    ) -> None:
         super().__init__(message or reason)
         self.reason = reason  # photo_too_big, photo_unavailable
         self.final = final  # True: asking again will not help
+        self.retry_after = retry_after  # seconds the chat service asked to wait (a flood limit)
 
 
 class Role(Enum):

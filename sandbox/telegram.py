@@ -1001,6 +1001,7 @@ class Fault:
     seconds: float = 15.0
     chat_id: int | None = None
     methods: frozenset[str] | None = None  # lower-case method names; None: any (or `method`)
+    error_code: int = 500  # "error": the status answered (404: a file path Telegram forgot)
     until: float | None = None  # the limiter's clock: every matching call fails until then
 
 
@@ -1030,6 +1031,9 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
     chat_id = body.get("chat_id")
     if chat_id is not None and (isinstance(chat_id, bool) or not isinstance(chat_id, int)):
         raise ValueError("chat_id must be a whole number")
+    error_code = body.get("error_code", 500)
+    if error_code not in _ERROR_DESCRIPTIONS:
+        raise ValueError(f"error_code must be one of {sorted(_ERROR_DESCRIPTIONS)}")
     if retry_after is None and duration is None:
         retry_after = 1
     return Fault(
@@ -1041,7 +1045,18 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
         chat_id=chat_id,
         methods=frozenset(m.lower() for m in methods) if methods is not None else None,
         until=now + float(duration) if duration is not None else None,
+        error_code=error_code,
     )
+
+
+# What an "error" fault answers, by status (429 is a kind of its own, with retry_after).
+_ERROR_DESCRIPTIONS = {
+    403: "Forbidden",
+    404: "Not Found",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -1302,7 +1317,7 @@ class TelegramEmulator:
             if fault.kind == "hang":  # slow, then nothing was done
                 await asyncio.sleep(fault.seconds)
                 raise ApiError(502, "Bad Gateway")
-            raise ApiError(500, "Internal Server Error")
+            raise ApiError(fault.error_code, _ERROR_DESCRIPTIONS[fault.error_code])
         if (
             isinstance(chat_id, int)
             and chat_id in self.state.blocked
@@ -1931,14 +1946,23 @@ class TelegramEmulator:
         }
 
     async def download(self, request: Request) -> Response:
+        """A file's bytes. Logged as method "download" (also when it fails), and injected
+        faults apply to it under that name (`methods: ["download"]`), answered like the Bot
+        API's errors (Telegram's file server answers JSON errors too)."""
         path = request.path_params["path"]
+        call: dict[str, Any] = {"method": "download", "path": path, "at": time.time()}
+        self.state.calls.append(call)
+        try:
+            await self._apply_faults("download", {})
+        except ApiError as exc:
+            return self._answer(call, error=exc)
         for stored in self.state.files.values():
             if stored.path == path:
-                self.state.calls.append({"method": "download", "path": path, "at": time.time()})
+                call.update(ok=True, answered_at=time.time())
                 return Response(
                     stored.data, media_type=stored.mime_type or "application/octet-stream"
                 )
-        return Response(b"Not Found", status_code=404)
+        return self._answer(call, error=ApiError(404, "Not Found"))
 
     def _store_file(self, blob: bytes, mime: str | None, size: int | None = None) -> str:
         self.state.file_counter += 1
@@ -2434,7 +2458,9 @@ class TelegramEmulator:
         """The next matching calls fail. Body: `method` (one Bot API method; none: any),
         `methods` (a list of method names, any of them), `chat_id` (only calls to that chat),
         `kind` ("429", "timeout" = slow but done, "hang" = slow and not done, "error"),
-        `count` (how many calls), `retry_after` (429), `seconds` (timeout and hang).
+        `count` (how many calls), `retry_after` (429), `seconds` (timeout and hang),
+        `error_code` ("error": 500 by default, or 403, 404, 502, 503). File downloads match as
+        method "download" (a 404 there: a file path Telegram no longer knows).
         `duration` (seconds): instead of `count`, every matching call fails from now until
         then (the flood limiter's clock, so `freeze`/`advance` drive it in tests), like a chat
         under a flood wait; with no `retry_after`, a 429 answers the seconds left, rounded up.

@@ -80,3 +80,37 @@ async def test_a_photo_telegram_will_not_hand_over_is_given_up_with_a_message(
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
     assert len([c for c in calls if c["method"] == "getFile"]) == 3
     assert await harness.rs_requests("/products/createAndAnalyze") == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "fetch"),
+    [
+        # Slower than the bot waits for an answer (PTB's read timeout, 5 s): a TimedOut.
+        ({"kind": "timeout", "seconds": 7, "methods": ["getFile"]}, "getFile"),
+        # getFile answers, the file's download does not (a file path Telegram forgot).
+        ({"kind": "error", "error_code": 404, "methods": ["download"]}, "download"),
+        # A flood wait on getFile, again and again.
+        ({"kind": "429", "retry_after": 1, "methods": ["getFile"]}, "getFile"),
+    ],
+    ids=["getFile-timeout", "download-404", "getFile-429"],
+)
+async def test_every_way_telegram_keeps_a_photo_ends_in_a_message(
+    harness: Harness,
+    settings_for: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: dict[str, Any],
+    fetch: str,
+) -> None:
+    """A getFile that times out, a download answered 404, a getFile answered 429, every
+    time (base64 mode: the bot fetches the photo itself): each is tried PHOTO_FETCH_ATTEMPTS
+    times, then the user is told to send the photos again; nothing reached Resell Scan."""
+    import bot.tracker as tracker
+
+    monkeypatch.setattr(tracker, "PHOTO_FETCH_ATTEMPTS", 3)
+    await harness.rs("/sandbox/telegram/faults", {**fault, "count": 100})
+    async with bot_running(settings_for(image_delivery="base64")):
+        await harness.photo(ANNA, caption="/scan Electronics")
+        await harness.wait_text(ANNA["id"], "could not download the photos", within=60)
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    assert len([c for c in calls if c["method"] == fetch]) == 3
+    assert await harness.rs_requests("/products/createAndAnalyze") == []

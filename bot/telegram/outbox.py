@@ -206,12 +206,23 @@ class TelegramChat:
     # Photos and reactions ------------------------------------------------------------------
 
     async def download(self, file_id: str) -> bytes:
-        """A photo's bytes from Telegram (the file URL carries the bot token: it stays here)."""
+        """A photo's bytes from Telegram (the file URL carries the bot token: it stays here).
+        Only a 400 is final (a file too big for bots, a file id Telegram does not know);
+        anything else may pass, so the tracker tries again, a bounded number of times: a 5xx,
+        a timeout or a network error, a 404 or 403 on the download (a file path Telegram no
+        longer serves: the next getFile gives a new one), a 429 (with the wait it asked for),
+        and a getFile that names no file path."""
         try:
             file = await self.bot.get_file(file_id)
+            if not file.file_path:  # PTB's download would raise a RuntimeError
+                raise PhotoUnavailable("photo_unavailable", "no file_path", final=False)
             return bytes(await file.download_as_bytearray())
         except BadRequest as exc:
             raise PhotoUnavailable(photo_problem(exc), str(exc), final=True) from exc
+        except RetryAfter as exc:
+            raise PhotoUnavailable(
+                "photo_unavailable", str(exc), final=False, retry_after=retry_after_seconds(exc)
+            ) from exc
         except TelegramError as exc:
             raise PhotoUnavailable(photo_problem(exc), str(exc), final=False) from exc
 
