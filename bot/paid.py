@@ -82,6 +82,7 @@ class PaidCalls:
         self.metrics = metrics
         self.url_ttl = url_ttl
         self.clock = clock
+        self._facts: dict[str, str] = {}
 
     async def plan(self, sub: Submission, endpoint: str) -> Planned:
         """The next call of the submission to `endpoint`. The last one again (same key, same
@@ -208,7 +209,15 @@ class PaidCalls:
             await self.store.call_answered(sub.id, last, NOT_TAKEN, self.clock(), processed=False)
 
     async def fact(self, name: str) -> str | None:
-        return await self.store.fact(name)
+        """What the bot has seen (storage/ledger.py); once seen, kept in memory too: every
+        upload asks, and only `observe` changes it."""
+        if name not in self._facts:
+            value = await self.store.fact(name)
+            if value is None:
+                return None
+            self._facts[name] = value
+        return self._facts[name]
 
     async def observe(self, name: str, value: str) -> None:
         await self.store.observe(name, value, self.clock())
+        self._facts[name] = value

@@ -347,16 +347,20 @@ class Tracker:
 
     # Received: resolve, check, submit ------------------------------------------------------
 
-    async def process(self, sub: Submission, *, first: bool = True) -> None:
+    async def process(
+        self, sub: Submission, *, first: bool = True, photos: list[Photo] | None = None
+    ) -> None:
         """Resolve, check and submit a received submission; `first`: not a continuation
-        after its collection was chosen here (the board and duplicate guard ran already)."""
+        after its collection was chosen here (the board and duplicate guard ran already, and
+        `photos` were read)."""
         now = self.clock()
         ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
         if sub.collecting:
             # A /batch at its deadline: close it before reading its photos, so a photo that
             # comes now starts the next batch instead of joining one that is being sent.
             await self.store.stop_collecting(sub.id, now)
-        photos = await self.store.photos(sub.id)
+        if photos is None:
+            photos = await self.store.photos(sub.id)
         if first:
             await self.board_changed(sub)
             if await self._held_as_duplicate(sub):
@@ -366,23 +370,16 @@ class Tracker:
             if not ref:
                 chat = await self.store.chat(sub.chat_id)
                 if chat.default_collection_id:
-                    await self.store.choose_collection(
-                        sub.id,
-                        chat.default_collection_id,
-                        chat.default_collection_name or chat.default_collection_id,
-                        now,
-                    )
-                    return await self._continue(sub.id)
+                    name = chat.default_collection_name or chat.default_collection_id
+                    return await self._chosen(sub, photos, chat.default_collection_id, name)
                 return await self.ask_collection(sub, photos, None)
             try:
                 resolution = await self.catalog.resolve(ref)
             except ResellScanError as exc:
                 return await self._api_trouble(sub, exc)
             if resolution.match is not None:
-                await self.store.choose_collection(
-                    sub.id, resolution.match.id, resolution.match.name, now
-                )
-                return await self._continue(sub.id)
+                match = resolution.match
+                return await self._chosen(sub, photos, match.id, match.name)
             if resolution.candidates:
                 return await self.ask_collection(sub, photos, resolution.candidates, ref=ref)
             await self.store.reject(sub.id, Problem("unknown_collection", {"ref": ref}), now)
@@ -452,10 +449,16 @@ class Tracker:
         await self.submit(sub, products, planned)
         return None
 
-    async def _continue(self, sub_id: int) -> None:
-        fresh = await self.store.get(sub_id)
-        if fresh is not None and fresh.state is State.RECEIVED and fresh.collection_id:
-            await self.process(fresh, first=False)
+    async def _chosen(
+        self, sub: Submission, photos: list[Photo], collection_id: str, name: str
+    ) -> None:
+        """The collection is known: store it and go on with the photos read (nothing else of
+        the submission changed; if it moved on meanwhile, the choice changes nothing)."""
+        if await self.store.choose_collection(sub.id, collection_id, name, self.clock()):
+            chosen = dataclasses.replace(
+                sub, collection_id=collection_id, collection_name=name, collecting=False
+            )
+            await self.process(chosen, first=False, photos=photos)
 
     async def _images(
         self, sub: Submission, photos: list[Photo], names: list[str], expires: int
