@@ -1002,6 +1002,7 @@ class Fault:
     chat_id: int | None = None
     methods: frozenset[str] | None = None  # lower-case method names; None: any (or `method`)
     error_code: int = 500  # "error": the status answered (404: a file path Telegram forgot)
+    description: str | None = None  # "error": what it says (400: "Bad Request: message can't …")
     until: float | None = None  # the limiter's clock: every matching call fails until then
 
 
@@ -1036,6 +1037,9 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
         raise ValueError(f"error_code must be one of {sorted(_ERROR_DESCRIPTIONS)}")
     if retry_after is None and duration is None:
         retry_after = 1
+    description = body.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ValueError("description must be a string")
     return Fault(
         method=body.get("method"),
         kind=kind,
@@ -1046,11 +1050,13 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
         methods=frozenset(m.lower() for m in methods) if methods is not None else None,
         until=now + float(duration) if duration is not None else None,
         error_code=error_code,
+        description=description,
     )
 
 
 # What an "error" fault answers, by status (429 is a kind of its own, with retry_after).
 _ERROR_DESCRIPTIONS = {
+    400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
     500: "Internal Server Error",
@@ -1317,7 +1323,9 @@ class TelegramEmulator:
             if fault.kind == "hang":  # slow, then nothing was done
                 await asyncio.sleep(fault.seconds)
                 raise ApiError(502, "Bad Gateway")
-            raise ApiError(fault.error_code, _ERROR_DESCRIPTIONS[fault.error_code])
+            raise ApiError(
+                fault.error_code, fault.description or _ERROR_DESCRIPTIONS[fault.error_code]
+            )
         if (
             isinstance(chat_id, int)
             and chat_id in self.state.blocked
@@ -2459,7 +2467,8 @@ class TelegramEmulator:
         `methods` (a list of method names, any of them), `chat_id` (only calls to that chat),
         `kind` ("429", "timeout" = slow but done, "hang" = slow and not done, "error"),
         `count` (how many calls), `retry_after` (429), `seconds` (timeout and hang),
-        `error_code` ("error": 500 by default, or 403, 404, 502, 503). File downloads match as
+        `error_code` ("error": 500 by default, or 400, 403, 404, 502, 503) and `description`
+        (what it says, e.g. "Bad Request: message can't be edited"). File downloads match as
         method "download" (a 404 there: a file path Telegram no longer knows).
         `duration` (seconds): instead of `count`, every matching call fails from now until
         then (the flood limiter's clock, so `freeze`/`advance` drive it in tests), like a chat
