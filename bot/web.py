@@ -24,6 +24,7 @@ from starlette.routing import Route
 from telegram import Bot
 from telegram.error import TelegramError
 
+from bot.chat import PhotoUnavailable
 from bot.config import Settings
 from bot.images import is_heic
 from bot.media import MediaSigner
@@ -32,7 +33,7 @@ from bot.resellscan.read import shape
 from bot.resellscan.webhooks import EVENT_COMPLETED, PayloadError, SignatureError, verify
 from bot.telegram.inbox import UpdateInbox
 from bot.tracker import Tracker, counts_of
-from storage import Counts, State, Store
+from storage import Counts, Photo, State, Store
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,19 @@ def build_web_app(
             tracker.wake()
         return JSONResponse({"ok": True, "result": outcome.kind})
 
+    async def unavailable(photo: Photo, error: str) -> Response:
+        """Telegram would not hand the photo over: a 502 to Resell Scan, and the failed fetch
+        counted on its submission where it happens (as the tracker counts its own in base64
+        mode), so the upload that asked for it knows why it was refused."""
+        error = f"photo fetch failed: {error}"[:300]
+        extra = {"submission_id": photo.submission_id, "chat_id": photo.chat_id}
+        try:
+            failures = await store.photo_failed(photo.submission_id, None, error)
+            log.warning("media: %s (%d so far)", error, failures, extra=extra)
+        except Exception:  # the 502 is the answer either way
+            log.exception("media: %s, and counting it failed", error, extra=extra)
+        return Response(b"unavailable", status_code=502, media_type="text/plain")
+
     async def media_file(request: Request) -> Response:
         """A photo for Resell Scan, streamed from Telegram chunk by chunk (a 20 MB file is
         never held in memory); HEIC is converted to JPEG, which needs the whole file."""
@@ -194,17 +208,18 @@ def build_web_app(
                 data, mime = await tracker.photo_bytes(photo)
                 return Response(data, media_type=mime, headers=headers)
             file = await bot.get_file(photo.file_id)
-        except TelegramError as exc:
-            log.warning("media download failed: %s", exc)
-            return Response(b"unavailable", status_code=502, media_type="text/plain")
-        if not file.file_path:
-            return Response(b"unavailable", status_code=502, media_type="text/plain")
-        # The file URL carries the bot token: it is fetched here and never leaves the process.
-        upstream = await http.send(http.build_request("GET", file.file_path), stream=True)
+            if not file.file_path:
+                return await unavailable(photo, "getFile gave no file path")
+            # The file URL carries the bot token: fetched here, it never leaves the process
+            # (nor does it reach the log or the database: an httpx error is named, not quoted).
+            upstream = await http.send(http.build_request("GET", file.file_path), stream=True)
+        except (TelegramError, PhotoUnavailable) as exc:
+            return await unavailable(photo, f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            return await unavailable(photo, f"download: {type(exc).__name__}")
         if upstream.status_code != 200:
             await upstream.aclose()
-            log.warning("media download failed: HTTP %d", upstream.status_code)
-            return Response(b"unavailable", status_code=502, media_type="text/plain")
+            return await unavailable(photo, f"download: HTTP {upstream.status_code}")
         length = upstream.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) <= WHOLE_MEDIA_BYTES:
             try:

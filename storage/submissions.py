@@ -267,13 +267,16 @@ class Submissions:
 
     # While analysed ------------------------------------------------------------------------
 
-    async def photo_failed(self, sub_id: int, at: float, error: str) -> int:
+    async def photo_failed(self, sub_id: int, at: float | None, error: str) -> int:
         """A photo of the submission could not be fetched from Telegram (a getFile or its
-        download failed): counted, and looked at again at `at`. Returns the count so far."""
+        download failed): counted, and looked at again at `at` (None: when it was due anyway;
+        the /media route counts a fetch Resell Scan asked for, while the upload waits for its
+        answer). Returns the count so far."""
         async with self.db.transaction(durable=False) as tx:
             row = await tx.one(
-                "UPDATE submissions SET photo_failures = photo_failures + 1, next_action_at = ?,"
-                " last_error = ? WHERE id = ? AND notified_at IS NULL RETURNING photo_failures",
+                "UPDATE submissions SET photo_failures = photo_failures + 1,"
+                " next_action_at = COALESCE(?, next_action_at), last_error = ?"
+                " WHERE id = ? AND notified_at IS NULL RETURNING photo_failures",
                 (at, error, sub_id),
             )
         return int(row[0]) if row else 0
