@@ -212,6 +212,12 @@ class Settings(BaseSettings):
     max_products_per_batch: int = Field(
         50, ge=1, le=500, description="products in one /batch (the API's limit is unknown)"
     )
+    max_price: float = Field(
+        1_000_000.0,
+        gt=0,
+        description="the highest price a caption may give (purchasePrice and other price fields,"
+        " in euros); below zero is always refused",
+    )
     worker_concurrency: int = Field(8, ge=1, le=64, description="submissions handled at once")
     default_language: str = Field("en", description="en or de, when the user's is unknown")
     default_timezone: str = Field(

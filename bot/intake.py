@@ -152,9 +152,17 @@ class FieldProblem:
     value: str | None = None
     options: tuple[str, ...] = ()
     suggestion: str | None = None
+    limit: float | None = None  # code "price_max": the highest price allowed
 
 
 MAX_NUMBER = 1e12  # a sane bound for any price, size or count a reseller types
+DEFAULT_MAX_PRICE = 1_000_000.0  # euros: the MAX_PRICE setting's default
+
+
+def is_price(key: str, kind: str) -> bool:
+    """A field holding a price: typed as one, or named so (purchasePrice, price, Preis)."""
+    lowered = key.lower()
+    return kind in ("price", "currency") or "price" in lowered or "preis" in lowered
 
 
 class OutOfRange(ValueError):
@@ -183,9 +191,10 @@ def parse_number(text: str) -> float:
 
 
 def coerce_fields(
-    raw: dict[str, Any], definitions: Sequence[ManualField]
+    raw: dict[str, Any], definitions: Sequence[ManualField], max_price: float = DEFAULT_MAX_PRICE
 ) -> tuple[dict[str, Any], list[FieldProblem]]:
-    """Typed values for the API, and every problem found (missing, unknown, wrong type)."""
+    """Typed values for the API, and every problem found (missing, unknown, wrong type, a
+    price below zero or above `max_price`)."""
     by_key = {d.key: d for d in definitions}
     by_lower = {d.key.lower(): d for d in definitions}
     values: dict[str, Any] = {}
@@ -200,7 +209,17 @@ def coerce_fields(
         kind = definition.type
         try:
             if kind in ("number", "float", "decimal", "price", "currency"):
-                values[definition.key] = parse_number(text)
+                number = parse_number(text)
+                if is_price(definition.key, kind):
+                    if number < 0 or text.strip().startswith("-"):  # -0 too
+                        problems.append(FieldProblem("price_negative", definition.key, text))
+                        continue
+                    if number > max_price:
+                        problems.append(
+                            FieldProblem("price_max", definition.key, text, limit=max_price)
+                        )
+                        continue
+                values[definition.key] = number
             elif kind in ("integer", "int"):
                 number = parse_number(text)
                 if number != int(number):

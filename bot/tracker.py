@@ -398,7 +398,7 @@ class Tracker:
             definitions = await self.catalog.fields(sub.collection_id)
         except ResellScanError as exc:
             return await self._api_trouble(sub, exc)
-        values, problems = coerce_fields(sub.manual_fields, definitions)
+        values, problems = coerce_fields(sub.manual_fields, definitions, self.settings.max_price)
         if problems:
             example = example_caption(sub.collection_name or sub.collection_id, definitions, values)
             problem = Problem(

@@ -266,3 +266,18 @@ async def test_a_group_speaks_one_language_and_status_shows_collecting_batches(
         await harness.text(BEN, "/status", group)
         status = await harness.wait_text(group["id"], "sammelt 2 Fotos – sende /done")
         assert "Anna" in status["text"]
+
+
+async def test_nonsense_prices_are_refused_with_a_clear_message(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """`purchasePrice=-5` and a price above MAX_PRICE: refused, saying why, nothing sent to
+    Resell Scan (before: both uploaded, and /report showed a margin of −99.999.998.846,00 €)."""
+    async with bot_running(settings_for(max_price=5000)):
+        await harness.photo(ANNA, caption="/scan Sneakers purchasePrice=-5")
+        negative = await harness.wait_text(ANNA["id"], "were not sent")
+        assert "purchasePrice is a price, so 0 or more: “-5”" in negative["text"]
+        await harness.photo(BEN, caption="/scan Sneakers purchasePrice=99999999999")
+        ceiling = await harness.wait_text(BEN["id"], "were not sent")
+        assert "above the highest price allowed (5,000.00 EUR)" in ceiling["text"], ceiling
+    assert await harness.rs_requests("/products/createAndAnalyze") == []

@@ -169,8 +169,22 @@ def test_numbers_must_be_finite_and_sane() -> None:
         assert values == {} and [(p.code, p.key) for p in problems] == [
             ("range", "purchasePrice")
         ], text
-    values, problems = coerce_fields({"purchasePrice": "999999999999"}, FIELDS)
-    assert values == {"purchasePrice": 999999999999.0} and problems == []
+    values, _ = coerce_fields({"quantity": "999999999999"}, FIELDS)
+    assert values == {"quantity": 999999999999}
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("-5", "price_negative"), ("-0", "price_negative"), ("99999999999", "price_max")],
+)
+def test_prices_are_zero_or_more_and_below_the_ceiling(text: str, code: str) -> None:
+    """Before: all three were accepted, and /report showed a margin of −99.999.998.846,00 €."""
+    values, problems = coerce_fields({"purchasePrice": text}, FIELDS, max_price=1000)
+    assert values == {} and [(p.code, p.key) for p in problems] == [(code, "purchasePrice")]
+    assert code != "price_max" or problems[0].limit == 1000
+    values, problems = coerce_fields({"purchasePrice": "1000"}, FIELDS, max_price=1000)
+    assert values == {"purchasePrice": 1000.0} and problems == []
+    assert coerce_fields({"purchasePrice": "0"}, FIELDS)[0] == {"purchasePrice": 0.0}
 
 
 def test_field_keys_match_case_insensitively() -> None:

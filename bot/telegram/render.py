@@ -11,6 +11,7 @@ from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.intake import FieldProblem
 from bot.listing import fits_copy_button, listing_text
+from bot.report import money
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
 from bot.results import extra_fields, message_link, result_fields
 from bot.telegram import callbacks
@@ -283,6 +284,9 @@ def field_problems_text(
                     options=", ".join(p.options),
                 )
             )
+        elif p.code == "price_max":
+            limit = money(p.limit or 0.0, "EUR", lang)
+            lines.append(t(lang, "field_price_max", key=p.key, value=p.value or "", limit=limit))
         else:
             lines.append(t(lang, f"field_{p.code}", key=p.key, value=p.value or ""))
     lines.append(t(lang, "field_example", example=example))

@@ -327,6 +327,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "photo (not as a file), or a smaller file."
         ),
         "field_range": "• <code>{key}</code> is out of range: “{value}”",
+        "field_price_negative": "• <code>{key}</code> is a price, so 0 or more: “{value}”",
+        "field_price_max": "• <code>{key}</code> is above the highest price allowed ({limit}): “{value}”",
         "heic_unsupported": (
             "⚠️ “{name}” is a HEIC/HEIF image, which I cannot convert here. Send it as a photo "
             "(Telegram converts it), or as JPEG or PNG."
@@ -646,6 +648,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "(nicht als Datei) oder eine kleinere Datei."
         ),
         "field_range": "• <code>{key}</code> liegt außerhalb des Bereichs: „{value}“",
+        "field_price_negative": "• <code>{key}</code> ist ein Preis, also 0 oder mehr: „{value}“",
+        "field_price_max": "• <code>{key}</code> liegt über dem höchsten erlaubten Preis ({limit}): „{value}“",
         "heic_unsupported": (
             "⚠️ „{name}“ ist ein HEIC/HEIF-Bild, das ich hier nicht umwandeln kann. Schick es "
             "als Foto (Telegram wandelt es um) oder als JPEG oder PNG."
