@@ -282,18 +282,30 @@ async def _analyze(
         "GET /products/analyze/{id}/results", f"/products/analyze/{started.batch_id}/results"
     )
     results = BatchStatus.read(results_raw)
+    named = results_named(results)
     findings.append(
         Finding(
             "GET /products/analyze/{id}/results",
             envelope_of(results_raw),
             _strip(results.report),
-            bool(results.products),
-            f"{len(results.products)} product result(s) read",
+            bool(results.products) and named,
+            f"{len(results.products)} product result(s) read"
+            + (
+                ""
+                if named
+                else ", but no result field the bot shows by name (title, prices…):"
+                " results replies would say nothing about the item"
+            ),
             notes=result_notes(results),
         )
     )
     print_finding(findings[-1], out)
-    return True
+    return findings[-1].needed_ok
+
+
+def results_named(results: BatchStatus) -> bool:
+    """Some product's result has a field the results reply shows by name."""
+    return any(norm(str(key)) in KNOWN_RESULT_KEYS for p in results.products for key in p.result)
 
 
 def result_notes(results: BatchStatus) -> list[str]:

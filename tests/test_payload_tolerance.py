@@ -45,6 +45,7 @@ from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.outbox import TelegramChat
 from bot.tracker import MAX_UNREADABLE, Tracker
 from bot.web import Health, build_web_app
+from sandbox.data import fake_jpeg
 from storage import Database, NewPhoto, State, Store
 
 SECRET = "whsec_cHJvcGVydHktdGVzdHM"
@@ -652,6 +653,44 @@ async def test_probe_says_what_it_understood_and_fails_without_ids() -> None:
     assert "FAIL GET /collections/{id}/manual-fields" in text and "1 unreadable" in text
     assert "no image file names found" in text
     assert "Sneakers" not in text and "Price" not in text, "keys and types, never values"
+
+
+@pytest.mark.parametrize("result", [{}, {"colour": "red"}, {"title": "Air Max"}])
+async def test_probe_passes_an_analysis_only_with_result_fields_it_shows(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    """check --probe --analyze: results whose products carry no field the results reply
+    shows by name (empty, or only unknown keys) fail the probe, saying why (before: "all
+    checks passed" with nothing read)."""
+    from bot.probe import probe
+
+    collection = {"id": "c1", "name": "Sneakers"}
+    answers: dict[str, Any] = {
+        "/collections": {"data": [collection], "pagination": {"has_more": False}},
+        "/collections/c1": collection,
+        "/collections/c1/manual-fields": [],
+        "/collections/c1/products": {"data": [], "pagination": {"has_more": False}},
+        "/products/createAndAnalyze": {"batchId": "b1", "productIds": ["p1"]},
+        "/products/analyze/b1": {"batchId": "b1", "status": "completed"},
+        "/products/analyze/b1/results": {
+            "batchId": "b1",
+            "status": "completed",
+            "products": [{"productId": "p1", "status": "completed", "result": result}],
+        },
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answers[request.url.path.removeprefix("/api/v1")])
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(fake_jpeg("probe"))
+    out = io.StringIO()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = ResellScanClient(http, api_key=SecretStr("k"), base_url="https://rs.test/api/v1")
+        passed = await probe(client, out, photo=photo, collection_ref="Sneakers", poll_every=0)
+    text = out.getvalue()
+    assert passed is ("title" in result), text
+    assert ("no result field the bot shows by name" in text) is ("title" not in result)
 
 
 def test_a_download_refused_for_size_says_send_it_as_a_photo() -> None:
