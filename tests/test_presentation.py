@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from typing import Any
@@ -136,6 +137,19 @@ def test_results_show_every_fact_and_failures_escaped() -> None:
     assert "Product 2 failed: blurry &lt;photo&gt;" in text
     assert "1 of 2 analysed, 1 failed" in text and "1 min 5 s" in text
     assert "Batch <code>01234567</code>" in text
+
+
+def test_success_rate_is_written_as_people_write_it() -> None:
+    """Resell Scan's 33.3 for 1 of 3: "33.3%" (en) and "33,3 %" (de), never "33.30%"; 50:
+    "50%"; none given: the bot's own, whole."""
+    third = dataclasses.replace(batch(3, failed={1, 2}), success_rate=33.3)
+    [en] = render.render_results("en", make_sub(), third, 3, now=100)
+    [de] = render.render_results("de", make_sub(), third, 3, now=100)
+    half = dataclasses.replace(batch(2, failed={1}), success_rate=50.0)
+    [whole] = render.render_results("en", make_sub(), half, 2, now=100)
+    [own] = render.render_results("en", make_sub(), batch(3, failed={1, 2}), 3, now=100)
+    assert "success rate 33.3%" in en and "Erfolgsquote 33,3 %" in de, (en, de)
+    assert "success rate 50%" in whole and "success rate 33%" in own
 
 
 def test_long_results_split_below_the_limit_at_product_boundaries() -> None:

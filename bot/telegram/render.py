@@ -131,7 +131,7 @@ def render_results(
         ok=ok,
         total=total,
         failed=failed,
-        rate=_money(rate),
+        rate=percent(lang, rate),
         duration=duration_text(lang, took),
         batch=short_batch(sub.batch_id),
     )
@@ -141,6 +141,16 @@ def render_results(
 def photo_link(sub: Submission) -> str | None:
     """A link to a submission's first photo (supergroups only, see `message_link`)."""
     return message_link(sub.chat_id, sub.thread_id, sub.message_id)
+
+
+def percent(lang: str, value: Any) -> str:
+    """A share as people write it: 33 or 33.3 (33,3 in German), never 33.30."""
+    try:
+        number = round(float(value), 1)
+    except (TypeError, ValueError):
+        return str(value)
+    text = f"{number:.0f}" if number == int(number) else f"{number:.1f}"
+    return text.replace(".", ",") if lang == "de" else text
 
 
 CombinedItem = tuple[Submission, BatchStatus, int]  # submission, its results, its photos
