@@ -318,6 +318,15 @@ class Intake:
         *photo, state = row  # the photo's columns, then its submission's state
         return Photo(**dict(zip(row.keys()[:-1], photo, strict=True))), State(state)
 
+    async def album_gathering(self, chat_id: int, media_group_id: str) -> int | None:
+        """The submission still gathering this album's photos (received, nothing sent)."""
+        async with self.db.reading() as tx:
+            row = await tx.one(
+                "SELECT id FROM submissions WHERE chat_id = ? AND media_group_id = ? AND state = ?",
+                (chat_id, media_group_id, State.RECEIVED.value),
+            )
+        return int(row[0]) if row else None
+
     async def by_photo(self, chat_id: int, message_id: int) -> Submission | None:
         """The submission a photo message joined."""
         async with self.db.reading() as tx:

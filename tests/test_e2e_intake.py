@@ -124,6 +124,29 @@ async def test_two_users_albums_at_once_in_a_forum_group(
     assert by_count == [2, 3]
 
 
+@pytest.mark.parametrize("caption_on", [0, 1])
+async def test_an_album_captioned_for_another_bot_is_not_ours_at_all(
+    harness: Harness, settings_for: Callable[..., Any], caption_on: int
+) -> None:
+    """`/scan@OtherBot Toys` on one photo of a 3-photo album (the first, or the second after
+    one was stored already): no photo of it is analysed, nobody is asked anything (before:
+    the others went up caption-less into the default collection, paid, or got a collection
+    question for "1 photo"). The next album, for us, goes up as usual."""
+    group = {"id": -1002, "type": "supergroup", "title": "Team"}
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/use Sneakers", group)
+        await harness.wait_text(-1002, "Sneakers")
+        await harness.album(
+            ANNA, group, count=3, caption="/scan@OtherBot Toys", caption_on=caption_on
+        )
+        await harness.album(ANNA, group, count=2, caption="/scan Electronics")
+        await harness.wait_sent(-1002, lambda a: "Results" in (a["text"] or ""))
+    creates = await harness.creates()
+    assert len(creates) == 1 and len(creates[0]["body"]["products"][0]["images"]) == 2
+    texts = [a["text"] or "" for a in await harness.sent(-1002)]
+    assert not [t for t in texts if "Which collection" in t or "Toys" in t], texts
+
+
 async def test_image_as_file_works_pdf_and_huge_file_refused(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:

@@ -12,6 +12,7 @@ import html
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 MAX_TELEGRAM_DOWNLOAD = 20 * 1024 * 1024
 REFUSE_EVERY_SECONDS = 3600.0  # one "not allowed" answer per stranger and hour
+FOREIGN_ALBUMS = 1000  # albums captioned for another bot, remembered
 DEFAULT_DIGEST_TIME = "20:00"  # the digest button turns it on at this local time
 CLEAR_WORDS = frozenset({"none", "-", "off", "clear", "keine", "aus"})  # `/use none`
 # Rejections a corrected caption (or a reply with fields) can fix.
@@ -122,6 +124,9 @@ class Handlers:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._admitted_as_successor: set[int] = set()  # logged once per process
+        # Albums whose caption addresses another bot: none of their photos is ours. Kept in
+        # memory (an album's photos come within seconds), the newest FOREIGN_ALBUMS of them.
+        self._foreign_albums: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         fresh, edited = filters.UpdateType.MESSAGE, filters.UpdateType.EDITED_MESSAGE
@@ -333,10 +338,20 @@ class Handlers:
             file_name = name
         caption: CaptionInfo | None = None
         problem: Problem | None = None
+        album = (chat.id, message.media_group_id) if message.media_group_id else None
+        if album is not None and album in self._foreign_albums:
+            return  # a photo of an album captioned for another bot
         try:
             request = parse_caption(message.caption, context.bot.username)
         except NotForUs:
             log.debug("photo addressed to another bot", extra={"chat_id": chat.id})
+            if album is not None:  # the whole album is not ours, photos before this one too
+                self._foreign_albums[album] = None
+                while len(self._foreign_albums) > FOREIGN_ALBUMS:
+                    self._foreign_albums.popitem(last=False)
+                gathering = await self.s.store.album_gathering(*album)
+                if gathering is not None:
+                    await self.s.store.drop(gathering, self.s.clock())
             return
         except CaptionError as exc:
             request = None
