@@ -270,6 +270,27 @@ async def test_replying_with_fields_fixes_a_rejection_and_answers_a_question(
     ]
 
 
+async def test_only_the_sender_or_an_admin_answers_a_question(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """In a group, Ben replies `purchasePrice=1` to the question about Anna's photos: he is
+    told only Anna or an admin can answer, and nothing goes out under her name (before: the
+    upload went out with Ben's value). Anna's own answer sends them."""
+    group = {"id": -1003, "type": "supergroup", "title": "Team"}
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, group, caption="/scan Sneakers purchasePrice=cheap")
+        refusal = await harness.wait_text(-1003, "must be a number")
+        await harness.text(BEN, "purchasePrice=1", group, reply_to_message_id=refusal["message_id"])
+        await harness.wait_text(-1003, "Only Anna Berg (or an admin of this chat) can answer")
+        assert await harness.creates() == []
+        await harness.text(
+            ANNA, "purchasePrice=20", group, reply_to_message_id=refusal["message_id"]
+        )
+        await eventually(lambda: _count_results(harness, -1003, 1), what="Anna's answer")
+    creates = await harness.creates()
+    assert [c["body"]["products"][0]["manual_fields"] for c in creates] == [{"purchasePrice": 20.0}]
+
+
 async def test_small_things_say_what_happened(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:

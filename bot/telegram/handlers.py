@@ -433,6 +433,9 @@ class Handlers:
         if sub is None:
             return
         lang = await self.lang(update)
+        if not await self._owns(update, sub):  # as for buttons: the sender, or an admin
+            await self.reply(message, t(lang, "reply_not_yours", sender=sub.user_name))
+            return
         try:
             request = parse_caption(message.text, context.bot.username)
         except (CaptionError, NotForUs):

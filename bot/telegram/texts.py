@@ -334,6 +334,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "(Telegram converts it), or as JPEG or PNG."
         ),
         "stale_button": "This button is no longer valid.",
+        "reply_not_yours": "Only {sender} (or an admin of this chat) can answer this for their photos.",
         "error_generic": "⚠️ Something went wrong on my side. Please try again.",
         "collections_unavailable": "⚠️ I cannot load the collections from Resell Scan right now: {message}",
     },
@@ -655,6 +656,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "als Foto (Telegram wandelt es um) oder als JPEG oder PNG."
         ),
         "stale_button": "Dieser Knopf gilt nicht mehr.",
+        "reply_not_yours": "Nur {sender} (oder ein Admin dieses Chats) kann das für die eigenen Fotos beantworten.",
         "error_generic": "⚠️ Bei mir ist etwas schiefgegangen. Bitte versuch es noch einmal.",
         "collections_unavailable": "⚠️ Ich kann die Sammlungen gerade nicht von Resell Scan laden: {message}",
     },
