@@ -968,8 +968,13 @@ class Handlers:
             sub = None
             if isinstance(record, callbacks.OnSubmission):
                 sub = await self.s.store.get(record.sub_id)
-                if sub is None or not await self._may_press(update, record, sub):
+                if sub is None or sub.chat_id != chat.id:
                     await query.answer(t(lang, "stale_button"), show_alert=True)
+                    return
+                if not await self._may_press(update, record, sub):  # say who may
+                    await query.answer(
+                        t(lang, "button_not_yours", sender=sub.user_name), show_alert=True
+                    )
                     return
             message = query.message if isinstance(query.message, Message) else None
             if not await act(Press(update, lang, record, message, sub)):

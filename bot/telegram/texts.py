@@ -215,6 +215,8 @@ TEXTS: dict[str, dict[str, str]] = {
         " the bot may send here).",
         "status_collecting": "collecting {photos} – send /done",
         "board_header": "📋 <b>Being analysed ({count})</b>",
+        "board_more": "… and {count} more",
+        "board_done": "📋 Nothing being analysed any more.",
         "combined_header": "📊 <b>Results</b> of {count} analyses",
         "combined_item": "<b>{sender}</b> – {collection} ({photos})",
         "combined_summary": "✔️ {ok} of {total} · batch <code>{batch}</code>",
@@ -334,6 +336,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "(Telegram converts it), or as JPEG or PNG."
         ),
         "stale_button": "This button is no longer valid.",
+        "button_not_yours": "Only {sender} (who sent the photos) or an admin of this chat can use this button.",
         "reply_not_yours": "Only {sender} (or an admin of this chat) can answer this for their photos.",
         "error_generic": "⚠️ Something went wrong on my side. Please try again.",
         "collections_unavailable": "⚠️ I cannot load the collections from Resell Scan right now: {message}",
@@ -535,6 +538,8 @@ TEXTS: dict[str, dict[str, str]] = {
         " wie schnell der Bot hier senden darf).",
         "status_collecting": "sammelt {photos} – sende /done",
         "board_header": "📋 <b>Wird analysiert ({count})</b>",
+        "board_more": "… und {count} weitere",
+        "board_done": "📋 Es wird nichts mehr analysiert.",
         "combined_header": "📊 <b>Ergebnisse</b> von {count} Analysen",
         "combined_item": "<b>{sender}</b> – {collection} ({photos})",
         "combined_summary": "✔️ {ok} von {total} · Batch <code>{batch}</code>",
@@ -656,6 +661,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "als Foto (Telegram wandelt es um) oder als JPEG oder PNG."
         ),
         "stale_button": "Dieser Knopf gilt nicht mehr.",
+        "button_not_yours": "Nur {sender} (hat die Fotos geschickt) oder ein Admin dieses Chats kann diesen Knopf nutzen.",
         "reply_not_yours": "Nur {sender} (oder ein Admin dieses Chats) kann das für die eigenen Fotos beantworten.",
         "error_generic": "⚠️ Bei mir ist etwas schiefgegangen. Bitte versuch es noch einmal.",
         "collections_unavailable": "⚠️ Ich kann die Sammlungen gerade nicht von Resell Scan laden: {message}",
