@@ -1000,6 +1000,7 @@ class Fault:
     retry_after: int | None = 1
     seconds: float = 15.0
     chat_id: int | None = None
+    message_id: int | None = None  # only calls about that message (an edit, a delete)
     methods: frozenset[str] | None = None  # lower-case method names; None: any (or `method`)
     error_code: int = 500  # "error": the status answered (404: a file path Telegram forgot)
     description: str | None = None  # "error": what it says (400: "Bad Request: message can't …")
@@ -1032,6 +1033,9 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
     chat_id = body.get("chat_id")
     if chat_id is not None and (isinstance(chat_id, bool) or not isinstance(chat_id, int)):
         raise ValueError("chat_id must be a whole number")
+    message_id = body.get("message_id")
+    if message_id is not None and (isinstance(message_id, bool) or not isinstance(message_id, int)):
+        raise ValueError("message_id must be a whole number")
     error_code = body.get("error_code", 500)
     if error_code not in _ERROR_DESCRIPTIONS:
         raise ValueError(f"error_code must be one of {sorted(_ERROR_DESCRIPTIONS)}")
@@ -1047,6 +1051,7 @@ def _fault_from(body: dict[str, Any], now: float) -> Fault:
         retry_after=retry_after,
         seconds=float(body.get("seconds", 15.0)),
         chat_id=chat_id,
+        message_id=message_id,
         methods=frozenset(m.lower() for m in methods) if methods is not None else None,
         until=now + float(duration) if duration is not None else None,
         error_code=error_code,
@@ -1302,6 +1307,10 @@ class TelegramEmulator:
             if fault.methods is not None and name not in fault.methods:
                 continue
             if fault.chat_id is not None and fault.chat_id != chat_id:
+                continue
+            if fault.message_id is not None and str(fault.message_id) != str(
+                params.get("message_id")
+            ):
                 continue
             if fault.until is None:  # a timed fault holds for its time, whatever the count
                 fault.count -= 1
@@ -2465,6 +2474,7 @@ class TelegramEmulator:
     async def ctl_faults(self, request: Request) -> Response:
         """The next matching calls fail. Body: `method` (one Bot API method; none: any),
         `methods` (a list of method names, any of them), `chat_id` (only calls to that chat),
+        `message_id` (only calls about that message: "message can't be edited" holds for one),
         `kind` ("429", "timeout" = slow but done, "hang" = slow and not done, "error"),
         `count` (how many calls), `retry_after` (429), `seconds` (timeout and hang),
         `error_code` ("error": 500 by default, or 400, 403, 404, 502, 503) and `description`
