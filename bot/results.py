@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.intake import parse_number
 from bot.resellscan.models import BatchStatus
 from bot.resellscan.read import Fields, as_float, label, norm
 from storage.history import NewHistoryRow
@@ -143,6 +144,25 @@ def message_link(chat_id: int, thread_id: int | None, message_id: int) -> str | 
     return f"https://t.me/c/{text[4:]}{thread}/{message_id}"
 
 
+def purchase_price(fields: dict[str, Any]) -> tuple[str | None, float | None]:
+    """The manual field holding the purchase price (`purchasePrice`, the key in any casing,
+    `_` `-` and spaces ignored; the first if several) and its value as a number: text as
+    resellers type it and as it was typed for Resell Scan (`bot.intake.parse_number`: `12,5`,
+    `1.234,56`, `12 €`), a JSON number as it is. (None, None) without such a field; a value
+    that is no number is None. Storage's migration 13 re-read the rows kept before by the
+    same rule, in SQL."""
+    for key, value in fields.items():
+        if norm(str(key)) != "purchaseprice":
+            continue
+        if isinstance(value, str):
+            try:
+                return key, parse_number(value)
+            except ValueError:  # OutOfRange too
+                return key, None
+        return key, as_float(value)
+    return None, None
+
+
 def history_rows(
     sub: Submission,
     status: BatchStatus,
@@ -152,8 +172,12 @@ def history_rows(
 ) -> list[NewHistoryRow]:
     """The analysed products of a finished submission as rows of the results history: one per
     product that has a result (failed ones are not history), with its first photo when the
-    products line up with the photos sent (`photo_ids`, one per product, in order)."""
-    paid = as_float(Fields(sub.manual_fields).get(lambda v: v, "purchasePrice"))
+    products line up with the photos sent (`photo_ids`, one per product, in order). The
+    purchase price is kept typed, as a number (`purchase_price`, and in `manual_fields`)."""
+    fields = dict(sub.manual_fields)
+    key, paid = purchase_price(fields)
+    if key is not None and paid is not None:
+        fields[key] = paid  # the number Resell Scan got, not the text typed
     link = message_link(sub.chat_id, sub.thread_id, message_id) if message_id else None
     rows: list[NewHistoryRow] = []
     line_up = len(photo_ids) == len(status.products)
@@ -178,7 +202,7 @@ def history_rows(
                 price_max=facts["price_max"],
                 currency=facts["currency"],
                 purchase_price=paid,
-                manual_fields=dict(sub.manual_fields),
+                manual_fields=dict(fields),
                 photo_file_id=photo_ids[index] if line_up else None,
                 message_link=link,
                 message_id=message_id,

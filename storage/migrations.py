@@ -22,6 +22,67 @@ _SUBMISSION_COLUMNS_V4 = (
     " notify_claimed_at, notified_at, notify_attempts, parts_sent, collecting, unreadable_count"
 )
 
+# Version 13: the purchase price of each history row re-read from its manual field
+# (`purchasePrice`, the key in any casing, `_` `-` and spaces ignored; the first such key)
+# when that holds text, by bot.results.purchase_price's rule (bot.intake.parse_number):
+# strip; drop "€", "EUR", spaces and narrow no-break spaces; with both "," and "." the later
+# one is the decimal mark and the other groups digits; a lone "," is a decimal comma; then
+# an optional sign and digits with at most one "."; at most 1e12 in size. Text that is no
+# such number leaves purchase_price empty (JSON notation such as "1e3" was read before); a
+# number replaces the field's text. `rtrim(c, <c without ",">)` keeps `c` up to its last
+# ",", so its length is the position of the last ",".
+_REPAIR_PURCHASE_PRICES = """
+UPDATE results_history
+SET purchase_price = repaired.number,
+    manual_fields = CASE
+        WHEN repaired.number IS NULL THEN results_history.manual_fields
+        ELSE json_set(results_history.manual_fields, '$."' || repaired.key || '"',
+                      repaired.number)
+    END
+FROM (
+    SELECT id, key,
+           CASE
+               WHEN digits <> '' AND digits NOT GLOB '*[^0-9.]*' AND digits GLOB '*[0-9]*'
+                    AND length(digits) - length(replace(digits, '.', '')) <= 1
+                    AND abs(CAST(n AS REAL)) <= 1e12
+               THEN CAST(n AS REAL)
+           END AS number
+    FROM (
+        SELECT id, key, n,
+               CASE WHEN substr(n, 1, 1) IN ('+', '-') THEN substr(n, 2) ELSE n END AS digits
+        FROM (
+            SELECT id, key,
+                   CASE
+                       WHEN instr(c, ',') > 0 AND instr(c, '.') > 0 THEN
+                           CASE
+                               WHEN length(rtrim(c, replace(c, ',', '')))
+                                    > length(rtrim(c, replace(c, '.', '')))
+                               THEN replace(replace(c, '.', ''), ',', '.')
+                               ELSE replace(c, ',', '')
+                           END
+                       WHEN length(c) - length(replace(c, ',', '')) = 1
+                       THEN replace(c, ',', '.')
+                       ELSE c
+                   END AS n
+            FROM (
+                SELECT h.id AS id, j.key AS key,
+                       replace(replace(replace(replace(
+                           trim(j.value, ' ' || char(9, 10, 11, 12, 13)),
+                           '€', ''), 'EUR', ''), ' ', ''), char(8239), '') AS c
+                FROM results_history h, json_each(h.manual_fields) j
+                WHERE j.type = 'text'
+                  AND j.id = (
+                      SELECT MIN(k.id) FROM json_each(h.manual_fields) k
+                      WHERE lower(replace(replace(replace(k.key, '_', ''), '-', ''), ' ', ''))
+                            = 'purchaseprice'
+                  )
+            )
+        )
+    )
+) AS repaired
+WHERE results_history.id = repaired.id
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -390,5 +451,11 @@ MIGRATIONS: list[Migration] = [
         "photos Telegram would not hand over: the failed fetches of a submission, counted where"
         " they happen",
         ["ALTER TABLE submissions ADD COLUMN photo_failures INTEGER NOT NULL DEFAULT 0"],
+    ),
+    Migration(
+        13,
+        "purchase prices kept as numbers in the results history: rows kept with a decimal comma"
+        " (12,5), a thousands separator or a euro sign had the text and no purchase_price",
+        [_REPAIR_PURCHASE_PRICES],
     ),
 ]
