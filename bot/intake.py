@@ -95,6 +95,17 @@ def _pair(token: Token) -> tuple[str, str] | None:
     return key, value
 
 
+MAX_NAME_CHARS = 100  # a collection name in a caption or /scan
+MAX_VALUE_CHARS = 300  # one field's value
+QUOTE_CHARS = 60  # of the user's own text, quoted back in a problem
+
+
+def _quoted(text: str) -> str:
+    """The user's text as a problem quotes it: short enough for any message (a /scan can
+    be 4,096 characters, and its echo must fit in a reply with the rest)."""
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
+
+
 def parse_caption(text: str | None, bot_username: str | None = None) -> ScanRequest | None:
     """Understand a caption or a /scan command.
 
@@ -122,23 +133,27 @@ def parse_caption(text: str | None, bot_username: str | None = None) -> ScanRequ
         pair = _pair(token)
         if pair is None:
             if pairs:
-                raise CaptionError("text_after_fields", text=token.text)
+                raise CaptionError("text_after_fields", text=_quoted(token.text))
             name_words.append(token.text)
             continue
         key, value = pair
         if not _KEY.match(key):
-            raise CaptionError("bad_pair", pair=token.text)
+            raise CaptionError("bad_pair", pair=_quoted(token.text))
         if not value.strip():
             raise CaptionError("empty_value", key=key)
         if key in pairs:
             raise CaptionError("duplicate_field", key=key)
+        if len(value.strip()) > MAX_VALUE_CHARS:
+            raise CaptionError("value_too_long", key=key, limit=MAX_VALUE_CHARS)
         pairs[key] = value.strip()
     if not is_command:
         if not pairs:
             return None  # a note on the photo, not an instruction
         if name_words:
-            raise CaptionError("text_before_fields", text=" ".join(name_words))
+            raise CaptionError("text_before_fields", text=_quoted(" ".join(name_words)))
     name = " ".join(name_words).strip() or None
+    if name is not None and len(name) > MAX_NAME_CHARS:
+        raise CaptionError("name_too_long", limit=MAX_NAME_CHARS)
     return ScanRequest(collection_ref=name, fields=pairs, is_command=is_command)
 
 

@@ -84,7 +84,7 @@ async def test_a_huge_number_is_refused_once_and_nothing_is_sent(
 ) -> None:
     settings = settings_for()
     async with bot_running(settings) as bot:
-        await harness.photo(ANNA, caption="/scan Sneakers purchasePrice=" + "9" * 310)
+        await harness.photo(ANNA, caption="/scan Sneakers purchasePrice=" + "9" * 290)
         refusal = await harness.wait_text(ANNA["id"], "out of range")
         assert "purchasePrice" in refusal["text"]
         assert bot.store is not None
@@ -212,3 +212,18 @@ async def test_unknown_batch_events_are_counted(
 
 async def _true(value: Any) -> bool:
     return bool(value)
+
+
+async def test_a_huge_scan_command_gets_a_clear_message(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """`/scan ` and 4,080 characters: told the name is too long, in a message Telegram takes
+    (before: "something went wrong", the echo was longer than a message may be)."""
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/scan " + "x" * 4080)
+        await harness.wait_text(ANNA["id"], "the collection name is longer than 100 characters")
+        await harness.text(ANNA, "/scan Sneakers a=1 " + "z" * 4000)
+        problem = await harness.wait_text(ANNA["id"], "comes after the field=value pairs")
+        assert len(problem["text"]) < 400
+    texts = [a["text"] or "" for a in await harness.sent(ANNA["id"])]
+    assert not [t for t in texts if "Something went wrong" in t], texts

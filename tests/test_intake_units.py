@@ -75,12 +75,23 @@ def test_caption_for_another_bot_is_not_for_us() -> None:
         ("/scan X =3", "bad_pair"),
         ("/scan X price=", "empty_value"),
         ("/scan X a=1 a=2", "duplicate_field"),
+        ("/scan " + "x" * 4080, "name_too_long"),
+        ("/scan X note=" + "y" * 301, "value_too_long"),
     ],
 )
 def test_parse_caption_errors(text: str, code: str) -> None:
     with pytest.raises(CaptionError) as caught:
         parse_caption(text, "ResellBot")
     assert caught.value.code == code
+
+
+def test_a_problem_quotes_at_most_a_short_piece_of_the_caption() -> None:
+    """Before: `/scan X a=1` followed by 4,000 characters was quoted whole, and the reply
+    was too long for Telegram ("something went wrong")."""
+    with pytest.raises(CaptionError) as caught:
+        parse_caption("/scan X a=1 " + "z" * 4000, "ResellBot")
+    assert caught.value.code == "text_after_fields"
+    assert len(caught.value.params["text"]) == 60 and caught.value.params["text"].endswith("…")
 
 
 def test_tokenize_keeps_apostrophes_and_quoted_values() -> None:
