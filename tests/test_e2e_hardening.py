@@ -55,7 +55,10 @@ async def test_forged_and_garbage_buttons_are_answered_and_change_nothing(
         # Ben replays Anna's button in his own chat; then guessable and garbage data.
         ben_message = await harness.text(BEN, "/help")
         await harness.wait_text(BEN["id"], "How to scan")
-        forged = [resend, f"resub:{sub.id}", "resub:abc", "pick:abc:x", "pp::x:y", "zzz", "cp:x:"]
+        forged = [
+            *(resend, f"resub:{sub.id}", "resub:abc", "pick:abc:x", "pp::x:y", "zzz", "cp:x:"),
+            "fgo:99999999999999999999",  # an id too big for SQLite (was an OverflowError)
+        ]
         for data in forged:
             await harness.press(BEN, BEN["id"], ben_message, data)
         # Ben in Anna's chat (a group member would be another user on the same message).

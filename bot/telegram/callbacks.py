@@ -69,8 +69,8 @@ class Button:
         for index, (field, part) in enumerate(zip(fields, parts, strict=True)):
             last_search = cls.searchable and index == len(fields) - 1
             if field.type in ("int", int):
-                if not (part.isascii() and part.isdigit()):
-                    return None
+                if not (part.isascii() and part.isdigit()) or len(part) > 18:
+                    return None  # not an id SQLite can hold (forged: an OverflowError there)
                 values[field.name] = int(part)
             elif not part and not last_search:
                 return None
