@@ -23,6 +23,18 @@ def valid_zone(name: str) -> bool:
     return True
 
 
+def zone_named(name: str) -> str | None:
+    """The IANA zone a user means, in its own spelling: `europe/vienna` is Europe/Vienna
+    (zone names are case-sensitive on disk, people do not type them so)."""
+    name = name.strip()
+    if valid_zone(name):
+        return name
+    import zoneinfo
+
+    by_lower = {zone.lower(): zone for zone in zoneinfo.available_timezones()}
+    return by_lower.get(name.lower())
+
+
 class LogFormat(enum.StrEnum):
     TEXT = "text"
     JSON = "json"

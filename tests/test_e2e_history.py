@@ -276,7 +276,7 @@ async def test_the_digest_is_sent_once_a_day_across_restarts(
         await harness.wait_text(group["id"], "Give the digest a time of day")
         await harness.text(ANNA, "/settings timezone Mars/Olympus", group)
         await harness.wait_text(group["id"], "is not a time zone I know")
-        await harness.text(ANNA, "/settings timezone Europe/Vienna", group)
+        await harness.text(ANNA, "/settings timezone europe/vienna", group)  # as typed
         await harness.wait_text(group["id"], "time zone Europe/Vienna")
         await harness.text(ANNA, "/settings digest 20:00", group)
         await harness.wait_text(group["id"], "Daily digest: 20:00 (time zone Europe/Vienna)")

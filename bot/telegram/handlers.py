@@ -41,7 +41,7 @@ from telegram.ext import (
 
 from bot import report
 from bot.chat import Outgoing, analysing_message_wanted
-from bot.config import GroupMode, Settings, valid_zone
+from bot.config import GroupMode, Settings, zone_named
 from bot.images import HEIC_EXTENSIONS, heic_supported, is_heic
 from bot.intake import (
     CaptionError,
@@ -891,10 +891,11 @@ class Handlers:
                     return
                 await self._turn_digest_on(chat.id, at)
         else:
-            if not value or not valid_zone(value):
+            zone = zone_named(value) if value else None
+            if zone is None:
                 await self.reply(message, t(lang, "timezone_usage", zone=value))
                 return
-            await self.s.store.update_chat(chat.id, now, timezone=value)
+            await self.s.store.update_chat(chat.id, now, timezone=zone)
         await self.reply(message, *(await self._settings_view(chat.id, lang)))
 
     async def _turn_digest_on(self, chat_id: int, at: str) -> None:
