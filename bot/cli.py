@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sqlite3
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -125,6 +127,34 @@ def check_client(settings: Settings, http: httpx.AsyncClient) -> Any:
     )
 
 
+def _loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _public_url_line(settings: Settings) -> tuple[bool, str]:
+    """Resell Scan fetches photos (and sends webhooks) at PUBLIC_BASE_URL: it must reach it.
+    A loopback address is reachable only from a Resell Scan on the same machine (the
+    sandbox); https:// is required otherwise."""
+    url = settings.public_base_url or ""
+    head = f"PUBLIC_BASE_URL {url}: "
+    if _loopback(url):
+        if _loopback(settings.resell_scan_base_url):
+            return True, head + "local only (Resell Scan runs on this machine too)"
+        return False, head + (
+            "a loopback address, which Resell Scan cannot reach: set the bot's public https://"
+            " address, or IMAGE_DELIVERY=base64"
+        )
+    if url.startswith("https://"):
+        return True, head + "ok"
+    return False, head + "must be https:// for Resell Scan to reach it"
+
+
 def _ledger_lines(settings: Settings) -> list[tuple[bool, str]]:
     """The paid calls of the last 24 hours, and what the bot has seen of the API's listings
     (storage/ledger.py), read without changing the database."""
@@ -227,23 +257,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
             report.append((False, f"Resell Scan: {type(exc).__name__}: {exc}"))
     report.extend(_ledger_lines(settings))
     if settings.public_base_url:
-        secure = settings.public_base_url.startswith("https://")
-        local = (
-            "://127.0.0.1" in settings.public_base_url or "://localhost" in settings.public_base_url
-        )
-        report.append(
-            (
-                secure or local,
-                f"PUBLIC_BASE_URL {settings.public_base_url}: "
-                + (
-                    "ok"
-                    if secure
-                    else "local only"
-                    if local
-                    else "must be https:// for Resell Scan to reach it"
-                ),
-            )
-        )
+        report.append(_public_url_line(settings))
     else:
         report.append((True, "PUBLIC_BASE_URL empty: photos are sent as base64"))
     if settings.resell_scan_webhook_secrets:

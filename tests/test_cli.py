@@ -93,6 +93,30 @@ def test_check_against_the_sandbox(harness: Harness, settings_for: Callable[...,
     assert disabled.returncode == 1 and "AuthError" in disabled.stdout
 
 
+def test_check_fails_a_loopback_public_url_unless_resell_scan_is_local_too() -> None:
+    """Before: `check` marked http://127.0.0.1 as ok for the real Resell Scan, which can
+    never fetch photos there."""
+    from bot.cli import _public_url_line
+    from bot.config import Settings
+
+    def line(public: str, api: str = "https://app.resell-scan.de/api/v1") -> tuple[bool, str]:
+        settings = Settings(
+            telegram_bot_token="1:x",
+            resell_scan_api_key="rs_x",
+            public_base_url=public,
+            resell_scan_base_url=api,
+            allowed_user_ids=[1],
+        )
+        return _public_url_line(settings)
+
+    ok, text = line("http://127.0.0.1:8080")
+    assert not ok and "loopback address, which Resell Scan cannot reach" in text
+    assert not line("https://localhost")[0] and not line("http://[::1]:80")[0]
+    assert line("http://127.0.0.1:8080", api="http://127.0.0.1:9000/api/v1")[0]
+    assert line("https://bot.example.org") == (True, "PUBLIC_BASE_URL https://bot.example.org: ok")
+    assert not line("http://bot.example.org")[0]
+
+
 def test_demo_prints_a_transcript_ending_with_results() -> None:
     result = cli("demo", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
