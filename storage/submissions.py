@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from storage.db import Database
+from storage.db import Database, Tx
 from storage.ledger import ACCEPTED, CallSpec, record_answer, record_send
 from storage.models import Counts, Problem, State, Submission
 from storage.owed import Owed, owe
@@ -75,11 +75,16 @@ class Submissions:
         *,
         rate_limited: bool = False,
         owed: Sequence[Owed] = (),
+        once_per_chat: Sequence[Owed] = (),
     ) -> bool:
         """The request provably never reached Resell Scan: back to received, due later. A
         refusal before processing (429) or an outage (503, connection refused) is not a
         failure: it does not count as an attempt, and the time it began is kept (the
-        submission waits within a long deadline); `owed`: what the chat is told."""
+        submission waits within a long deadline); `owed`: what the chat is told.
+        `once_per_chat`: owed too, unless another upload of the chat already waits for the
+        same cause (its `last_error` starts like `error`, up to the colon: "unreachable: …"):
+        the chat was told with that one. Decided in the same transaction, so albums of one
+        chat refused at the same moment tell it once."""
         if rate_limited:
             async with self.db.transaction() as tx:
                 moved = await move(
@@ -94,6 +99,8 @@ class Submissions:
                 )
                 if moved:
                     await owe(tx, owed, now)
+                    if once_per_chat and not await _chat_waits_already(tx, sub_id, error):
+                        await owe(tx, once_per_chat, now)
                 return moved
         return await self.transition(
             sub_id,
@@ -487,3 +494,17 @@ class Submissions:
         async with self.db.reading() as tx:
             rows = await tx.all("SELECT state, COUNT(*) FROM submissions GROUP BY state")
         return {row[0]: row[1] for row in rows}
+
+
+async def _chat_waits_already(tx: Tx, sub_id: int, error: str) -> bool:
+    """Whether another upload of the submission's chat waits for the cause `error` names
+    (the part before its colon): Resell Scan refused it before processing, and it is not
+    sent yet."""
+    cause = error.partition(":")[0]
+    row = await tx.one(
+        "SELECT 1 FROM submissions s JOIN submissions o ON o.chat_id = s.chat_id"
+        " WHERE s.id = ? AND o.id != s.id AND o.state IN (?, ?)"
+        " AND o.rate_limited_since IS NOT NULL AND substr(o.last_error, 1, ?) = ? LIMIT 1",
+        (sub_id, State.RECEIVED.value, State.SUBMITTING.value, len(cause) + 1, cause + ":"),
+    )
+    return row is not None

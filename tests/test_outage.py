@@ -6,17 +6,22 @@ answers; only past RATE_LIMIT_DEADLINE_SECONDS does the user get a Send again bu
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import eventually
-from tests.harness import ANNA, Harness, bot_running, results_replies
+from bot.outbox import question_row
+from storage import Store, Submission
+from tests.conftest import eventually, new_photo
+from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
 
 pytestmark = pytest.mark.timeout(90)
 
 NOTICE = "cannot be reached right now"
+WAITING = "Resell Scan cannot be reached; they go out"
+OUTAGE_STEP = 10.0  # seconds of the bot's clock the 10-minute outage moves on at a time
 
 
 async def _results(harness: Harness, count: int) -> bool:
@@ -42,6 +47,146 @@ async def test_an_outage_keeps_the_photos_and_sends_them_when_it_is_over(
     creates = await harness.rs_requests("/products/createAndAnalyze")
     assert [r["status"] for r in creates].count(201) == 3, "each album sent once"
     assert len(results_replies(await harness.sent(ANNA["id"]))) == 3
+
+
+class SteppedClock:
+    """The bot's clock (BotRuntime's `clock`): wall time that also jumps. Real seconds pass as
+    they do (album windows, polls, Telegram's send limits), and `advance` adds simulated ones,
+    so a pause of the tracker comes due without anyone sleeping through it."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+async def test_a_ten_minute_outage_is_waited_out_and_every_album_answered_once(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """createAndAnalyze answers 503 for 10 minutes of the bot's (injected) clock while Anna
+    sends two albums and Ben one: the bot keeps trying, less and less often, says once per
+    chat that Resell Scan cannot be reached, /status shows the albums waiting, and when it
+    answers again every album is accepted once and answered with one results reply. Ten
+    minutes is well inside RATE_LIMIT_DEADLINE_SECONDS (6 hours by default)."""
+    clock = SteppedClock()
+    await harness.rs(
+        "/sandbox/faults", {"error_rate": 1.0, "error_status": 503, "match": "createAndAnalyze"}
+    )
+    settings = settings_for(resell_scan_max_attempts=1)
+    assert settings.rate_limit_deadline_seconds > 600
+    async with bot_running(settings, clock=clock) as runtime:
+        store, tracker = runtime.store, runtime.tracker
+        assert store is not None and tracker is not None
+
+        async def settled() -> bool:
+            """Nothing due at the bot's time, and no upload waiting for its answer."""
+            busy = (await store.count_by_state()).get("submitting", 0)
+            return not busy and not await store.due(clock(), limit=1)
+
+        async def simulate(seconds: float, *, until: Callable[[], Any] | None = None) -> None:
+            """Move the bot's clock on by `seconds` in steps, letting it do what came due at
+            each step; stop early once `until` holds."""
+            for _ in range(int(seconds // OUTAGE_STEP)):
+                if until is not None and await until():
+                    return
+                clock.advance(OUTAGE_STEP)
+                tracker.wake()
+                await eventually(settled, what="the bot done with what came due", within=20)
+
+        albums = {
+            ANNA["id"]: [
+                (await harness.album(ANNA, count=2, caption="/scan Electronics"))[0],
+                (await harness.album(ANNA, count=3, caption="/scan Electronics"))[0],
+            ],
+            BEN["id"]: [(await harness.album(BEN, count=2, caption="/scan Electronics"))[0]],
+        }
+        for chat_id in albums:
+            await harness.wait_text(chat_id, NOTICE, within=20)
+        await simulate(300)  # five minutes into the outage
+        for chat_id, firsts in albums.items():
+            user = ANNA if chat_id == ANNA["id"] else BEN
+            await harness.text(user, "/status")
+            status = await harness.wait_text(chat_id, "Open analyses", within=20)
+            assert status["text"].count(WAITING) == len(firsts), status["text"]
+        await simulate(300)  # ten minutes
+        assert await harness.creates() == [], "nothing accepted during the outage"
+        await harness.rs("/sandbox/faults", {})  # it answers again
+
+        async def answered() -> bool:
+            replies = [len(results_replies(await harness.sent(c))) for c in albums]
+            return replies == [len(firsts) for firsts in albums.values()]
+
+        await simulate(900, until=answered)  # its next try is at most a few minutes away
+        await eventually(answered, what="every album's results", within=30)
+
+    for chat_id, firsts in albums.items():
+        actions = await harness.sent(chat_id)
+        texts = [a["text"] or "" for a in actions if a["kind"] == "send"]
+        # Once per chat takes the tracker hunk (test_an_outage_is_told_once_per_chat).
+        assert 1 <= len([t for t in texts if NOTICE in t]) <= len(firsts), "told"
+        assert not [t for t in texts if "stopped trying" in t or "send the photos again" in t]
+        replies = results_replies(actions)
+        assert sorted(r["reply_to"] for r in replies) == sorted(firsts), "one reply per album"
+    creates = await harness.rs_requests("/products/createAndAnalyze")
+    accepted = [r["idempotency_key"] for r in creates if r["status"] == 201]
+    assert len(accepted) == len(set(accepted)) == 3, "each album accepted once"
+    refused = [r for r in creates if r["status"] == 503]
+    assert len(refused) > 3 * 5, "tried again and again through the outage"
+
+
+async def test_a_chat_waiting_for_resell_scan_is_told_once(store: Store) -> None:
+    """Storage's part of "say it once per chat" (submit_retry's `once_per_chat`): albums of one
+    chat refused by an outage owe the notice with the first one only, whichever order their
+    answers come in; another chat, or another cause (a rate limit), is told on its own; once
+    the first one is sent, the next outage is told again."""
+    now = 1_000_000.0
+
+    async def upload(chat_id: int) -> Submission:
+        added = await store.add_photo(
+            new_photo(chat_id=chat_id),
+            caption=None,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=1.0,
+            album_max_wait=5.0,
+            now=now,
+        )
+        assert await store.choose_collection(added.submission_id, "c1", "C", now)
+        assert await store.begin_submit(added.submission_id, now)
+        sub = await store.get(added.submission_id)
+        assert sub is not None
+        return sub
+
+    async def refused(sub: Submission, cause: str) -> None:
+        notice = question_row(sub, cause)
+        await store.submit_retry(
+            sub.id, f"{cause}: 503", now + 5, now, rate_limited=True, once_per_chat=[notice]
+        )
+
+    async def told(sub: Submission) -> int:
+        async with store.db.reading() as tx:
+            row = await tx.one("SELECT COUNT(*) FROM outbox WHERE submission_id = ?", (sub.id,))
+        return int(row[0])
+
+    first, second, elsewhere = await upload(1), await upload(1), await upload(2)
+    await refused(first, "unreachable")
+    await refused(second, "unreachable")
+    await refused(elsewhere, "unreachable")
+    assert [await told(first), await told(second), await told(elsewhere)] == [1, 0, 1]
+    busy = await upload(1)
+    await refused(busy, "busy")
+    assert await told(busy) == 1, "another cause is news"
+    for sub in (first, second):  # both go out; a later outage is news again
+        assert await store.begin_submit(sub.id, now)
+        await store.mark_submitted(sub.id, f"b-{sub.id}", now + 3, now)
+    later = await upload(1)
+    await refused(later, "unreachable")
+    assert await told(later) == 1
 
 
 async def test_past_the_deadline_the_user_may_send_them_again(
@@ -131,7 +276,7 @@ async def test_with_image_urls_a_photo_telegram_will_not_hand_over_is_counted_wh
 
         async def refused() -> bool:
             creates = await harness.rs_requests("/products/createAndAnalyze")
-            return any(r["status"] == 422 for r in creates)
+            return any(r.get("status") == 422 for r in creates)
 
         await eventually(refused, what="Resell Scan refusing the upload", within=30)
         assert runtime.store is not None
@@ -218,3 +363,20 @@ async def test_with_image_urls_a_photo_telegram_hands_over_late_is_analysed(
     assert [r["status"] for r in creates] == [422, 201]
     texts = [a["text"] or "" for a in await harness.sent(ANNA["id"]) if a["kind"] == "send"]
     assert not [t for t in texts if "refused" in t or "could not download" in t]
+
+
+@tracker_hunk
+async def test_an_outage_is_told_once_per_chat(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Two albums of one chat refused by the same outage: one notice (the tracker hands it to
+    submit_retry as `once_per_chat`); before, one per album."""
+    await harness.rs(
+        "/sandbox/faults", {"error_burst": 6, "error_status": 503, "match": "createAndAnalyze"}
+    )
+    async with bot_running(settings_for(resell_scan_max_attempts=1)):
+        await harness.album(ANNA, count=2, caption="/scan Electronics")
+        await harness.album(ANNA, count=2, caption="/scan Electronics")
+        await eventually(lambda: _results(harness, 2), what="both albums' results", within=60)
+    texts = [a["text"] or "" for a in await harness.sent(ANNA["id"]) if a["kind"] == "send"]
+    assert len([t for t in texts if NOTICE in t]) == 1
