@@ -281,3 +281,19 @@ async def test_nonsense_prices_are_refused_with_a_clear_message(
         ceiling = await harness.wait_text(BEN["id"], "were not sent")
         assert "above the highest price allowed (5,000.00 EUR)" in ceiling["text"], ceiling
     assert await harness.rs_requests("/products/createAndAnalyze") == []
+
+
+async def test_batch_checks_its_fields_when_it_opens(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """`/batch Sneakers purchasePrice=cheap`: refused at once with a working example (before:
+    the photos were collected, and refused only at /done). Without fields it opens (the
+    required ones are asked for at /done, as for a plain photo)."""
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/batch Sneakers purchasePrice=cheap")
+        refused = await harness.wait_text(ANNA["id"], "The /batch into Sneakers was not started")
+        assert "must be a number" in refused["text"] and "purchasePrice=12.5" in refused["text"]
+        await harness.text(ANNA, "/done")
+        await harness.wait_text(ANNA["id"], "No batch is being collected")
+        await harness.text(ANNA, "/batch Sneakers")
+        await harness.wait_text(ANNA["id"], "Collecting for Sneakers")

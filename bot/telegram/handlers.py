@@ -48,12 +48,13 @@ from bot.intake import (
     Catalog,
     NotForUs,
     ScanRequest,
+    coerce_fields,
     example_caption,
     parse_caption,
 )
 from bot.outbox import follow_migration
 from bot.paid import CapReached
-from bot.resellscan import BatchStatus, ResellScanError
+from bot.resellscan import BatchStatus, Collection, ResellScanError
 from bot.telegram import callbacks, render
 from bot.telegram.callbacks import CallbackCodec
 from bot.telegram.inbox import retry_transient
@@ -527,7 +528,32 @@ class Handlers:
         found = await self._scan_command(update, context, "batch", "batch_usage")
         if found is not None:
             request, collection, lang = found
+            if await self._batch_fields_refused(update, lang, collection, request.fields):
+                return
             await self._open_batch(update, lang, collection.id, collection.name, request.fields)
+
+    async def _batch_fields_refused(
+        self, update: Update, lang: str, collection: Collection, fields: dict[str, str]
+    ) -> bool:
+        """A /batch's fields are checked when it opens, not at /done: wrong ones are refused
+        now, with a working example. (None given for a collection that requires some: the
+        user is asked at /done, as for a plain photo.)"""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return True
+        try:
+            definitions = await self.s.catalog.fields(collection.id)
+        except ResellScanError:
+            return False  # checked at /done, when Resell Scan answers again
+        values, problems = coerce_fields(fields, definitions, self.s.settings.max_price)
+        if not problems or (not fields and all(p.code == "missing" for p in problems)):
+            return False
+        example = example_caption(collection.name, definitions, values)
+        text = render.field_problems_text(lang, user.full_name, collection.name, problems, example)
+        _, _, details = text.partition("\n")
+        header = t(lang, "batch_fields_problem", collection=collection.name)
+        await self.reply(message, header + "\n" + details)
+        return True
 
     async def _scan_command(
         self, update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, usage: str
