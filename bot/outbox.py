@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 from bot.chat import Chat, ChatError, ChatGone, ChatMoved, Refused, RetryLater, Role
 from bot.metrics import Metrics
 from bot.resellscan import BatchStatus
-from bot.results import history_rows
+from bot.results import history_rows, message_link
 from storage import MESSAGE_STATES, Photo, State, Store, Submission
 from storage.outbox import Kind, OutboxRow, Owed, Priority, board_row
 
@@ -148,6 +149,45 @@ def products_of(photos: list[Photo]) -> list[list[Photo]]:
     for photo in sorted(photos, key=lambda p: p.message_id):
         groups.setdefault(photo.product_key, []).append(photo)
     return list(groups.values())
+
+
+# The results history ---------------------------------------------------------------------
+
+HISTORY_PER_ROUND = 32  # submissions kept per call of keep_owed_history
+
+
+async def keep_history(store: Store, sub_id: int, now: float) -> Submission | None:
+    """The analysed products of a finished submission into the results history (/find,
+    /report, the digest), settling what it owed (storage/history.py); idempotent. The link
+    to the results message is there when that was sent already. Returns the submission."""
+    sub = await store.get(sub_id)
+    if sub is None or sub.state not in (State.COMPLETED, State.NOTIFIED):
+        await store.history.keep(sub_id, [])
+        return sub
+    status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
+    photos = [] if sub.retry_of else products_of(await store.photos(sub.id))
+    photo_ids: list[str | None] = [group[0].file_id for group in photos]
+    await store.history.keep(
+        sub.id, history_rows(sub, status, photo_ids, sub.results_message_id, now)
+    )
+    return sub
+
+
+async def keep_owed_history(store: Store, now: float, limit: int = HISTORY_PER_ROUND) -> int:
+    """Keep the rows of up to `limit` submissions whose results are known (owed in the
+    transaction that completed them), whether or not their results were delivered; returns
+    how many were looked at. A failure of the database leaves the debt for the next call;
+    any other (results no code can read) is logged and the debt settled without rows."""
+    owed = await store.history.owed(limit)
+    for sub_id in owed:
+        try:
+            await keep_history(store, sub_id, now)
+        except sqlite3.Error:
+            raise
+        except Exception:
+            log.exception("keeping the history failed", extra={"submission_id": sub_id})
+            await store.history.keep(sub_id, [])
+    return len(owed)
 
 
 @dataclass(frozen=True)
@@ -338,16 +378,13 @@ class Deliverer:
             )
 
     async def _keep_history(self, sub_id: int) -> None:
-        """The submission's analysed products into the results history (/find, /report), with
-        a link to the results message. Idempotent: a repeated notification adds nothing."""
-        sub = await self.store.get(sub_id)
-        if sub is None:
-            return
-        status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-        photos = [] if sub.retry_of else products_of(await self.store.photos(sub.id))
-        photo_ids: list[str | None] = [group[0].file_id for group in photos]
-        rows = history_rows(sub, status, photo_ids, sub.results_message_id, self.clock())
-        await self.store.history.add(rows)
+        """The submission's analysed products in the results history (kept already, as a
+        rule, when its results became known: `keep_owed_history`), now pointing at the
+        results message. Idempotent: a repeated notification adds nothing."""
+        sub = await keep_history(self.store, sub_id, self.clock())
+        if sub is not None and sub.results_message_id is not None:
+            link = message_link(sub.chat_id, sub.thread_id, sub.results_message_id)
+            await self.store.history.link(sub.id, link, sub.results_message_id)
 
     # Questions, analysing messages, reactions ----------------------------------------------
 

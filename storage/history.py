@@ -24,6 +24,14 @@ Search (`History.find`)
     Empty text lists the chat's rows; text without any word (only emoji or punctuation)
     finds nothing. Results are newest first, with the total count for paging.
 
+When rows are kept (`owe_history`, `History.owed`)
+    As soon as the results are known: the transition to `completed` (storage/transitions.py)
+    owes the submission's rows in its own transaction (a row of `history_owed`), and the bot
+    keeps them from there (bot/outbox.py `keep_owed_history`, run by the delivery loop), in
+    the transaction that deletes the debt. So an analysis is found, reported and digested
+    whether or not Telegram ever takes its results message (a closed topic, no right to
+    send); the link to that message is added when it is sent (`History.link`).
+
 Why the FTS table keeps its own copy of the text (neither external content nor contentless):
     the indexed text is not the column text (it carries the extra spellings), which an
     external-content table must mirror exactly, and a contentless table (SQLite < 3.43) needs
@@ -45,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.db import Database
+from storage.db import Database, Tx
 
 MAX_SEARCH_WORDS = 16
 _FTS_COLUMNS = ("title", "brand", "category", "collection_name", "sender_name")
@@ -186,21 +194,34 @@ class History:
         product_index) stored already changes nothing)."""
         if not rows:
             return 0
-        added = 0
         async with self.db.transaction() as tx:
-            for row in rows:
-                params = _params(row)
-                row_id = await tx.insert(_INSERT, params)
-                if row_id is None:
-                    continue
-                added += 1
-                await tx.execute(
-                    "INSERT INTO results_history_fts"
-                    " (rowid, title, brand, category, collection_name, sender_name)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (row_id, *(_indexed(params[_COLUMNS.index(c)]) for c in _FTS_COLUMNS)),
-                )
-        return added
+            return await _add(tx, rows)
+
+    async def keep(self, sub_id: int, rows: Sequence[NewHistoryRow]) -> int:
+        """`add` the rows of submission `sub_id` and settle what it owed (`history_owed`),
+        in one transaction; returns how many rows were new."""
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM history_owed WHERE submission_id = ?", (sub_id,))
+            return await _add(tx, rows)
+
+    async def owed(self, limit: int) -> list[int]:
+        """Submissions whose results are known and whose rows are not kept yet, oldest first."""
+        async with self.db.reading() as tx:
+            found = await tx.all(
+                "SELECT submission_id FROM history_owed ORDER BY owed_at, submission_id LIMIT ?",
+                (limit,),
+            )
+        return [int(r[0]) for r in found]
+
+    async def link(self, sub_id: int, message_link: str | None, message_id: int) -> int:
+        """The results message of submission `sub_id` was sent: its rows that point at no
+        message yet point at this one. Returns how many changed."""
+        async with self.db.transaction(durable=False) as tx:
+            return await tx.execute(
+                "UPDATE results_history SET message_id = ?, message_link = ?"
+                " WHERE submission_id = ? AND message_id IS NULL",
+                (message_id, message_link, sub_id),
+            )
 
     async def find(
         self, chat_id: int, text: str, *, limit: int = 10, offset: int = 0
@@ -252,6 +273,34 @@ class History:
         async with self.db.reading() as tx:
             found = await tx.all("SELECT DISTINCT chat_id FROM results_history ORDER BY chat_id")
         return [int(r[0]) for r in found]
+
+
+async def _add(tx: Tx, rows: Sequence[NewHistoryRow]) -> int:
+    added = 0
+    for row in rows:
+        params = _params(row)
+        row_id = await tx.insert(_INSERT, params)
+        if row_id is None:
+            continue
+        added += 1
+        await tx.execute(
+            "INSERT INTO results_history_fts"
+            " (rowid, title, brand, category, collection_name, sender_name)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (row_id, *(_indexed(params[_COLUMNS.index(c)]) for c in _FTS_COLUMNS)),
+        )
+    return added
+
+
+async def owe_history(tx: Tx, sub_ids: Sequence[int], now: float) -> None:
+    """The rows of these submissions are owed to the history (their results are known), in
+    the caller's transaction (the one that completed them)."""
+    for sub_id in sub_ids:
+        await tx.execute(
+            "INSERT INTO history_owed (submission_id, owed_at) VALUES (?, ?)"
+            " ON CONFLICT (submission_id) DO NOTHING",
+            (sub_id, now),
+        )
 
 
 def fts_query(text: str) -> str | None:

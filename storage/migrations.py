@@ -458,4 +458,26 @@ MIGRATIONS: list[Migration] = [
         " (12,5), a thousands separator or a euro sign had the text and no purchase_price",
         [_REPAIR_PURCHASE_PRICES],
     ),
+    Migration(
+        14,
+        "history rows owed as soon as the results are known (before: once delivered, so results"
+        " Telegram refused were never kept); those lost so far are owed now",
+        [
+            """
+            CREATE TABLE history_owed (
+                submission_id INTEGER PRIMARY KEY,
+                owed_at REAL NOT NULL
+            )
+            """,
+            # Results known and never kept: waiting for Telegram, or never delivered (refused,
+            # or dropped for a chat that was gone); a results message sent had kept them.
+            """
+            INSERT INTO history_owed (submission_id, owed_at)
+            SELECT s.id, COALESCE(s.completed_at, s.updated_at) FROM submissions s
+            WHERE s.state IN ('completed', 'notified') AND s.results IS NOT NULL
+              AND s.results_message_id IS NULL
+              AND NOT EXISTS (SELECT 1 FROM results_history h WHERE h.submission_id = s.id)
+            """,
+        ],
+    ),
 ]

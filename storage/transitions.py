@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage.db import Tx
+from storage.history import owe_history
 from storage.models import MESSAGE_STATES, Counts, State
 from storage.owed import owe_notifications
 
@@ -111,6 +112,9 @@ async def _update(
     if target in MESSAGE_STATES:
         # The message this state owes, in the same transaction (the outbox's rule).
         await owe_notifications(tx, [row[0] for row in moved], now)
+    if target is State.COMPLETED:
+        # The results are known: their history rows are owed now, not once delivered.
+        await owe_history(tx, [row[0] for row in moved], now)
     return len(moved)
 
 

@@ -11,6 +11,10 @@ A chat whose budget is spent for longer than a moment, or that Telegram paused w
 nothing in memory stays per idle chat (budgets of chats that could send a full burst again are
 forgotten). Rows written meanwhile wake the loop through the database's commit hook.
 
+Before any of that, each round keeps the results history of analyses whose results are known
+(bot/outbox.py `keep_owed_history`): /find, /report and the digest never wait for Telegram's
+budget, and never miss results Telegram refused.
+
 In groups, results that wait for the budget are combined into one reply when they fit
 (bot/outbox.py `Deliverer.deliver_combined`).
 
@@ -34,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bot.outbox import Delivered, Deliverer
+from bot.outbox import HISTORY_PER_ROUND, Delivered, Deliverer, keep_owed_history
 from storage import Store
 from storage.outbox import Kind, OutboxRow, Priority
 
@@ -227,6 +231,9 @@ class DeliveryLoop:
             self._wake.clear()
             timeout = 5.0
             try:
+                # Results known are kept in the history first, delivered or not (and before
+                # the chat's budget lets their message go).
+                more = await keep_owed_history(self.store, self.wall()) >= HISTORY_PER_ROUND
                 now = self.wall()
                 yielding = self.work_waiting()
                 owed_by = now - YIELD_AT_MOST if yielding else math.inf
@@ -250,6 +257,8 @@ class DeliveryLoop:
                 if self.budget.clock() - swept > SWEEP_EVERY:
                     swept = self.budget.clock()
                     await self._sweep()
+                if more:
+                    timeout = 0.0  # more history is owed: another round at once
             except Exception:
                 log.exception("delivery loop failed; retrying")
                 timeout = 1.0

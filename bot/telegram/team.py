@@ -1,5 +1,6 @@
 """What a team analysed: `/find`, `/report` and the daily digest, read from the results history
-(`storage.history`) the tracker fills as results are sent. Nothing here asks Resell Scan.
+(`storage.history`), kept as soon as results are known (delivered or not: bot/outbox.py
+`keep_owed_history`). Nothing here asks Resell Scan.
 
 Texts and sums come from `bot.report` (pure); this module reads the store, builds messages and
 keyboards, and sends the digest through the chat's send queue.
