@@ -279,15 +279,16 @@ def coerce_fields(
     return values, problems
 
 
-def example_value(definition: ManualField) -> str:
+def example_value(definition: ManualField, lang: str = "en") -> str:
     if definition.options:
         return definition.options[0]
+    decimal = "12,5" if lang == "de" else "12.5"  # as people there write it (both are read)
     return {
-        "number": "12.5",
+        "number": decimal,
         "integer": "1",
-        "boolean": "yes",
+        "boolean": "ja" if lang == "de" else "yes",
         "int": "1",
-        "float": "12.5",
+        "float": decimal,
     }.get(definition.type, "text")
 
 
@@ -296,19 +297,26 @@ def quote_name(name: str) -> str:
 
 
 def example_caption(
-    collection_name: str, definitions: Sequence[ManualField], given: dict[str, Any] | None = None
+    collection_name: str,
+    definitions: Sequence[ManualField],
+    given: dict[str, Any] | None = None,
+    lang: str = "en",
 ) -> str:
     """A caption that would work: the collection, then every required field (and the fields
-    the user gave that are fine)."""
+    the user gave that are fine), numbers written the way `lang` writes them."""
     parts = ["/scan", quote_name(collection_name)]
     given = given or {}
     for definition in definitions:
         if definition.required or definition.key in given:
             value = given.get(definition.key)
-            shown = str(value).lower() if isinstance(value, bool) else value
-            parts.append(
-                f"{definition.key}={shown if shown is not None else example_value(definition)}"
-            )
+            if isinstance(value, bool):
+                shown = str(value).lower()
+            elif isinstance(value, float):
+                plain = format(value, "f").rstrip("0").rstrip(".") or "0"
+                shown = plain.replace(".", ",") if lang == "de" else plain
+            else:
+                shown = value if value is None else str(value)
+            parts.append(f"{definition.key}={shown or example_value(definition, lang)}")
     return " ".join(parts)
 
 

@@ -400,7 +400,8 @@ class Tracker:
             return await self._api_trouble(sub, exc)
         values, problems = coerce_fields(sub.manual_fields, definitions, self.settings.max_price)
         if problems:
-            example = example_caption(sub.collection_name or sub.collection_id, definitions, values)
+            name = sub.collection_name or sub.collection_id
+            example = example_caption(name, definitions, values, sub.language)
             problem = Problem(
                 "fields",
                 {"problems": [dataclasses.asdict(p) for p in problems], "example": example},

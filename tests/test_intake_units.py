@@ -203,6 +203,20 @@ def test_field_keys_match_case_insensitively() -> None:
     assert values == {"purchasePrice": 5.0} and problems == []
 
 
+def test_the_german_example_writes_a_decimal_comma() -> None:
+    """Before: German users were shown `purchasePrice=12.5` (which the bot also reads, but
+    nobody there writes it so); given values keep their own digits, without a trailing .0."""
+    assert example_caption("Sneakers", FIELDS, {}, "de").endswith("purchasePrice=12,5")
+    assert (
+        "purchasePrice=20 "
+        in example_caption("Sneakers", FIELDS, {"purchasePrice": 20.0, "size": "M"}, "de") + " "
+    )
+    assert "purchasePrice=7,25" in example_caption(
+        "Sneakers", FIELDS, {"purchasePrice": 7.25}, "de"
+    )
+    assert "purchasePrice=7.25" in example_caption("Sneakers", FIELDS, {"purchasePrice": 7.25})
+
+
 def test_example_caption_shows_required_and_given_fields() -> None:
     assert example_caption("Vintage Clothing", FIELDS, {"size": "M"}) == (
         '/scan "Vintage Clothing" purchasePrice=12.5 size=M'

@@ -548,7 +548,7 @@ class Handlers:
         values, problems = coerce_fields(fields, definitions, self.s.settings.max_price)
         if not problems or (not fields and all(p.code == "missing" for p in problems)):
             return False
-        example = example_caption(collection.name, definitions, values)
+        example = example_caption(collection.name, definitions, values, lang)
         text = render.field_problems_text(lang, user.full_name, collection.name, problems, example)
         _, _, details = text.partition("\n")
         header = t(lang, "batch_fields_problem", collection=collection.name)
@@ -758,7 +758,7 @@ class Handlers:
         try:
             fields = await self.s.catalog.fields(collection_id)
             text += "\n\n" + render.field_list_text(
-                lang, name, fields, example_caption(name, fields)
+                lang, name, fields, example_caption(name, fields, lang=lang)
             )
         except ResellScanError as exc:
             log.info("fields unavailable: %s", exc)
@@ -793,7 +793,8 @@ class Handlers:
             await self.reply(message, t(lang, "collections_unavailable", message=str(exc)))
             return
         await self.reply(
-            message, render.field_list_text(lang, name, fields, example_caption(name, fields))
+            message,
+            render.field_list_text(lang, name, fields, example_caption(name, fields, lang=lang)),
         )
 
     async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
