@@ -309,6 +309,7 @@ def example_caption(
     for definition in definitions:
         if definition.required or definition.key in given:
             value = given.get(definition.key)
+            shown: str | None
             if isinstance(value, bool):
                 shown = str(value).lower()
             elif isinstance(value, float):
