@@ -152,6 +152,19 @@ def test_success_rate_is_written_as_people_write_it() -> None:
     assert "success rate 50%" in whole and "success rate 33%" in own
 
 
+def test_one_is_singular_in_both_languages() -> None:
+    """Before: "Alle 1 Produkte", "In welche Sammlung sollen 1 Foto", "All 1 products"."""
+
+    def products(lang: str, n: int) -> str:
+        return render.count_text(lang, n, "products_one", "products_many")
+
+    assert t("de", "results_csv_caption", products=products("de", 1)).startswith("1 Produkt mit")
+    assert t("en", "results_csv_caption", products=products("en", 1)).startswith("1 product,")
+    assert t("de", "results_csv_caption", products=products("de", 3)).startswith("3 Produkte")
+    photo = render.count_text("de", 1, "photos_one", "photos_many")
+    assert "für 1 Foto von Anna" in t("de", "pick_collection", photos=photo, sender="Anna")
+
+
 def test_long_results_split_below_the_limit_at_product_boundaries() -> None:
     parts = render.render_results(
         "de", make_sub(language="de"), batch(60, title="X" * 120), 60, now=100

@@ -352,7 +352,13 @@ class TelegramChat:
                 fields = {**fields, **typed}
         name = f"resell-scan-{render.short_batch(sub.batch_id)}.csv"
         return Outgoing(
-            t(sub.language, "results_csv_caption", count=status.counts()[0]),
+            t(
+                sub.language,
+                "results_csv_caption",
+                products=render.count_text(
+                    sub.language, status.counts()[0], "products_one", "products_many"
+                ),
+            ),
             document=(name, export.results_csv(status, manual_fields=fields, lang=sub.language)),
         )
 

@@ -88,7 +88,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "✔️ {ok} of {total} analysed, {failed} failed · success rate {rate}% · {duration}\n"
             "Batch <code>{batch}</code>"
         ),
-        "results_csv_caption": "All {count} products with every result field.",
+        "results_csv_caption": "{products}, with every result field.",
         "results_continued": "(continued)",
         "duration_seconds": "{seconds} s",
         "duration_minutes": "{minutes} min {seconds} s",
@@ -412,11 +412,11 @@ TEXTS: dict[str, dict[str, str]] = {
             "✔️ {ok} von {total} analysiert, {failed} fehlgeschlagen · Erfolgsquote {rate} % · "
             "{duration}\nBatch <code>{batch}</code>"
         ),
-        "results_csv_caption": "Alle {count} Produkte mit allen Ergebnisfeldern.",
+        "results_csv_caption": "{products} mit allen Ergebnisfeldern.",
         "results_continued": "(Fortsetzung)",
         "duration_seconds": "{seconds} s",
         "duration_minutes": "{minutes} min {seconds} s",
-        "pick_collection": "📁 In welche Sammlung sollen {photos} von {sender}?",
+        "pick_collection": "📁 Welche Sammlung für {photos} von {sender}?",
         "pick_ambiguous": "🤔 „{ref}“ passt zu mehreren Sammlungen. Welche meinst du?",
         "picked": "📁 {collection} – sende {photos} von {sender}.",
         "pick_gone": "Diese Fotos wurden schon bearbeitet.",
