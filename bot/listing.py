@@ -115,6 +115,8 @@ _CONDITIONS = _table(
         (("good", "gut"), ("good", "gut")),
         (("fair", "acceptable", "akzeptabel"), ("fair", "akzeptabel")),
         (("used", "gebraucht"), ("used", "gebraucht")),
+        (("worn", "well worn", "abgenutzt"), ("worn", "abgenutzt")),
+        (("heavily used", "stark gebraucht"), ("heavily used", "stark gebraucht")),
         (("defective", "broken", "for parts", "defekt"), ("defective", "defekt")),
     )
 )
@@ -322,7 +324,9 @@ def _limit(text: str, limit: int) -> str:
     return _cut_words(text, limit - 1) + "…"
 
 
-def _condition(lang: str, value: str) -> str:
+def condition_text(lang: str, value: str) -> str:
+    """A common condition in the user's language (`worn` is `abgenutzt`); any other value
+    as it came."""
     key = _SPACES.sub(" ", re.sub(r"[_\-]+", " ", value.casefold())).strip()
     names = _CONDITIONS.get(key)
     if names is None:
@@ -355,7 +359,7 @@ def _description_lines(lang: str, facts: dict[str, Any]) -> list[str]:
         if not value:
             continue
         if fact == "condition":
-            value = _condition(lang, value)
+            value = condition_text(lang, value)
         elif fact == "colour":
             value = _colour(lang, value)
         lines.append(f"{words[fact]}: {_limit(value, MAX_VALUE_LENGTH)}")

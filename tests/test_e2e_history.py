@@ -33,9 +33,11 @@ def buttons(action: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def history_count(runtime: BotRuntime, chat_id: int, wanted: int) -> bool:
+    """At least `wanted` rows kept, each pointing at its results message (kept when the
+    results are known, linked once the message is sent)."""
     assert runtime.store is not None
-    _, total = await runtime.store.history.find(chat_id, "")
-    return total >= wanted
+    rows, total = await runtime.store.history.find(chat_id, "", limit=100)
+    return total >= wanted and all(row.message_id is not None for row in rows)
 
 
 async def found(harness: Harness, chat_id: int, needle: str, after: int) -> dict[str, Any]:

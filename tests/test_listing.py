@@ -144,8 +144,8 @@ def test_other_languages_are_english(lang: str) -> None:
         ("good", "good", "gut"),
         ("fair", "fair", "akzeptabel"),
         ("wie neu", "like new", "wie neu"),
-        ("worn", "worn", "worn"),  # unknown values as they are
-        ("Sammlerstück  ", "Sammlerstück", "Sammlerstück"),
+        ("worn", "worn", "abgenutzt"),
+        ("Sammlerstück  ", "Sammlerstück", "Sammlerstück"),  # unknown values as they are
     ],
 )
 def test_conditions_are_translated(value: str, en: str, de: str) -> None:

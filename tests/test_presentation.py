@@ -152,6 +152,31 @@ def test_success_rate_is_written_as_people_write_it() -> None:
     assert "success rate 50%" in whole and "success rate 33%" in own
 
 
+def test_a_common_condition_is_shown_in_the_users_language() -> None:
+    """Before: "Zustand: worn" in a German results reply."""
+    status = batch(1)
+    product = dataclasses.replace(
+        status.products[0], result={**status.products[0].result, "condition": "worn"}
+    )
+    worn = dataclasses.replace(status, products=[product])
+    [de] = render.render_results("de", make_sub(), worn, 1, now=100)
+    [en] = render.render_results("en", make_sub(), worn, 1, now=100)
+    assert "Zustand: abgenutzt" in de and "Condition: worn" in en
+    [odd] = render.render_results(
+        "de",
+        make_sub(),
+        dataclasses.replace(
+            status,
+            products=[
+                dataclasses.replace(product, result={**product.result, "condition": "B-Ware"})
+            ],
+        ),
+        1,
+        now=100,
+    )
+    assert "Zustand: B-Ware" in odd, "an unknown one as it came"
+
+
 def test_one_is_singular_in_both_languages() -> None:
     """Before: "Alle 1 Produkte", "In welche Sammlung sollen 1 Foto", "All 1 products"."""
 

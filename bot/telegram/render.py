@@ -10,7 +10,7 @@ from typing import Any
 from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.intake import FieldProblem
-from bot.listing import fits_copy_button, listing_text
+from bot.listing import condition_text, fits_copy_button, listing_text
 from bot.report import money
 from bot.resellscan import BatchStatus, Collection, ManualField, ProductResult
 from bot.results import extra_fields, message_link, result_fields
@@ -61,6 +61,8 @@ def _product_block(lang: str, index: int, product: ProductResult) -> str:
     facts = result_fields(product.result)
     title = facts["title"] or t(lang, "result_title_unknown")
     lines = [f"<b>{index}. {html.escape(str(title))}</b>"]
+    if facts["condition"]:  # common conditions in the user's language (worn: abgenutzt)
+        facts["condition"] = condition_text(lang, str(facts["condition"]))
     for key, name in (
         ("brand", "result_brand"),
         ("category", "result_category"),
