@@ -53,8 +53,9 @@ async def test_photo_to_one_results_reply(
         store = bot.store
 
         async def kept() -> list[Any]:
+            # Kept when the results were known, linked to the reply once that was sent.
             rows, _ = await store.history.find(ANNA["id"], "")
-            return rows
+            return rows if all(r.message_id is not None for r in rows) else []
 
         if "failed" not in reply["text"]:
             [row] = await eventually(kept, what="the product kept for /find and /report")
