@@ -24,16 +24,24 @@ class Boards:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def board_items(self, chat_id: int, thread_id: int | None) -> list[Submission]:
-        """What a chat's (topic's) board lists: analyses not finished yet."""
+    async def board_items(
+        self, chat_id: int, thread_id: int | None, limit: int = 40
+    ) -> tuple[list[Submission], int]:
+        """What a chat's (topic's) board lists: the oldest `limit` analyses not finished yet,
+        and how many there are in all (the rest are only counted)."""
+        where = (
+            " FROM submissions WHERE chat_id = ? AND thread_id IS ?"
+            " AND (state IN (?, ?, ?, ?) OR (state = ? AND (next_action_at IS NOT NULL"
+            " OR collecting = 1)))"
+        )
+        args = (chat_id, thread_id, *(s.value for s in _LISTED), State.RECEIVED.value)
         async with self.db.reading() as tx:
-            rows = await tx.all(
-                "SELECT * FROM submissions WHERE chat_id = ? AND thread_id IS ?"
-                " AND (state IN (?, ?, ?, ?) OR (state = ? AND (next_action_at IS NOT NULL"
-                " OR collecting = 1))) ORDER BY id LIMIT 40",
-                (chat_id, thread_id, *(s.value for s in _LISTED), State.RECEIVED.value),
-            )
-        return [Submission.from_row(r) for r in rows]
+            rows = await tx.all(f"SELECT *{where} ORDER BY id LIMIT ?", (*args, limit))
+            total = len(rows)
+            if total == limit:
+                counted = await tx.one(f"SELECT COUNT(*){where}", args)
+                total = int(counted[0]) if counted else total
+        return [Submission.from_row(r) for r in rows], total
 
     async def board(self, chat_id: int, thread: int) -> tuple[int | None, str | None]:
         """The board's message id and the text it shows, or (None, None) when there is none."""

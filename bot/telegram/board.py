@@ -3,8 +3,9 @@
 A team at a market sends dozens of albums in minutes into one group, where Telegram allows
 about 20 messages a minute. An "analysing" message per album, its edits and its results would
 blow through that; the board replaces the per-album messages with one message edited in place:
-sender, collection and progress of every open analysis. A private chat shows one too while
-several albums are analysed at once (bot/outbox.py folds their "analysing" messages into it).
+sender, collection and progress of the oldest open analyses (at most render.BOARD_LINES, the
+rest counted, so it always fits one message). A private chat shows one too while several
+albums are analysed at once (bot/outbox.py folds their "analysing" messages into it).
 
 Refreshes are outbox rows (`storage.outbox.board_row`), at most one per BOARD_INTERVAL_SECONDS
 per board, at the lowest priority, coalesced, behind results; the board is rendered when its
@@ -52,7 +53,7 @@ class Boards:
     async def refresh(self, chat_id: int, thread: int) -> int:
         """Show the open analyses of this chat and topic, or remove the board; how many
         messages that counted against the limits (a send or an edit: 1)."""
-        open_ = await self.store.board_items(chat_id, thread or None)
+        open_, total = await self.store.board_items(chat_id, thread or None, render.BOARD_LINES)
         message_id, shown = await self.store.board(chat_id, thread)
         if not open_:
             if message_id is not None:
@@ -62,7 +63,7 @@ class Boards:
             return 0
         lang = await self.language(chat_id)
         counts = await self.store.photo_counts([s.id for s in open_])
-        text = render.board_text(lang, open_, counts, self.wall())
+        text = render.board_text(lang, open_, counts, self.wall(), total=total)
         if text == shown:
             return 0
         now = self.wall()

@@ -22,6 +22,8 @@ from storage import ChatSettings, Problem, State, Submission
 MESSAGE_LIMIT = 4096
 SAFE_LIMIT = 3800  # room for a "(continued)" line and HTML entity slack
 PAGE_SIZE = 8
+BOARD_LINES = 12  # the live board lists the oldest this many analyses; the rest are counted
+BOARD_NAME_CHARS = 32  # a sender's or collection's name on the board is cut to this
 STATE_ICONS = {
     State.RECEIVED: "🕓",
     State.SUBMITTING: "📤",
@@ -460,31 +462,57 @@ def status_text(
     return "\n".join(lines)
 
 
-def board_text(lang: str, open_: Sequence[Submission], photos: dict[int, int], now: float) -> str:
-    """The live board: every open analysis of a group (topic), one line each."""
-    lines = [t(lang, "board_header", count=len(open_))]
-    for sub in open_:
-        if sub.collecting:
-            what = t(lang, "status_collecting", photos=count_text(
-                lang, photos.get(sub.id, 0), "photos_one", "photos_many"
-            ))  # fmt: skip
-        elif sub.state is State.SUBMITTED and sub.progress:
-            what = f"{int(sub.progress)}%"
-        else:
-            what = state_text(lang, sub)
-        lines.append(
-            t(
-                lang,
-                "board_line",
-                state_icon=STATE_ICONS[sub.state],
-                sender=sub.user_name,
-                collection=sub.collection_name or sub.collection_ref or "?",
-                photos=count_text(lang, photos.get(sub.id, 0), "photos_one", "photos_many"),
-                what=what,
-                age=age_text(lang, now - sub.created_at),
-            )
+def _clip(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def board_text(
+    lang: str,
+    open_: Sequence[Submission],
+    photos: dict[int, int],
+    now: float,
+    *,
+    total: int | None = None,
+    limit: int = SAFE_LIMIT,
+) -> str:
+    """The live board: the oldest BOARD_LINES open analyses of a group (topic), one line
+    each (names cut to BOARD_NAME_CHARS), the rest counted ("… and 38 more"); `total`: how
+    many are open in all. Always one message: lines are dropped until it fits `limit`."""
+    total = len(open_) if total is None else total
+    lines = [_board_line(lang, sub, photos, now) for sub in open_[:BOARD_LINES]]
+    while True:
+        more = total - len(lines)
+        text = "\n".join(
+            [
+                t(lang, "board_header", count=total),
+                *lines,
+                *([t(lang, "board_more", count=more)] if more > 0 else []),
+            ]
         )
-    return "\n".join(lines)
+        if len(text) <= limit or len(lines) <= 1:
+            return text
+        lines.pop()
+
+
+def _board_line(lang: str, sub: Submission, photos: dict[int, int], now: float) -> str:
+    if sub.collecting:
+        what = t(lang, "status_collecting", photos=count_text(
+            lang, photos.get(sub.id, 0), "photos_one", "photos_many"
+        ))  # fmt: skip
+    elif sub.state is State.SUBMITTED and sub.progress:
+        what = f"{int(sub.progress)}%"
+    else:
+        what = state_text(lang, sub)
+    return t(
+        lang,
+        "board_line",
+        state_icon=STATE_ICONS[sub.state],
+        sender=_clip(sub.user_name, BOARD_NAME_CHARS),
+        collection=_clip(sub.collection_name or sub.collection_ref or "?", BOARD_NAME_CHARS),
+        photos=count_text(lang, photos.get(sub.id, 0), "photos_one", "photos_many"),
+        what=what,
+        age=age_text(lang, now - sub.created_at),
+    )
 
 
 def status_detail(lang: str, sub: Submission, photos: int, now: float) -> str:
