@@ -70,11 +70,11 @@ from bot.resellscan import (
     image_from_bytes,
     image_from_url,
 )
-from bot.resellscan.client import unavailable
+from bot.resellscan.client import RETRY_OBSERVER, unavailable
 from bot.resellscan.models import UNKNOWN
 from bot.resellscan.read import shape
 from storage import MESSAGE_STATES, Counts, Photo, Problem, State, Store, Submission
-from storage.ledger import ACCEPTED
+from storage.ledger import ACCEPTED, CallSpec
 from storage.outbox import Owed
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ PHOTO_FETCH_ATTEMPTS = 6  # failed fetches of a photo from Telegram (2 s … 64 
 WAKE_COALESCE = 0.005  # seconds
 INTAKE_FIRST_MAX_SECONDS = 2.0  # the longest new work waits for a burst of updates
 UNREACHABLE = "unreachable"  # last_error's prefix while an outage keeps an upload waiting
+BUSY = "busy"  # last_error's prefix while Resell Scan's 429s keep an upload waiting
 RETRY_DECISION = -1  # the ledger's decision for "🔁 Retry failed" of a submission's results
 BACKLOG_LOOKAHEAD = 4  # due submissions read beyond the free slots, to see uploads waiting
 UPLOAD_STATES = frozenset({State.RECEIVED, State.SUBMITTING})
@@ -506,13 +507,7 @@ class Tracker:
         collection_id = sub.collection_id
         assert collection_id is not None
         try:
-            started = await self.paid.post(
-                sub,
-                call,
-                lambda key: self.client.create_and_analyze(
-                    collection_id, products, idempotency_key=key
-                ),
-            )
+            started = await self._post_upload(sub, call, collection_id, products)
         except (RateLimited, ConnectionFailed, ServerError) as exc:
             if isinstance(exc, ServerError) and not unavailable(exc):
                 # May have been processed (the client wraps these as AmbiguousWrite).
@@ -547,6 +542,28 @@ class Tracker:
         await self.board_changed(sub)
         await self._learn_listings(sub, collection_id, products)
         return None
+
+    async def _post_upload(
+        self, sub: Submission, call: CallSpec, collection_id: str, products: list[NewProduct]
+    ) -> BatchStarted:
+        """The createAndAnalyze call. While the client waits out a 429 to send it again,
+        /status says the upload waits for a busy Resell Scan (not "sending")."""
+
+        async def waiting(exc: ResellScanError, _wait: float) -> None:
+            if isinstance(exc, RateLimited):
+                await self.store.note_waiting(sub.id, f"{BUSY}: {exc}"[:300])
+
+        observing = RETRY_OBSERVER.set(waiting)
+        try:
+            return await self.paid.post(
+                sub,
+                call,
+                lambda key: self.client.create_and_analyze(
+                    collection_id, products, idempotency_key=key
+                ),
+            )
+        finally:
+            RETRY_OBSERVER.reset(observing)
 
     async def _learn_listings(
         self, sub: Submission, collection_id: str, products: list[NewProduct]
@@ -621,7 +638,7 @@ class Tracker:
         owed: list[Owed] = []
         if not refused and sub.rate_limited_since is None:  # say it once
             owed.append(question_row(sub, "unreachable"))
-        cause = "busy" if refused else UNREACHABLE
+        cause = BUSY if refused else UNREACHABLE
         await self.store.submit_retry(
             sub.id,
             f"{cause}: {exc}"[:300],

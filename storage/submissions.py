@@ -288,6 +288,16 @@ class Submissions:
             )
         return int(row[0]) if row else 0
 
+    async def note_waiting(self, sub_id: int, error: str) -> bool:
+        """An upload in flight waits for Resell Scan (the client retries a 429): /status says
+        so (last_error), nothing else changes."""
+        async with self.db.transaction(durable=False) as tx:
+            n = await tx.execute(
+                "UPDATE submissions SET last_error = ? WHERE id = ? AND state = ?",
+                (error, sub_id, State.SUBMITTING.value),
+            )
+        return n == 1
+
     async def defer(self, sub_id: int, at: float | None, error: str | None = None) -> bool:
         """Look at an open submission again at `at` (None: only when something wakes it)."""
         async with self.db.transaction(durable=False) as tx:

@@ -165,12 +165,38 @@ async def test_rate_limited_upload_waits_queued_and_is_never_dropped(
 
         await eventually(queued, what="the submission queued by the 429s")
         await harness.text(ANNA, "/status")
-        await harness.wait_text(ANNA["id"], "queued: Resell Scan is busy")
+        await harness.wait_text(ANNA["id"], "waiting: Resell Scan is busy")
         await harness.wait_text(ANNA["id"], "Results", within=30)
     texts = [a["text"] or "" for a in await harness.sent(ANNA["id"])]
     assert not [t for t in texts if "cannot be reached" in t]
     statuses = [r["status"] for r in await harness.rs_requests("/products/createAndAnalyze")]
     assert statuses == [429] * 9 + [201]
+
+
+async def test_while_the_client_waits_out_429s_status_says_waiting_not_sending(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The client itself retries a 429 (here up to 10 times): meanwhile /status says the
+    upload waits for a busy Resell Scan (before: "sending" for that whole time)."""
+    await harness.rs(
+        "/sandbox/faults",
+        {"storm_count": 30, "storm_retry_after": "1", "match": "createAndAnalyze"},
+    )
+    async with bot_running(settings_for(resell_scan_max_attempts=10)) as bot:
+        await harness.photo(ANNA, caption="/scan Electronics")
+        assert bot.store is not None
+
+        async def busy() -> bool:
+            sub = await bot.store.get(1)  # type: ignore[union-attr]
+            return sub is not None and (sub.last_error or "").startswith("busy")
+
+        await eventually(busy, what="the client waiting out a 429")
+        sub = await bot.store.get(1)
+        assert sub is not None and sub.state is State.SUBMITTING
+        await harness.text(ANNA, "/status")
+        status = await harness.wait_text(ANNA["id"], "Open analyses")
+        assert "waiting: Resell Scan is busy" in status["text"], status["text"]
+        await harness.rs("/sandbox/faults", {})
 
 
 async def test_a_photo_just_after_done_starts_the_next_batch(

@@ -11,7 +11,8 @@ import json
 import logging
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://app.resell-scan.de/api/v1"
 MAX_LIMIT = 100  # documented maximum page size
 GET_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Told of every retry the client is about to wait for (the error, the wait), in the context
+# that set it: the tracker marks an upload as waiting for a busy Resell Scan meanwhile.
+RETRY_OBSERVER: ContextVar[Callable[[errors.ResellScanError, float], Awaitable[None]] | None] = (
+    ContextVar("resellscan_retry_observer", default=None)
+)
 
 
 def unavailable(exc: Exception) -> bool:
@@ -402,6 +408,9 @@ class ResellScanClient:
                     attempt,
                     wait,
                 )
+                observer = RETRY_OBSERVER.get()
+                if observer is not None:  # the caller's say in what the user sees meanwhile
+                    await observer(exc, wait)
                 await policy.sleep(wait)
                 continue
             self._note(endpoint, "ok")

@@ -414,6 +414,8 @@ def state_text(lang: str, sub: Submission) -> str:
     if sub.state is State.RECEIVED and sub.rate_limited_since is not None:
         outage = (sub.last_error or "").startswith("unreachable")  # see Tracker
         return t(lang, "status_unreachable" if outage else "status_queued")
+    if sub.state is State.SUBMITTING and (sub.last_error or "").startswith("busy"):
+        return t(lang, "status_queued")  # the client waits out a 429 to send it again
     return t(lang, f"state_{sub.state}")
 
 
