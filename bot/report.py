@@ -19,6 +19,9 @@ Periods (`parse_period`)
     `A..B`                      the days A to B, both included (A and B in either date form)
     ==========================  =========================================================
 
+    A daily digest's window (`digest_period`, kind `digest`) runs from one instant to another
+    instead; its label, `@<start>..<end>` in unix seconds, is what its CSV button carries.
+
     A bad form raises `PeriodError` with a `code` (`unknown`, `bad_date`, `reversed`,
     `too_long`: more than `MAX_PERIOD_DAYS`); `period_error_text` words it.
 
@@ -53,8 +56,17 @@ Daily digest (`digest_due`)
     up again (the same day, or the next morning for yesterday's; older missed days are not
     caught up), and with nothing recorded yet only today's time counts. A time that a DST
     change skips (02:30 on the spring-forward day) falls due just after the gap; one it
-    repeats falls due at its first occurrence. Which period a digest covers is the caller's:
-    one at 21:00 would report `today`, one at 08:00 `yesterday`.
+    repeats falls due at its first occurrence.
+
+    Each digest covers exactly the time since the previous one (`digest_window`): from where
+    the previous window ended to the scheduled time of the day it is due for, so nothing is
+    in two digests and nothing in none, whatever the time of day (before, a digest at 20:00
+    reported its calendar day, and what came after 20:00 was in no digest), and a digest sent
+    late (the bot was down) still ends at its scheduled time. Without a previous window the
+    digest covers the day before its time (24 hours); a digest that follows one sent by
+    earlier versions (a calendar day: the day of a digest from noon on, the day before for
+    one before noon) starts where that one's report ended. A window reaches back at most
+    `DIGEST_MAX_DAYS` (a digest turned on again after weeks off is not a month's report).
 """
 
 from __future__ import annotations
@@ -81,6 +93,7 @@ MAX_MEMBER_LINES = 25  # keeps a report far below Telegram's 4096 characters
 CHART_SIZE = (8.0, 4.5)  # inches at 100 dpi: 800 x 450 px
 CHART_DPI = 100
 CHART_MEMBERS = 6  # members drawn on their own; the rest are stacked as "others"
+DIGEST_MAX_DAYS = 7  # a digest's window reaches back at most this many days
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
@@ -91,6 +104,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "title_calendar_month": "Month",
         "title_day": "Day",
         "title_range": "Period",
+        "title_digest": "Since the last digest",
         "heading": "📊 <b>{title}</b> · {dates}",
         "empty": "No products were analysed in this period.",
         "counts": "📦 Products: <b>{items}</b>{unpriced} · Members: {members}",
@@ -125,6 +139,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "title_calendar_month": "Monat",
         "title_day": "Tag",
         "title_range": "Zeitraum",
+        "title_digest": "Seit dem letzten Bericht",
         "heading": "📊 <b>{title}</b> · {dates}",
         "empty": "In diesem Zeitraum wurden keine Produkte analysiert.",
         "counts": "📦 Produkte: <b>{items}</b>{unpriced} · Mitglieder: {members}",
@@ -187,12 +202,12 @@ class PeriodError(ValueError):
 
 @dataclass(frozen=True)
 class Period:
-    start: float  # unix seconds, included: local midnight of first_day
-    end: float  # unix seconds, excluded: local midnight after last_day
+    start: float  # unix seconds, included: local midnight of first_day (digest: any instant)
+    end: float  # unix seconds, excluded: local midnight after last_day (digest: any instant)
     label: str  # language-neutral: "2026-11-12", "2026-11", "2026-11-06..2026-11-12"
-    kind: str  # today, yesterday, week, month, calendar_month, day, range
-    first_day: date
-    last_day: date
+    kind: str  # today, yesterday, week, month, calendar_month, day, range, digest
+    first_day: date  # the local day of `start`
+    last_day: date  # the local day of the last instant before `end`
     tz: str  # the zone the days are in ("UTC" when the chat's was unknown)
 
     @property
@@ -215,6 +230,7 @@ _WORDS = {
 _ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _GERMAN_DAY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
 _ISO_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
+_WINDOW = re.compile(r"@(\d{1,12})\.\.(\d{1,12})")
 
 
 def zone(tz: str | None) -> tuple[tzinfo, str]:
@@ -250,6 +266,15 @@ def _period(kind: str, first: date, last: date, label: str, zone_info: tzinfo, n
     )
 
 
+def digest_period(start: float, end: float, tz: str) -> Period:
+    """The window [start, end) a daily digest covers, as a period of kind `digest`."""
+    zone_info, name = zone(tz)
+    start, end = int(start), int(max(start, end))
+    first = datetime.fromtimestamp(start, zone_info).date()
+    last = datetime.fromtimestamp(max(start, end - 1), zone_info).date()
+    return Period(start, end, f"@{start}..{end}", "digest", first, last, name)
+
+
 def _day(text: str) -> date | None:
     """A day written YYYY-MM-DD or DD.MM.YYYY; None for another form; PeriodError for a date
     that does not exist."""
@@ -271,6 +296,13 @@ def parse_period(text: str | None, now: float, tz: str) -> Period:
     today = datetime.fromtimestamp(now, zone_info).date()
     raw = " ".join((text or "").split())
     word = raw.lower()
+    if match := _WINDOW.fullmatch(word):  # a digest's window (its CSV button)
+        start, end = int(match[1]), int(match[2])
+        if end < start:
+            raise PeriodError("reversed", raw)
+        if end - start > MAX_PERIOD_DAYS * 86400:
+            raise PeriodError("too_long", raw)
+        return digest_period(start, end, tz)
     kind = _WORDS.get(word)
     if kind == "today":
         return _period(kind, today, today, today.isoformat(), zone_info, name)
@@ -457,6 +489,11 @@ def _date(day: date, lang: str) -> str:
 
 
 def _dates(period: Period, lang: str) -> str:
+    if period.kind == "digest":  # from an instant to an instant
+        zone_info, _ = zone(period.tz)
+        start = datetime.fromtimestamp(period.start, zone_info)
+        end = datetime.fromtimestamp(period.end, zone_info)
+        return f"{_date(start.date(), lang)} {start:%H:%M} – {_date(end.date(), lang)} {end:%H:%M}"
     if period.first_day == period.last_day:
         return _date(period.first_day, lang)
     return f"{_date(period.first_day, lang)} – {_date(period.last_day, lang)}"
@@ -600,11 +637,12 @@ def report_chart(
 ) -> bytes | None:
     """A PNG (800 x 450) of the estimated value per day of the period, stacked by member, in
     the currency with the most rows (the title says so when there are others). None when it
-    would say nothing the text does not: no priced rows, or all of them on one day.
+    would say nothing the text does not: no priced rows, or all of them on one day; and for a
+    digest of two days or less (its evening and its next day say nothing as bars).
 
     Imports matplotlib (Agg, no pyplot) on first use; CPU-bound for ~0.1 s, so a caller on an
     event loop runs it in a thread (`asyncio.to_thread`)."""
-    if not report.currencies:
+    if not report.currencies or (period.kind == "digest" and len(period.days) <= 2):
         return None
     currency = report.currencies[0]
     zone_info, _ = zone(period.tz)
@@ -699,10 +737,7 @@ def _plain(name: str) -> str:
 def digest_due(last_sent_day: str | None, now: float, tz: str, at: str) -> str | None:
     """The local day (YYYY-MM-DD) whose digest is due at `now`, or None (see the module doc).
     `at` is "HH:MM" local time; ValueError for a malformed `at` or `last_sent_day`."""
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", at.strip())
-    if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ValueError(f"digest time must be HH:MM, not {at!r}")
-    at_time = time(int(match[1]), int(match[2]))
+    at_time = _digest_time(at)
     last = date.fromisoformat(last_sent_day) if last_sent_day else None
     zone_info, _ = zone(tz)
     today = datetime.fromtimestamp(now, zone_info).date()
@@ -714,3 +749,39 @@ def digest_due(last_sent_day: str | None, now: float, tz: str, at: str) -> str |
     if last is not None and due_day <= last:
         return None
     return due_day.isoformat()
+
+
+def digest_window(
+    day: str, at: str, tz: str, *, until: float | None, last_day: str | None
+) -> tuple[float, float]:
+    """[start, end) in unix seconds that the digest due for local `day` (`digest_due`) at
+    local time `at` covers (see the module doc): it ends at `day`'s time `at`, and starts
+    where the previous window ended (`until`), else where the previous digest of an earlier
+    version ended its report (`last_day`), else 24 hours of local days before; at most
+    DIGEST_MAX_DAYS back. ValueError for a malformed `at` or `day`."""
+    at_time = _digest_time(at)
+    zone_info, _ = zone(tz)
+    due = date.fromisoformat(day)
+
+    def scheduled(local_day: date) -> float:
+        return datetime.combine(local_day, at_time, tzinfo=zone_info).timestamp()
+
+    end = scheduled(due)
+    if until is not None:
+        start = until
+    elif last_day is not None:
+        previous = date.fromisoformat(last_day)
+        # A digest from noon on reported its own day, up to the moment it was sent; one
+        # before noon the whole day before.
+        start = scheduled(previous) if at_time.hour >= 12 else _midnight(previous, zone_info)
+    else:
+        start = scheduled(due - timedelta(days=1))
+    start = max(start, scheduled(due - timedelta(days=DIGEST_MAX_DAYS)))
+    return min(start, end), end
+
+
+def _digest_time(at: str) -> time:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", at.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"digest time must be HH:MM, not {at!r}")
+    return time(int(match[1]), int(match[2]))

@@ -50,6 +50,7 @@ SETTINGS = frozenset(
         "digest_time",
         "timezone",
         "digest_last_day",
+        "digest_until",
         "digest_failures",
     }
 )

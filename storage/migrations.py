@@ -480,4 +480,9 @@ MIGRATIONS: list[Migration] = [
             """,
         ],
     ),
+    Migration(
+        15,
+        "each daily digest covers the time since the previous one: where its window ended",
+        ["ALTER TABLE chats ADD COLUMN digest_until REAL"],
+    ),
 ]

@@ -65,6 +65,7 @@ class ChatSettings:
     digest_time: str | None = None  # "HH:MM" local time of the daily digest; None: off
     timezone: str | None = None  # IANA name; None: the bot's default
     digest_last_day: str | None = None  # the local date of the last digest sent
+    digest_until: float | None = None  # where the last digest's window ended (unix seconds)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ChatSettings:
@@ -82,6 +83,7 @@ class ChatSettings:
             digest_time=row["digest_time"],
             timezone=row["timezone"],
             digest_last_day=row["digest_last_day"],
+            digest_until=row["digest_until"],
         )
 
 

@@ -9,9 +9,11 @@ The digest is sent at most once per local day and never skipped for a day it was
 the bot ran or was down for less than a day (`report.digest_due`): the day is recorded in the
 chat's row only after Telegram accepted the message, so a crash in between sends it again (a
 late duplicate is the one failure mode left, confined to that crash window, rather than a lost
-digest). A digest to a chat that is gone (it blocked or removed the bot) is tried
-MAX_DIGEST_TRIES times (bot/outbox.py counts them); then none is owed to that chat until it
-speaks again (any update from it: bot/telegram/handlers.py `arrival`).
+digest). Each digest covers exactly the time since the previous one (`report.digest_window`);
+the end of its window is recorded with its day. A digest to a chat that is gone (it blocked or
+removed the bot) is tried MAX_DIGEST_TRIES times (bot/outbox.py counts them); then none is
+owed to that chat until it speaks again (any update from it: bot/telegram/handlers.py
+`arrival`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from telegram import (
     Bot,
@@ -32,6 +34,7 @@ from telegram import (
 from bot import report
 from bot.config import Settings
 from bot.outbox import MAX_DIGEST_TRIES
+from bot.report import Period
 from bot.telegram import callbacks
 from bot.telegram.outbox import text_row
 from bot.telegram.texts import language_for, t
@@ -148,6 +151,10 @@ class Team:
     async def report(self, chat_id: int, lang: str, text: str | None) -> ReportOut:
         """The chat's report for the period `text` names; raises report.PeriodError."""
         period = report.parse_period(text, self.clock(), await self.zone(chat_id))
+        return await self.report_of(chat_id, lang, period)
+
+    async def report_of(self, chat_id: int, lang: str, period: Period) -> ReportOut:
+        """The chat's report for `period`."""
         rows = await self.store.history.between(chat_id, period.start, period.end)
         summary = report.summarise(rows)
         markup = None
@@ -163,7 +170,12 @@ class Team:
         zone = await self.zone(chat_id)
         period = report.parse_period(label, self.clock(), zone)
         rows = await self.store.history.between(chat_id, period.start, period.end)
-        name = f"resell-scan-report-{period.label.replace('..', '_')}.csv"
+        if period.kind == "digest":
+            zone_info, _ = report.zone(period.tz)
+            end = datetime.fromtimestamp(period.end, zone_info)
+            name = f"resell-scan-digest-{end:%Y-%m-%d-%H%M}.csv"
+        else:
+            name = f"resell-scan-report-{period.label.replace('..', '_')}.csv"
         return name, report.report_csv(rows, lang, tz=period.tz)
 
     async def send_report(
@@ -217,15 +229,22 @@ class Team:
             zone = chat.timezone or self.settings.default_timezone
             try:
                 day = report.digest_due(chat.digest_last_day, self.clock(), zone, chat.digest_time)
+                if day is None:
+                    continue
+                # Exactly the time since the previous digest (report.digest_window).
+                start, end = report.digest_window(
+                    day,
+                    chat.digest_time,
+                    zone,
+                    until=chat.digest_until,
+                    last_day=chat.digest_last_day,
+                )
             except ValueError:
                 log.warning("chat %s has a malformed digest setting", chat.chat_id)
                 continue
-            if day is None:
-                continue
             lang = language_for(chat.language, None, self.settings.default_language, group=True)
-            # A digest in the morning reports the day before; one from noon on, its own day.
-            covered = day if int(chat.digest_time.split(":")[0]) >= 12 else _day_before(day)
-            out = await self.report(chat.chat_id, lang, covered)
+            period = report.digest_period(start, end, zone)
+            out = await self.report_of(chat.chat_id, lang, period)
             heading = t(lang, "digest_heading")
             # Owed, then the day recorded: a crash between the two owes it again (twice
             # rather than never); the outbox delivers it whenever the chat can take it.
@@ -235,7 +254,9 @@ class Team:
                 ReportOut(f"{heading}\n{out.text}", out.markup, out.chart, out.period),
                 digest=True,
             )
-            await self.store.update_chat(chat.chat_id, self.clock(), digest_last_day=day)
+            await self.store.update_chat(
+                chat.chat_id, self.clock(), digest_last_day=day, digest_until=period.end
+            )
             sent += 1
             log.info("digest sent", extra={"chat_id": chat.chat_id, "day": day})
         return sent
@@ -247,7 +268,3 @@ class Team:
             except Exception:
                 log.exception("digest round failed")
             await asyncio.sleep(every)
-
-
-def _day_before(day: str) -> str:
-    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
