@@ -307,13 +307,14 @@ def _title(lang: str, facts: dict[str, Any], collection: str | None) -> str:
 
 
 def _cut_words(text: str, limit: int) -> str:
-    """`text` in at most `limit` characters, cut at the last space that fits (hard cut when a
-    single word is longer), without trailing separators."""
+    """`text` in at most `limit` characters, cut at the last space that fits (hard cut when
+    that would keep less than half: a 200-character word after the brand must not leave just
+    the brand), without trailing separators."""
     if len(text) <= limit:
         return text
     head = text[: limit + 1]
     cut = head.rfind(" ")
-    kept = head[:cut] if cut > 0 else text[:limit]
+    kept = head[:cut] if cut > limit // 2 else text[:limit]
     return kept.rstrip(_TRAILING) or text[:limit]
 
 

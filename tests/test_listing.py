@@ -293,6 +293,12 @@ def test_title_of_one_huge_word_is_cut_hard() -> None:
     assert listing.title == "x" * 80
 
 
+def test_a_huge_one_word_title_after_the_brand_is_not_lost() -> None:
+    """Before: "Nike " and a 200-character word became just "Nike"."""
+    listing = listing_text("en", {"title": "y" * 200, "brand": "Nike"}, {})
+    assert listing.title == ("Nike " + "y" * 200)[:80]
+
+
 def test_a_huge_size_stays_out_of_the_title() -> None:
     size = "EU 42 / US 8.5 / UK 7.5 / CM 26.5 / Mondopoint 265"
     listing = listing_text("en", {"title": "Sneaker", "size": size}, {})
