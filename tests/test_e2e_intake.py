@@ -299,6 +299,24 @@ async def test_photo_without_collection_gets_a_picker(
     assert create["body"]["collectionId"] == collection_id("Vintage Clothing")
 
 
+async def test_a_picked_collection_that_needs_fields_does_not_promise_sending(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Sneakers requires purchasePrice: the picker's message says the collection was chosen,
+    and the question for the price follows (before: "sending 1 photo", then the question)."""
+    async with bot_running(settings_for()):
+        await harness.photo(BEN)
+        picker = await harness.wait_text(BEN["id"], "Which collection")
+        rows = picker["reply_markup"]["inline_keyboard"]
+        choice = next(r[0] for r in rows if r[0]["text"] == "Sneakers")
+        await harness.press(BEN, BEN["id"], picker["message_id"], choice["callback_data"])
+        await harness.wait_text(BEN["id"], "needs more details")
+        edits = [a["text"] or "" for a in await harness.sent(BEN["id"]) if a["kind"] == "edit"]
+        assert any("Sneakers chosen for 1 photo from Ben" in e for e in edits), edits
+        assert not [e for e in edits if "sending" in e], edits
+    assert await harness.creates() == []
+
+
 async def test_killed_between_album_members_and_submit_submits_once(
     harness: Harness, settings_for: Callable[..., Any], tmp_path: Any
 ) -> None:

@@ -94,7 +94,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "duration_minutes": "{minutes} min {seconds} s",
         "pick_collection": "📁 Which collection should {photos} from {sender} go to?",
         "pick_ambiguous": "🤔 “{ref}” matches several collections. Which one did you mean?",
-        "picked": "📁 {collection} – sending {photos} from {sender}.",
+        "picked": "📁 {collection} chosen for {photos} from {sender}.",
         "pick_gone": "These photos were already handled.",
         "unknown_collection": (
             "❓ No collection matches “{ref}”. See /collections, or check the spelling."
@@ -418,7 +418,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "duration_minutes": "{minutes} min {seconds} s",
         "pick_collection": "📁 Welche Sammlung für {photos} von {sender}?",
         "pick_ambiguous": "🤔 „{ref}“ passt zu mehreren Sammlungen. Welche meinst du?",
-        "picked": "📁 {collection} – sende {photos} von {sender}.",
+        "picked": "📁 {collection} gewählt für {photos} von {sender}.",
         "pick_gone": "Diese Fotos wurden schon bearbeitet.",
         "unknown_collection": (
             "❓ Keine Sammlung passt zu „{ref}“. Siehe /collections oder prüfe die Schreibweise."
