@@ -132,15 +132,20 @@ class Choices:
 
     async def previous_analysis(self, sub: Submission) -> Submission | None:
         """The latest earlier submission in this chat that analysed every one of this one's
-        photos (by Telegram's file_unique_id); None when any photo is new."""
+        photos (by Telegram's file_unique_id); None when any photo is new. A chat upgraded
+        from a group (storage/chats.py) includes the group: its photos keep the group's id
+        as their address, so they are looked up under every id the chat had."""
         async with self.db.reading() as tx:
             rows = await tx.all(
-                "SELECT p.file_unique_id, MAX(s.id) AS earlier FROM photos p"
-                " JOIN photos q ON q.chat_id = p.chat_id AND q.file_unique_id = p.file_unique_id"
+                "WITH RECURSIVE ids(chat_id) AS (SELECT ? UNION SELECT m.old_chat_id"
+                " FROM chat_migrations m JOIN ids ON m.new_chat_id = ids.chat_id)"
+                " SELECT p.file_unique_id, MAX(s.id) AS earlier FROM photos p"
+                " JOIN photos q ON q.chat_id IN (SELECT chat_id FROM ids)"
+                " AND q.file_unique_id = p.file_unique_id"
                 " JOIN submissions s ON s.id = q.submission_id"
                 " WHERE p.submission_id = ? AND q.submission_id != ? AND s.state = ?"
                 " AND s.batch_id IS NOT NULL GROUP BY p.file_unique_id",
-                (sub.id, sub.id, State.NOTIFIED.value),
+                (sub.chat_id, sub.id, sub.id, State.NOTIFIED.value),
             )
             total = await tx.one(
                 "SELECT COUNT(DISTINCT file_unique_id) FROM photos WHERE submission_id = ?",
