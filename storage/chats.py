@@ -14,7 +14,10 @@ photo's `(chat_id, message_id)` is its address in the old chat (the supergroup n
 messages anew, so moving them could make a later photo there look like one already stored);
 what would point into the new chat with an old chat's message id (a reply target, an edit, a
 reaction, a link) is dropped, and the chat port asks `made_elsewhere` whether a submission's
-photos were sent in the old chat (they keep its id) before it replies or reacts.
+photos were sent in the old chat (they keep its id) before it replies or reacts. A question
+the old chat was asked and did not answer is asked again in the new one (a reply there cannot
+name the old message). The duplicate guard (storage/choices.py) looks for a chat's earlier
+photos under every id the chat had.
 
 A forum topic's name is remembered when a message shows it (`topics`), so results for a topic
 that was deleted or closed can name it where they go instead.
@@ -29,7 +32,7 @@ from collections import OrderedDict
 from typing import Any
 
 from storage.db import Database, Tx
-from storage.models import ChatSettings
+from storage.models import ChatSettings, State
 from storage.owed import Kind, board_row, owe
 
 CHAT_CACHE = 4096
@@ -186,7 +189,8 @@ class Chats:
     async def migrate_chat(self, old: int, new: int, now: float) -> dict[str, int]:
         """Move everything kept under `old` to `new` (a group upgraded to a supergroup), in
         one transaction; idempotent (a second call moves what was written for `old` since).
-        Returns how many rows of each kind moved."""
+        Returns how many rows of each kind moved ("questions": submissions made due to be
+        asked again in the new chat)."""
         if old == new:
             return {}
         async with self.db.transaction() as tx:
@@ -318,6 +322,19 @@ async def _migrate(tx: Tx, old: int, new: int, now: float) -> dict[str, int]:
             " WHERE chat_id = ?",
             (new, now, old),
         )
+    # A question asked there (a collection to pick, fields to give, the duplicate guard)
+    # cannot be answered any more: the group is read-only now, and a reply from the new chat
+    # does not say which message it answers (the supergroup numbers its messages anew, and
+    # a reply across chats names the message only when it is in a supergroup or channel:
+    # the Bot API's `external_reply`). So a submission that waits for the user, and whose
+    # question went out, is due again: the tracker asks afresh, in the new chat. One whose
+    # question is still owed gets it there (the outbox moves below).
+    moved["questions"] = await tx.execute(
+        "UPDATE submissions SET next_action_at = ?, updated_at = ? WHERE chat_id = ?"
+        " AND state = ? AND next_action_at IS NULL AND collecting = 0 AND NOT EXISTS"
+        " (SELECT 1 FROM outbox o WHERE o.submission_id = submissions.id AND o.kind = ?)",
+        (now, now, old, State.RECEIVED.value, Kind.QUESTION.value),
+    )
     # Submissions: the message ids they recorded are the old chat's. A prompt cannot be
     # answered there any more and an analysing message not edited; the results message id
     # stays (history keeps its own copy, cleared below).

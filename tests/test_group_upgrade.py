@@ -1,6 +1,13 @@
 """What a group keeps when Telegram upgrades it to a supergroup, through the real bot and the
-emulator: the duplicate guard still knows the photos analysed in the group (they keep the
-group's id as their address)."""
+emulator: the duplicate guard still knows the photos analysed in the group; a question the
+group was asked and did not answer is asked again in the supergroup, where a reply answers
+it.
+
+Telegram does not move a group's messages into the supergroup: the supergroup numbers its
+messages anew, the group becomes read-only, and a reply from the supergroup to a message of
+the group comes as `external_reply`, which names the message only for supergroups and
+channels (Bot API, ExternalReplyInfo). A question asked in the group cannot be answered by a
+reply to it, so the bot asks it again."""
 
 from __future__ import annotations
 
@@ -10,9 +17,10 @@ from typing import Any
 import pytest
 
 from sandbox.data import fake_jpeg
-from storage import State
-from tests.conftest import eventually
-from tests.harness import ANNA, Harness, bot_running, results_replies
+from storage import Problem, State, Store, Submission
+from storage.outbox import Kind, Owed, Priority
+from tests.conftest import eventually, new_photo
+from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,3 +86,104 @@ async def test_the_duplicate_guard_knows_photos_analysed_before_the_upgrade(
         )
     assert len(await harness.creates()) == 1
     assert not await refused_sends(harness)
+
+
+# Questions asked in the group -------------------------------------------------------------------
+
+
+async def test_questions_the_group_left_open_are_asked_again_in_the_supergroup(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Two photos wait in the group: one for its required field (a question answered by a
+    reply), one for a collection (buttons). After the upgrade both questions are asked again
+    in the supergroup; a reply to the new question gives the field, a button there picks the
+    collection, and both are analysed there."""
+    old = await harness.chat(**OLD_GROUP)
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, old, caption="/scan Sneakers", data=fake_jpeg("upgrade-shoe"))
+        await harness.photo(BEN, old, data=fake_jpeg("upgrade-lamp"))
+        await harness.wait_sent(old["id"], has("needs more details"), what="the fields question")
+        await harness.wait_sent(old["id"], has("Which collection"), what="the collection picker")
+        new = await upgrade(harness, old["id"])
+
+        fields = await harness.wait_sent(
+            new["id"], has("needs more details"), what="the fields question asked again"
+        )
+        assert "purchasePrice=…" in fields["text"] and "Anna" in fields["text"]
+        assert fields["reply_to"] is None, "the photo is the group's message: no reply across"
+        await harness.text(ANNA, "purchasePrice=7", new, reply_to_message_id=fields["message_id"])
+        picker = await harness.wait_sent(
+            new["id"], has("Which collection"), what="the collection picker asked again"
+        )
+        electronics = next(b for b in buttons(picker) if b["text"] == "Electronics")
+        await harness.press(BEN, new["id"], picker["message_id"], electronics["callback_data"])
+
+        async def both_answered() -> bool:
+            return len(results_replies(await harness.sent(new["id"]))) == 2
+
+        await eventually(both_answered, within=30, what="both analysed in the supergroup")
+    creates = await harness.creates()
+    assert sorted(str(c["body"]["products"][0]["manual_fields"]) for c in creates) == [
+        "{'purchasePrice': 7.0}",
+        "{}",
+    ]
+    old_questions = [
+        a for a in await harness.sent(old["id"]) if "needs more details" in (a["text"] or "")
+    ]
+    assert len(old_questions) == 1, "asked once in the group"
+    assert not await refused_sends(harness), "nothing sent to the old id after the upgrade"
+
+
+async def test_only_questions_that_went_out_are_asked_again(store: Store) -> None:
+    """Storage alone: a submission whose question reached the group is due again (the
+    tracker asks afresh in the new chat); one whose question is still owed keeps waiting (its
+    row moves to the new chat); one that waits for nobody is left alone."""
+    old, new, now = -4003, -1004003, 1_000.0
+
+    async def waiting(message_id: int, question_owed: bool) -> int:
+        added = await store.add_photo(
+            new_photo(chat_id=old, message_id=message_id),
+            caption=None,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=0.0,
+            album_max_wait=0.0,
+            now=now,
+        )
+        sub_id = added.submission_id
+        key = f"question:{sub_id}"
+        owed = [Owed(old, Kind.QUESTION, Priority.RESULT, submission_id=sub_id, key=key)]
+        problem = Problem("fields_wanted", {"missing": ["purchasePrice"]})
+        await store.await_fields(sub_id, problem, now, owed=owed if question_owed else ())
+        return sub_id
+
+    asked = await waiting(1, question_owed=False)
+    still_owed = await waiting(2, question_owed=True)
+    due = (
+        await store.add_photo(
+            new_photo(chat_id=old, message_id=3),
+            caption=None,
+            problem=None,
+            language="en",
+            remove_background=False,
+            album_window=5.0,
+            album_max_wait=5.0,
+            now=now,
+        )
+    ).submission_id
+
+    moved = await store.migrate_chat(old, new, now + 1)
+    assert moved["questions"] == 1
+
+    async def moved_sub(sub_id: int) -> Submission:
+        sub = await store.get(sub_id)
+        assert sub is not None and sub.chat_id == new
+        return sub
+
+    assert (await moved_sub(asked)).next_action_at == now + 1, "asked again"
+    assert (await moved_sub(still_owed)).next_action_at is None, "its question is owed"
+    assert (await moved_sub(due)).next_action_at == now, "not waiting: untouched"
+    rows = await store.outbox_rows(new, now + 2, 10)
+    assert [r.submission_id for r in rows if r.kind is Kind.QUESTION] == [still_owed]
+    assert (await store.migrate_chat(old, new, now + 3))["questions"] == 0

@@ -133,6 +133,7 @@ async def test_migrate_chat_moves_what_the_chat_owns(store: Store) -> None:
     assert await store.predecessors(new) == [old]
     assert await store.successor(old) == new
     assert await store.migrate_chat(old, new, now + 5) == {
+        "questions": 0,
         "submissions": 0,
         "history": 0,
         "pending_scans": 0,

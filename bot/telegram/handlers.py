@@ -254,6 +254,7 @@ class Handlers:
         await follow_migration(
             self.s.store, old, new, now, allowed_chat_ids=self.s.settings.allowed_chat_ids
         )
+        self.s.tracker.wake()  # questions the group left unanswered are asked again
         raise ApplicationHandlerStop  # a service message: nothing else to do
 
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
