@@ -23,6 +23,9 @@ Search (`History.find`)
     `NEAR` typed by a user are plain words. At most `MAX_SEARCH_WORDS` words are used.
     Empty text lists the chat's rows; text without any word (only emoji or punctuation)
     finds nothing. Results are newest first, with the total count for paging.
+    Paging: a query is kept behind a short token (`remember_query`, `recall_query`), which
+    the page buttons carry instead of the text (64 bytes of callback data would cut it); a
+    token unused for `QUERY_RETENTION` is forgotten.
 
 When rows are kept (`owe_history`, `History.owed`)
     As soon as the results are known: the transition to `completed` (storage/transitions.py)
@@ -56,6 +59,8 @@ from typing import Any
 from storage.db import Database, Tx
 
 MAX_SEARCH_WORDS = 16
+QUERY_RETENTION = 30 * 86400.0  # a /find page button works this long after its last use
+_MAX_SQL_INT = 2**63 - 1  # larger numbers (forged button data) are no rows, not an error
 _FTS_COLUMNS = ("title", "brand", "category", "collection_name", "sender_name")
 _TEXT_COLUMNS = ("sender_name", "collection_name", "title", "brand", "category")
 _WORD = re.compile(r"[^\W_]+")
@@ -228,7 +233,7 @@ class History:
     ) -> tuple[list[HistoryRow], int]:
         """The chat's rows matching every word of `text` as a prefix (see the module doc),
         newest first, `limit` from `offset`; and how many match in all."""
-        limit, offset = max(0, int(limit)), max(0, int(offset))
+        limit, offset = (min(max(0, int(n)), _MAX_SQL_INT) for n in (limit, offset))
         params: list[Any]
         if not text.strip():
             source = " WHERE h.chat_id = ?"
@@ -252,6 +257,32 @@ class History:
                 [*params, limit, offset],
             )
         return [_row(r) for r in found], int(count[0]) if count else 0
+
+    async def remember_query(self, chat_id: int, query: str, now: float) -> int:
+        """The token of `query` in this chat (the same query keeps its token), its use
+        recorded; queries unused for QUERY_RETENTION are forgotten meanwhile."""
+        async with self.db.transaction(durable=False) as tx:
+            await tx.execute("DELETE FROM find_queries WHERE used_at < ?", (now - QUERY_RETENTION,))
+            row = await tx.one(
+                "INSERT INTO find_queries (chat_id, query, used_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (chat_id, query) DO UPDATE SET used_at = excluded.used_at"
+                " RETURNING id",
+                (chat_id, query, now),
+            )
+        assert row is not None
+        return int(row[0])
+
+    async def recall_query(self, chat_id: int, token: int, now: float) -> str | None:
+        """The query behind `token` in this chat, its use recorded; None for a token this chat
+        does not have (forgotten, another chat's, forged)."""
+        if not 0 < token <= _MAX_SQL_INT:
+            return None
+        async with self.db.transaction(durable=False) as tx:
+            row = await tx.one(
+                "UPDATE find_queries SET used_at = ? WHERE id = ? AND chat_id = ? RETURNING query",
+                (now, token, chat_id),
+            )
+        return None if row is None else str(row[0])
 
     async def get(self, row_id: int) -> HistoryRow | None:
         async with self.db.reading() as tx:

@@ -485,4 +485,21 @@ MIGRATIONS: list[Migration] = [
         "each daily digest covers the time since the previous one: where its window ended",
         ["ALTER TABLE chats ADD COLUMN digest_until REAL"],
     ),
+    Migration(
+        16,
+        "/find queries kept server-side behind a short token for their page buttons (the"
+        " 64 bytes of callback data cut a long query, so page 2 searched for less)",
+        [
+            """
+            CREATE TABLE find_queries (
+                id INTEGER PRIMARY KEY,
+                chat_id INTEGER NOT NULL,
+                query TEXT NOT NULL,
+                used_at REAL NOT NULL,
+                UNIQUE (chat_id, query)
+            )
+            """,
+            "CREATE INDEX find_queries_used ON find_queries (used_at)",
+        ],
+    ),
 ]

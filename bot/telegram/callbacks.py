@@ -175,12 +175,15 @@ class Setting(Button):
 
 @dataclass(frozen=True)
 class FindPage(Button):
-    """/find: results are always this chat's, so the button needs no MAC."""
+    """/find: another page of a search. The query stays server-side behind a token
+    (`History.remember_query`; 0: no text, every row), so a long one is never cut to fit.
+    Results are always this chat's and a token is looked up in the pressing chat only, so
+    the button needs no MAC. (Buttons of the earlier format, `fp:` with the text, are
+    stale.)"""
 
-    prefix: ClassVar[str] = "fp"
-    searchable: ClassVar[bool] = True
+    prefix: ClassVar[str] = "fq"
     offset: int
-    search: str
+    query: int
 
 
 @dataclass(frozen=True)

@@ -1147,8 +1147,8 @@ class Handlers:
     async def on_find_page(self, press: Press[callbacks.FindPage]) -> None:
         if press.message is None:
             return
-        text, markup = await self.s.team.find_view(
-            press.message.chat_id, press.lang, press.button.search, press.button.offset
+        text, markup = await self.s.team.find_page(
+            press.message.chat_id, press.lang, press.button.query, press.button.offset
         )
         await self._edit(press.message, text, markup)
 

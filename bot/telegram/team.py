@@ -74,10 +74,24 @@ class Team:
 
     # /find -------------------------------------------------------------------------------
 
+    async def find_page(
+        self, chat_id: int, lang: str, token: int, offset: int
+    ) -> tuple[str, InlineKeyboardMarkup | None]:
+        """A page of the search behind `token` (a page button), or why it cannot be shown."""
+        text = (
+            ""
+            if token == 0
+            else await self.store.history.recall_query(chat_id, token, self.clock())
+        )
+        if text is None:
+            return t(lang, "find_expired"), None
+        return await self.find_view(chat_id, lang, text, offset)
+
     async def find_view(
         self, chat_id: int, lang: str, text: str, offset: int = 0
     ) -> tuple[str, InlineKeyboardMarkup | None]:
-        """One page of the chat's results matching `text`, newest first."""
+        """One page of the chat's results matching `text`, newest first; its page buttons
+        carry the query's token (`History.remember_query`), never the text."""
         rows, total = await self.store.history.find(chat_id, text, limit=FIND_PAGE, offset=offset)
         query = " ".join(text.split())
         if not total:
@@ -103,16 +117,18 @@ class Team:
                 )
         keyboard = [replies[i : i + 4] for i in range(0, len(replies), 4)]
         nav: list[InlineKeyboardButton] = []
-        if offset > 0:
-            back = max(0, offset - FIND_PAGE)
-            nav.append(
-                InlineKeyboardButton("◀", callback_data=callbacks.FindPage(back, query).data())
+        if offset > 0 or offset + len(rows) < total:
+            token = (
+                await self.store.history.remember_query(chat_id, query, self.clock())
+                if query
+                else 0
             )
-        if offset + len(rows) < total:
-            ahead = offset + FIND_PAGE
-            nav.append(
-                InlineKeyboardButton("▶", callback_data=callbacks.FindPage(ahead, query).data())
-            )
+            if offset > 0:
+                back = callbacks.FindPage(max(0, offset - FIND_PAGE), token)
+                nav.append(InlineKeyboardButton("◀", callback_data=back.data()))
+            if offset + len(rows) < total:
+                ahead = callbacks.FindPage(offset + FIND_PAGE, token)
+                nav.append(InlineKeyboardButton("▶", callback_data=ahead.data()))
         if nav:
             keyboard.append(nav)
         return "\n".join(lines), InlineKeyboardMarkup(keyboard) if keyboard else None
