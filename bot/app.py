@@ -157,7 +157,12 @@ class BotRuntime:
             catalog=catalog,
             bot=application.bot,
             callbacks=codec,
-            boards=Boards(store=store, bot=application.bot, language=chat_language),
+            boards=Boards(
+                store=store,
+                bot=application.bot,
+                language=chat_language,
+                interval=settings.board_interval_seconds,
+            ),
             group_boards=group_boards,
             clock=self.clock,
         )
@@ -165,7 +170,6 @@ class BotRuntime:
             store=store,
             chat=self.chat,
             metrics=self.metrics,
-            board_interval=settings.board_interval_seconds,
             clock=self.clock,
         )
         self.delivery = DeliveryLoop(

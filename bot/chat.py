@@ -85,6 +85,16 @@ class Outgoing:
     role: Role = Role.OTHER
 
 
+@dataclass(frozen=True)
+class BoardShown:
+    """What refreshing a live board did: `sent` messages counted against the limits (a send
+    or an edit: 1); `again_at`: what changed waits for the board's own budget, refresh it
+    then."""
+
+    sent: int = 0
+    again_at: float | None = None
+
+
 class Chat(Protocol):
     """What the bot needs from the chat. The tracker only downloads photos through it (what
     it owes the chat it writes to the outbox); the outbox's deliverer (bot/outbox.py) renders
@@ -126,9 +136,8 @@ class Chat(Protocol):
         """Edit the submission's analysing message to its progress now (or "done")."""
         ...
 
-    async def refresh_board(self, chat_id: int, thread: int) -> int:
-        """Show the chat's (topic's) open analyses on its board, or remove the board; how
-        many messages that counted (a send or an edit: 1)."""
+    async def refresh_board(self, chat_id: int, thread: int) -> BoardShown:
+        """Show the chat's (topic's) open analyses on its board, or remove the board."""
         ...
 
     async def post(self, row: OutboxRow) -> int | None:

@@ -114,7 +114,10 @@ class Settings(BaseSettings):
         " (a message per album, as before 0.3; the team benchmark's baseline)",
     )
     board_interval_seconds: float = Field(
-        10.0, gt=0, description="least time between two edits of a group's live board, seconds"
+        10.0,
+        gt=0,
+        description="a group's live board is edited once per this many seconds on average (a"
+        " change of state may spend three edits at once)",
     )
     inbox_retention_seconds: float = Field(
         2 * 86400.0,

@@ -208,14 +208,12 @@ class Deliverer:
         store: Store,
         chat: Chat,
         metrics: Metrics,
-        board_interval: float = 10.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
         self.metrics = metrics
-        self.board_interval = board_interval
         self.clock = clock
         self.rng = rng or random.Random()
 
@@ -281,9 +279,12 @@ class Deliverer:
         if row.kind is Kind.REACT:
             return await self._react(row)
         if row.kind is Kind.BOARD:
-            counted = await self.chat.refresh_board(row.chat_id, row.thread_id or 0)
-            await self.store.delivered(row, self.clock())
-            return Delivered(sent=counted)
+            shown = await self.chat.refresh_board(row.chat_id, row.thread_id or 0)
+            if shown.again_at is not None:  # waits for the board's budget
+                await self.store.postpone(row, shown.again_at)
+            else:
+                await self.store.delivered(row, self.clock())
+            return Delivered(sent=shown.sent)
         # TEXT and EDIT: rendered by whoever owed them.
         message_id = await self.chat.post(row)
         record = None
@@ -367,7 +368,7 @@ class Deliverer:
         if not await self.store.notified(row, now, record=record, parts=parts, then=then):
             return
         self.metrics.telegram_sends.labels(outcome="ok").inc()
-        await self.store.owe_board(sub.chat_id, sub.thread_id, self.board_interval, now)
+        await self.store.owe_board(sub.chat_id, sub.thread_id, now)
         if sub.state is State.COMPLETED:
             await self._keep_history(sub.id)
             if sub.completed_at is not None:
@@ -457,7 +458,9 @@ class Deliverer:
     async def _failed(self, row: OutboxRow, exc: ChatError) -> Delivered:
         """A failure that may pass: try the row again later (optional output is dropped, and
         a reply that keeps failing too)."""
-        optional = row.priority is Priority.OPTIONAL
+        # A board is tried again like a reply: dropping its refresh could leave it saying
+        # "being analysed" when nothing is (a delete that failed).
+        optional = row.priority is Priority.OPTIONAL and row.kind is not Kind.BOARD
         if optional or (row.kind is not Kind.NOTIFY and row.attempts + 1 >= MAX_TEXT_ATTEMPTS):
             log.info("%s for chat %s not sent: %s", row.kind.value, row.chat_id, exc)
             return await self._drop(row)

@@ -663,12 +663,10 @@ class Tracker:
         return []
 
     async def board_changed(self, sub: Submission) -> None:
-        """Something the chat's live board shows changed: refresh it (at most once per
-        interval, rendered when delivered)."""
+        """Something the chat's live board shows changed: refresh it (rendered when
+        delivered, when the board's budget allows: bot/telegram/board.py)."""
         if self.shows_board(sub.chat_id) or sub.chat_id > 0:
-            await self.store.owe_board(
-                sub.chat_id, sub.thread_id, self.settings.board_interval_seconds, self.clock()
-            )
+            await self.store.owe_board(sub.chat_id, sub.thread_id, self.clock())
 
     async def _seen(self, sub: Submission) -> list[Owed]:
         """👀 on the submission's first photo as it is sent (👌, 👎 or 🤔 follow with its

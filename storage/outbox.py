@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from storage.db import Database, Tx
@@ -71,12 +70,12 @@ class Outbox:
         ) as tx:
             await owe(tx, rows, now)
 
-    async def owe_board(
-        self, chat_id: int, thread: int | None, interval: float, now: float
-    ) -> None:
-        """Refresh the live board of a group (or of a private chat that shows one) at most
-        once per `interval`: the row waits until the last edit is that old, and is rendered
-        when delivered."""
+    async def owe_board(self, chat_id: int, thread: int | None, now: float) -> None:
+        """Refresh the live board of a group (or of a private chat that shows one): one row
+        per board, due now (a row waiting is brought forward), rendered when delivered. The
+        board's own budget decides then whether it is edited at once or later
+        (bot/telegram/board.py), so a change of state is never held back by a fixed
+        interval."""
         if chat_id > 0:  # a private chat shows one only while a burst is analysed: look first
             async with self.db.reading() as tx:
                 if (
@@ -87,15 +86,21 @@ class Outbox:
                     is None
                 ):
                     return
+        row = board_row(chat_id, thread)
         async with self.db.transaction(durable=False) as tx:
-            shown = await tx.one(
-                "SELECT edited_at FROM boards WHERE chat_id = ? AND thread_id = ?",
-                (chat_id, thread or 0),
+            if chat_id > 0 and (
+                await tx.one(
+                    "SELECT 1 FROM boards WHERE chat_id = ? AND thread_id = ?",
+                    (chat_id, thread or 0),
+                )
+                is None
+            ):
+                return  # gone meanwhile
+            await owe(tx, [row], now)
+            await tx.execute(
+                "UPDATE outbox SET not_before = ? WHERE key = ? AND not_before > ?",
+                (now, row.key, now),
             )
-            if chat_id > 0 and shown is None:
-                return
-            edited = (shown["edited_at"] if shown else None) or 0.0
-            await owe(tx, [replace(board_row(chat_id, thread), not_before=edited + interval)], now)
 
     async def refuse_once(self, user_id: int, row: Owed, now: float, *, every: float) -> bool:
         """A refusal for an unauthorised sender, at most once per `every` seconds per user:
@@ -241,6 +246,11 @@ class Outbox:
                 " WHERE id = ?",
                 (at, error[:300], row.id),
             )
+
+    async def postpone(self, row: OutboxRow, at: float) -> None:
+        """The row is not due before `at` (not a failure: no attempt counted)."""
+        async with self.db.transaction(durable=False) as tx:
+            await tx.execute("UPDATE outbox SET not_before = ? WHERE id = ?", (at, row.id))
 
     async def hold_chat(self, chat_id: int, until: float) -> None:
         """Nothing goes to this chat before `until` (a 429, or its budget spent)."""

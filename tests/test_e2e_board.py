@@ -1,8 +1,11 @@
-"""The live board of a team group under real use: it stays one message with 50 albums from
-people with long names. The emulator enforces Telegram's limits."""
+"""The live board of a team group under real use: it goes when its work is done although
+Telegram refused the delete for a moment, it is replaced when Telegram will not edit it any
+more, it stays one message with 50 albums from people with long names, and a short burst of
+albums is seen to move on it. The emulator enforces Telegram's limits and answers the faults."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +13,7 @@ import pytest
 
 from bot.telegram import render
 from storage import State
+from tests.conftest import eventually
 from tests.harness import ANNA, BEN, CARLA, Harness, bot_running
 from tests.test_presentation import make_sub
 
@@ -23,6 +27,98 @@ def is_board(action: dict[str, Any]) -> bool:
     return action["kind"] in ("send", "edit") and (
         text.startswith("📋 Being analysed") or text.startswith("📋 Wird analysiert")
     )
+
+
+async def fault(harness: Harness, **body: Any) -> None:
+    await harness.rs("/sandbox/telegram/faults", body)
+
+
+async def floods(harness: Harness) -> int:
+    answer = (await harness.http.get("/sandbox/telegram/limits")).json()
+    return int(answer["floods"])
+
+
+async def all_notified(runtime: Any, count: int) -> bool:
+    counts: dict[str, int] = await runtime.store.count_by_state()
+    return counts == {State.NOTIFIED.value: count}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {"kind": "429", "retry_after": 1},
+        {"kind": "error", "error_code": 502},
+    ],
+    ids=["429", "502"],
+)
+async def test_a_board_whose_delete_fails_once_is_deleted_later(
+    harness: Harness, settings_for: Callable[..., Any], refusal: dict[str, Any]
+) -> None:
+    """The analysis is done, and Telegram answers the board's delete with a 429 (or a 502)
+    once: the board is not forgotten but deleted after the pause (the backoff), not left
+    saying "being analysed" for good."""
+    group = await harness.chat(**GROUP)
+    await harness.rs("/sandbox/config", {"analysis_seconds": 1.0})
+    async with bot_running(settings_for(board_interval_seconds=0.3)) as runtime:
+        await harness.album(ANNA, group, count=2, caption="/scan Electronics")
+        board = await harness.wait_sent(group["id"], is_board, what="the board")
+        await fault(harness, method="deleteMessage", chat_id=group["id"], count=1, **refusal)
+        await eventually(lambda: all_notified(runtime, 1), what="the results sent")
+        await harness.wait_sent(
+            group["id"],
+            lambda a: a["kind"] == "delete" and a["message_id"] == board["message_id"],
+            within=20,
+            what="the board deleted after Telegram's refusal",
+        )
+        assert await runtime.store.board(group["id"], 0) == (None, None)
+    calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
+    deletes = [c for c in calls if c["method"] == "deleteMessage"]
+    assert [c.get("ok") for c in deletes] == [False, True], "refused once, then deleted"
+
+
+async def test_a_board_telegram_will_not_edit_is_replaced_by_a_fresh_one(
+    harness: Harness, settings_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telegram answers every edit of the board with "message can't be edited": the bot
+    forgets that message (deletes it where it can) and sends a fresh board, which goes on
+    showing the analyses and goes when they are done. No error and no traceback is logged."""
+    caplog.set_level(logging.INFO)
+    group = await harness.chat(**GROUP)
+    await harness.rs("/sandbox/config", {"analysis_seconds": 3.0})
+    async with bot_running(settings_for(board_interval_seconds=0.3)) as runtime:
+        await harness.album(ANNA, group, count=2, caption="/scan Electronics")
+        old = await harness.wait_sent(group["id"], is_board, what="the board")
+        await fault(
+            harness,
+            method="editMessageText",
+            kind="error",
+            error_code=400,
+            description="Bad Request: message can't be edited",
+            message_id=old["message_id"],
+            count=1000,
+        )
+        await harness.photo(BEN, group, caption="/scan Books")
+        fresh = await harness.wait_sent(
+            group["id"],
+            lambda a: is_board(a) and a["kind"] == "send" and "Ben" in (a["text"] or ""),
+            what="a fresh board listing Ben's photo",
+        )
+        assert fresh["message_id"] != old["message_id"]
+        await harness.wait_sent(
+            group["id"],
+            lambda a: a["kind"] == "delete" and a["message_id"] == old["message_id"],
+            what="the old board deleted",
+        )
+        await eventually(lambda: all_notified(runtime, 2), within=30, what="both results")
+        await harness.wait_sent(
+            group["id"],
+            lambda a: a["kind"] == "delete" and a["message_id"] == fresh["message_id"],
+            what="the fresh board deleted when nothing is open",
+        )
+    boards = [a for a in await harness.sent(group["id"]) if is_board(a) and a["kind"] == "send"]
+    assert len(boards) == 2, "one fresh board, not one per refresh"
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [r.getMessage() for r in bad]
 
 
 async def test_a_board_of_50_albums_with_long_names_stays_one_message_and_updates(
@@ -63,6 +159,42 @@ async def test_a_board_of_50_albums_with_long_names_stays_one_message_and_update
     calls = (await harness.http.get("/sandbox/telegram/calls")).json()["calls"]
     refused = [c for c in calls if "too long" in c.get("description", "")]
     assert not refused, "never longer than Telegram allows"
+
+
+@pytest.mark.telegram_limits
+async def test_a_short_burst_of_albums_is_seen_to_move_on_the_board(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """15 albums from three members, analysed in 4 s each, at Telegram's own limits and the
+    default board interval (10 s): the board is edited as the oldest albums change state
+    (sent, analysed) before their results come, instead of showing "waiting" until it is
+    deleted; nothing is answered 429."""
+    group = await harness.chat(**GROUP)
+    await harness.rs("/sandbox/config", {"analysis_seconds": 4.0})
+    async with bot_running(settings_for()) as runtime:
+        for i in range(15):
+            user = (ANNA, BEN, CARLA)[i % 3]
+            await harness.album(user, group, count=2, caption="/scan Electronics")
+        await eventually(lambda: all_notified(runtime, 15), within=90, what="every result")
+        board = await harness.wait_sent(group["id"], is_board, what="the board")
+        await harness.wait_sent(
+            group["id"],
+            lambda a: a["kind"] == "delete" and a["message_id"] == board["message_id"],
+            within=30,
+            what="the board deleted",
+        )
+    actions = await harness.sent(group["id"])
+    shown = [a for a in actions if is_board(a) and a["message_id"] == board["message_id"]]
+    first_results = min(
+        i for i, a in enumerate(actions) if a["kind"] == "send" and "Results" in (a["text"] or "")
+    )
+    edits = [a for a in actions[:first_results] if a in shown and a["kind"] == "edit"]
+    oldest = [(a["text"] or "").splitlines()[1] for a in edits]
+    assert any(line.startswith(("⏳", "📤")) for line in oldest), (
+        "the board edited to show the oldest album on its way, before its results",
+        [a["text"] for a in shown],
+    )
+    assert await floods(harness) == 0
 
 
 def test_the_board_text_caps_its_lines_in_both_languages() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.chat import Outgoing, RetryLater
+from bot.chat import BoardShown, Outgoing, RetryLater
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
 from bot.telegram.delivery import YIELD_AT_MOST, Budget, DeliveryLoop, SendLimits
@@ -72,7 +72,7 @@ class RecordingChat:
     async def edit_progress(self, sub: Submission) -> None:
         raise AssertionError("not used")
 
-    async def refresh_board(self, chat_id: int, thread: int) -> int:
+    async def refresh_board(self, chat_id: int, thread: int) -> BoardShown:
         raise AssertionError("not used")
 
     async def wait_for(self, predicate: Callable[[], bool], what: str) -> None:

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 from pydantic import SecretStr
 
-from bot.chat import ChatError, Outgoing, RetryLater, Role
+from bot.chat import BoardShown, ChatError, Outgoing, RetryLater, Role
 from bot.config import Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner
@@ -187,8 +187,8 @@ class FakeChat:
     async def edit_progress(self, sub: Submission) -> None:
         return None
 
-    async def refresh_board(self, chat_id: int, thread: int) -> int:
-        return 0
+    async def refresh_board(self, chat_id: int, thread: int) -> BoardShown:
+        return BoardShown()
 
     async def post(self, row: OutboxRow) -> int | None:
         return self._sent(row.chat_id, str(row.payload.get("text", "")), row.reply_to)

@@ -27,6 +27,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import export
 from bot.chat import (
+    BoardShown,
     ChatError,
     ChatGone,
     ChatMoved,
@@ -235,15 +236,15 @@ class TelegramChat:
         """Groups list their open analyses on a live board (GROUP_MODE=board)."""
         return self.group_boards and self.boards is not None and self.boards.applies(chat_id)
 
-    async def refresh_board(self, chat_id: int, thread: int) -> int:
+    async def refresh_board(self, chat_id: int, thread: int) -> BoardShown:
         boards = self.boards
         if boards is None or (thread and self.gone_topics.gone(chat_id, thread, self.clock())):
-            return 0  # a deleted or closed topic shows no board
+            return BoardShown()  # a deleted or closed topic shows no board
         try:
             return await translated(lambda: boards.refresh(chat_id, thread))
         except TopicGone:
             self.gone_topics.mark(chat_id, thread, self.clock())
-            return 0
+            return BoardShown()
 
     # Where a message goes ------------------------------------------------------------------
 

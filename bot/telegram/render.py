@@ -468,6 +468,12 @@ def _clip(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
+def board_state(sub: Submission) -> str:
+    """What a board line says of a submission's state, without its progress and age: when
+    this changes, the board shows a change of state (bot/telegram/board.py)."""
+    return "collecting" if sub.collecting else f"{sub.state.value}:{state_text('en', sub)}"
+
+
 def board_text(
     lang: str,
     open_: Sequence[Submission],
