@@ -27,7 +27,7 @@ from bot.config import GroupMode, Settings
 from bot.intake import Catalog
 from bot.media import MediaSigner, derive_key
 from bot.metrics import Metrics
-from bot.outbox import Deliverer
+from bot.outbox import Deliverer, stale_allowlist_entry
 from bot.resellscan import ResellScanClient, RetryPolicy
 from bot.telegram.board import Boards
 from bot.telegram.callbacks import CallbackCodec, derive_callback_key
@@ -94,6 +94,7 @@ class BotRuntime:
         log.info("resell-scan-bot %s starting", __version__)
         self.db = await Database.open(settings.database_path)
         self.store = Store(self.db)
+        await self._warn_stale_allowlist()
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.resell_scan_timeout, connect=10.0),
             headers={"User-Agent": f"resell-scan-bot/{__version__}"},
@@ -275,6 +276,14 @@ class BotRuntime:
         self._digests = asyncio.create_task(
             self.team.run_digests(settings.digest_check_seconds), name="digests"
         )
+
+    async def _warn_stale_allowlist(self) -> None:
+        """ALLOWED_CHAT_IDS names a group that Telegram upgraded to a supergroup (the database
+        followed it): the old id still admits the new one, but the setting should say so."""
+        assert self.store is not None
+        allowed = self.settings.allowed_chat_ids
+        for old, new in (await self.store.successors_of(allowed)).items():
+            log.warning("%s", stale_allowlist_entry(old, new, new_listed=new in allowed))
 
     async def _intake_quiet(self) -> None:
         if self.inbox is not None:

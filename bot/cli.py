@@ -203,6 +203,23 @@ def _ledger_lines(settings: Settings) -> list[tuple[bool, str]]:
     return lines
 
 
+def _allowlist_lines(settings: Settings) -> list[tuple[bool, str]]:
+    """ALLOWED_CHAT_IDS entries that name a group Telegram upgraded to a supergroup (the
+    database knows where it went), read without changing the database."""
+    from bot.outbox import stale_allowlist_entry
+    from storage.chats import read_successors
+
+    allowed = settings.allowed_chat_ids
+    try:
+        moved = read_successors(settings.database_path, allowed)
+    except sqlite3.Error as exc:
+        return [(False, f"database {settings.database_path}: {exc}")]
+    return [
+        (False, stale_allowlist_entry(old, new, new_listed=new in allowed))
+        for old, new in moved.items()
+    ]
+
+
 async def _check(settings: Settings) -> list[tuple[bool, str]]:
     from bot.resellscan import PermissionDenied, ResellScanError
 
@@ -256,6 +273,7 @@ async def _check(settings: Settings) -> list[tuple[bool, str]]:
         except ResellScanError as exc:
             report.append((False, f"Resell Scan: {type(exc).__name__}: {exc}"))
     report.extend(_ledger_lines(settings))
+    report.extend(_allowlist_lines(settings))
     if settings.public_base_url:
         report.append(_public_url_line(settings))
     else:

@@ -44,6 +44,20 @@ GONE_RETRY_SECONDS = 600.0  # a chat that blocked the bot is tried again this mu
 MAX_DIGEST_TRIES = 3
 
 
+def stale_allowlist_entry(old: int, new: int, *, new_listed: bool = False) -> str:
+    """What the operator is told when ALLOWED_CHAT_IDS names a group that Telegram upgraded to
+    a supergroup: when the bot follows the upgrade, at every start, and by `check`."""
+    if new_listed:
+        return (
+            f"ALLOWED_CHAT_IDS lists {old}, which Telegram upgraded to supergroup {new} (listed"
+            f" too): remove {old} from the setting"
+        )
+    return (
+        f"ALLOWED_CHAT_IDS lists {old}, which Telegram upgraded to supergroup {new}: it admits"
+        f" the new id meanwhile; replace {old} with {new} in the setting"
+    )
+
+
 async def follow_migration(
     store: Store,
     old: int,
@@ -74,14 +88,7 @@ async def follow_migration(
             new,
         )
     elif old in allowed_chat_ids:
-        log.warning(
-            "ALLOWED_CHAT_IDS lists %s, which Telegram upgraded to %s: it admits the new id"
-            " meanwhile; replace %s with %s in the setting",
-            old,
-            new,
-            old,
-            new,
-        )
+        log.warning("%s", stale_allowlist_entry(old, new, new_listed=new in allowed_chat_ids))
 
 
 def outcome_reaction(sub: Submission) -> str | None:

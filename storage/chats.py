@@ -28,7 +28,10 @@ no digest is owed until the chat speaks again (`chat_spoke`).
 
 from __future__ import annotations
 
+import sqlite3
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from storage.db import Database, Tx
@@ -160,12 +163,11 @@ class Chats:
 
     async def successor(self, chat_id: int) -> int | None:
         """Where this chat went, if Telegram upgraded it (followed to the end)."""
-        successors = await self._migrations()
-        current, seen = chat_id, {chat_id}
-        while current in successors and successors[current] not in seen:
-            current = successors[current]
-            seen.add(current)
-        return None if current == chat_id else current
+        return _followed(await self._migrations(), [chat_id]).get(chat_id)
+
+    async def successors_of(self, chat_ids: Iterable[int]) -> dict[int, int]:
+        """Those of `chat_ids` that Telegram upgraded, with the id each ended up with."""
+        return _followed(await self._migrations(), chat_ids)
 
     async def moved_at(self, chat_id: int) -> float | None:
         """When this chat took over the rows of the group it was upgraded from (None: never).
@@ -303,6 +305,36 @@ class Chats:
         await self.update_chat(chat_id, now, reachable=True, digest_failures=0)
         if self._silenced is not None:
             self._silenced.discard(chat_id)
+
+
+def read_successors(path: Path, chat_ids: Iterable[int]) -> dict[int, int]:
+    """`Chats.successors_of` read-only, without migrating (the bot may be running; `check`):
+    empty when the database does not exist or knows no upgrade yet."""
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "chat_migrations" not in tables:
+            return {}
+        rows = conn.execute("SELECT old_chat_id, new_chat_id FROM chat_migrations").fetchall()
+    finally:
+        conn.close()
+    return _followed({int(old): int(new) for old, new in rows}, chat_ids)
+
+
+def _followed(successors: Mapping[int, int], chat_ids: Iterable[int]) -> dict[int, int]:
+    """Each of `chat_ids` that moved, followed to the id it has now (a chain ends where it
+    loops or stops)."""
+    found: dict[int, int] = {}
+    for chat_id in chat_ids:
+        current, seen = chat_id, {chat_id}
+        while current in successors and successors[current] not in seen:
+            current = successors[current]
+            seen.add(current)
+        if current != chat_id:
+            found[chat_id] = current
+    return found
 
 
 async def _migrate(tx: Tx, old: int, new: int, now: float) -> dict[str, int]:

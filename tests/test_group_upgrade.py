@@ -1,7 +1,8 @@
 """What a group keeps when Telegram upgrades it to a supergroup, through the real bot and the
 emulator: the duplicate guard still knows the photos analysed in the group; a question the
 group was asked and did not answer is asked again in the supergroup, where a reply answers
-it.
+it; and an ALLOWED_CHAT_IDS that still names the group is pointed out by `run` at start and
+by `check`.
 
 Telegram does not move a group's messages into the supergroup: the supergroup numbers its
 messages anew, the group becomes read-only, and a reply from the supergroup to a message of
@@ -11,20 +12,28 @@ reply to it, so the bot asks it again."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from bot.config import Settings
 from sandbox.data import fake_jpeg
-from storage import Problem, State, Store, Submission
+from storage import Database, Problem, State, Store, Submission
 from storage.outbox import Kind, Owed, Priority
 from tests.conftest import eventually, new_photo
 from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
+from tests.proc import ROOT, settings_env
 
 pytestmark = pytest.mark.timeout(120)
 
 OLD_GROUP: dict[str, Any] = {"id": -4002, "type": "group", "title": "Flea market"}
+NEW_ID = -1004002  # the emulator's default: -100 and the old id's digits
 
 
 async def upgrade(harness: Harness, chat_id: int) -> dict[str, Any]:
@@ -187,3 +196,80 @@ async def test_only_questions_that_went_out_are_asked_again(store: Store) -> Non
     rows = await store.outbox_rows(new, now + 2, 10)
     assert [r.submission_id for r in rows if r.kind is Kind.QUESTION] == [still_owed]
     assert (await store.migrate_chat(old, new, now + 3))["questions"] == 0
+
+
+# ALLOWED_CHAT_IDS naming the group ------------------------------------------------------------
+
+
+async def _remember_upgrade(settings: Settings, old: int, new: int) -> None:
+    db = await Database.open(settings.database_path)
+    try:
+        await Store(db).migrate_chat(old, new, time.time())
+    finally:
+        await db.close()
+
+
+async def test_run_warns_at_start_when_the_allowlist_names_an_upgraded_group(
+    settings_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(allowed_chat_ids=[OLD_GROUP["id"]])
+    await _remember_upgrade(settings, OLD_GROUP["id"], NEW_ID)
+    caplog.set_level(logging.WARNING, logger="bot.app")
+    async with bot_running(settings):
+        warned = [r for r in caplog.records if r.name == "bot.app" and r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warned] == [
+        f"ALLOWED_CHAT_IDS lists {OLD_GROUP['id']}, which Telegram upgraded to supergroup"
+        f" {NEW_ID}: it admits the new id meanwhile; replace {OLD_GROUP['id']} with {NEW_ID}"
+        " in the setting"
+    ]
+
+
+async def test_check_names_an_allowlisted_group_that_was_upgraded(
+    settings_for: Callable[..., Any],
+) -> None:
+    """`check` reads the database without changing it: nothing to say before the database
+    exists or when the allowlist is current; the old id named (FAIL, exit 1) when it is not,
+    and "remove" when the new id is listed too."""
+    from bot.cli import _allowlist_lines
+
+    old = OLD_GROUP["id"]
+    settings = settings_for(allowed_chat_ids=[old])
+    assert _allowlist_lines(settings) == [], "no database yet"
+    await _remember_upgrade(settings, old, NEW_ID)
+    assert _allowlist_lines(settings_for(allowed_chat_ids=[NEW_ID])) == []
+    both = _allowlist_lines(settings_for(allowed_chat_ids=[old, NEW_ID]))
+    assert both == [
+        (
+            False,
+            f"ALLOWED_CHAT_IDS lists {old}, which Telegram upgraded to supergroup {NEW_ID}"
+            f" (listed too): remove {old} from the setting",
+        )
+    ]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check"],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), **settings_env(settings)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"FAIL ALLOWED_CHAT_IDS lists {old}, which Telegram upgraded to supergroup {NEW_ID}:"
+        f" it admits the new id meanwhile; replace {old} with {NEW_ID} in the setting"
+    ) in result.stdout.splitlines()
+    assert "1 check(s) failed" in result.stdout
+    rows = await _migrations(settings)
+    assert rows == [(old, NEW_ID)], "check changed nothing"
+
+
+async def _migrations(settings: Settings) -> list[tuple[int, int]]:
+    db = await Database.open(settings.database_path)
+    try:
+        async with db.reading() as tx:
+            found = await tx.all("SELECT old_chat_id, new_chat_id FROM chat_migrations")
+        return [(int(r[0]), int(r[1])) for r in found]
+    finally:
+        await db.close()

@@ -52,7 +52,7 @@ from bot.intake import (
     example_caption,
     parse_caption,
 )
-from bot.outbox import follow_migration
+from bot.outbox import follow_migration, stale_allowlist_entry
 from bot.paid import CapReached
 from bot.resellscan import BatchStatus, Collection, ResellScanError
 from bot.telegram import callbacks, render
@@ -198,14 +198,7 @@ class Handlers:
             if old in settings.allowed_chat_ids:
                 if chat.id not in self._admitted_as_successor:
                     self._admitted_as_successor.add(chat.id)
-                    log.warning(
-                        "ALLOWED_CHAT_IDS lists %s, which Telegram upgraded to %s: it admits"
-                        " the new id meanwhile; replace %s with %s in the setting",
-                        old,
-                        chat.id,
-                        old,
-                        chat.id,
-                    )
+                    log.warning("%s", stale_allowlist_entry(old, chat.id))
                 return True
         return False
 
