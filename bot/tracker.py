@@ -439,7 +439,7 @@ class Tracker:
                 await self.store.reject(sub.id, Problem(exc.reason), now)
                 log.warning("photo unavailable, gave up: %s", exc, extra=ctx)
                 return None
-            retry_at = now + self._backoff(sub.photo_failures)
+            retry_at = now + max(self._backoff(sub.photo_failures), exc.retry_after)
             failures = await self.store.photo_failed(sub.id, retry_at, str(exc)[:300])
             log.info("photo fetch failed (%d so far): %s", failures, exc, extra=ctx)
             return None
@@ -521,6 +521,8 @@ class Tracker:
         except (AmbiguousWrite, ProtocolError, TransportError) as exc:
             return await self._reconcile_later(sub, exc)
         except APIError as exc:
+            if await self._photos_withheld(sub):
+                return None
             await self.store.reject(sub.id, self._api_problem(exc), self.clock())
             log.info("submission rejected by Resell Scan: %s", exc, extra=ctx)
             return None
@@ -564,6 +566,27 @@ class Tracker:
             )
         finally:
             RETRY_OBSERVER.reset(observing)
+
+    async def _photos_withheld(self, sub: Submission) -> bool:
+        """With image URLs, Resell Scan fetches the photos from the /media route while the
+        upload waits for its answer, and a fetch Telegram would not serve is counted there
+        (bot/web.py). An upload refused (4xx) after such a fetch was refused for want of our
+        photos: like a failed fetch in base64 mode it goes again after a growing pause, and
+        after PHOTO_FETCH_ATTEMPTS uploads the user is told to send the photos again. A
+        refusal is no paid call (bot/paid.py); the resend carries the same key and body."""
+        fresh = await self.store.get(sub.id)
+        if fresh is None or fresh.photo_failures <= sub.photo_failures:
+            return False  # refused for something else
+        now = self.clock()
+        ctx = {"submission_id": sub.id, "chat_id": sub.chat_id}
+        if fresh.attempts >= PHOTO_FETCH_ATTEMPTS:
+            await self.store.reject(sub.id, Problem("photo_unavailable"), now)
+            log.warning("Resell Scan could not fetch a photo, gave up", extra=ctx)
+            return True
+        error = fresh.last_error or "photo fetch failed"
+        await self.store.submit_retry(sub.id, error, now + self._backoff(fresh.attempts - 1), now)
+        log.info("Resell Scan could not fetch a photo (upload %d)", fresh.attempts, extra=ctx)
+        return True
 
     async def _learn_listings(
         self, sub: Submission, collection_id: str, products: list[NewProduct]
@@ -636,7 +659,7 @@ class Tracker:
         else:  # the longer it lasts, the less often it is tried (2 s up to MAX_BACKOFF)
             wait = self.rng.uniform(0.5, 1.0) * min(MAX_BACKOFF, max(4.0, (now - since) / 4))
         owed: list[Owed] = []
-        if not refused and sub.rate_limited_since is None:  # say it once
+        if not refused and sub.rate_limited_since is None:  # say it once (per chat)
             owed.append(question_row(sub, "unreachable"))
         cause = BUSY if refused else UNREACHABLE
         await self.store.submit_retry(
@@ -645,7 +668,7 @@ class Tracker:
             self.clock() + wait,
             self.clock(),
             rate_limited=True,
-            owed=owed,
+            once_per_chat=owed,
         )
         log.warning("Resell Scan %s: the upload waits %.0fs", cause, wait, extra=ctx)
 

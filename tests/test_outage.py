@@ -126,8 +126,7 @@ async def test_a_ten_minute_outage_is_waited_out_and_every_album_answered_once(
     for chat_id, firsts in albums.items():
         actions = await harness.sent(chat_id)
         texts = [a["text"] or "" for a in actions if a["kind"] == "send"]
-        # Once per chat takes the tracker hunk (test_an_outage_is_told_once_per_chat).
-        assert 1 <= len([t for t in texts if NOTICE in t]) <= len(firsts), "told"
+        assert len([t for t in texts if NOTICE in t]) == 1, "told once per chat"
         assert not [t for t in texts if "stopped trying" in t or "send the photos again" in t]
         replies = results_replies(actions)
         assert sorted(r["reply_to"] for r in replies) == sorted(firsts), "one reply per album"
@@ -286,15 +285,6 @@ async def test_with_image_urls_a_photo_telegram_will_not_hand_over_is_counted_wh
         assert (sub.last_error or "").startswith("photo fetch failed: NetworkError")
 
 
-# Two lines of bot/tracker.py the lead applies (then these markers go): an upload refused
-# after its /media fetch failed is a photo failure (tried again with a growing pause, then the
-# "send them again" message), and a photo fetch answered 429 waits at least as told.
-tracker_hunk = pytest.mark.xfail(
-    strict=True, reason="needs the tracker hunk: refused after /media failed; 429's wait"
-)
-
-
-@tracker_hunk
 async def test_a_flood_wait_on_getfile_is_waited_out_before_the_next_try(
     harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,7 +306,6 @@ async def test_a_flood_wait_on_getfile_is_waited_out_before_the_next_try(
     assert min(b - a for a, b in itertools.pairwise(tries)) >= 2.9
 
 
-@tracker_hunk
 async def test_with_image_urls_a_photo_telegram_will_not_hand_over_ends_like_in_base64_mode(
     harness: Harness, settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,7 +336,6 @@ async def test_with_image_urls_a_photo_telegram_will_not_hand_over_ends_like_in_
     assert len([c for c in telegram if c["method"] == "getFile"]) == 3
 
 
-@tracker_hunk
 async def test_with_image_urls_a_photo_telegram_hands_over_late_is_analysed(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
@@ -365,7 +353,6 @@ async def test_with_image_urls_a_photo_telegram_hands_over_late_is_analysed(
     assert not [t for t in texts if "refused" in t or "could not download" in t]
 
 
-@tracker_hunk
 async def test_an_outage_is_told_once_per_chat(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:
