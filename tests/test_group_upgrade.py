@@ -69,7 +69,8 @@ async def test_the_duplicate_guard_knows_photos_analysed_before_the_upgrade(
 ) -> None:
     """A photo analysed in the group, sent again in the supergroup: held with the question
     (photos keep the group's id as their address, the guard looks under both ids); "Show
-    results" shows the group's results in the supergroup; nothing is uploaded twice."""
+    results" shows the group's results in the supergroup, and their CSV button sends the
+    file there replying to nothing; nothing is uploaded twice."""
     photo = fake_jpeg("upgrade-dup")
     old = await harness.chat(**OLD_GROUP)
     async with bot_running(settings_for()) as runtime:
@@ -90,9 +91,17 @@ async def test_the_duplicate_guard_knows_photos_analysed_before_the_upgrade(
         assert len(await harness.creates()) == 1, "held: nothing uploaded"
         show = next(b for b in buttons(question) if b["text"] == "Show results")
         await harness.press(ANNA, new["id"], question["message_id"], show["callback_data"])
-        await harness.wait_sent(
+        shown = await harness.wait_sent(
             new["id"], lambda a: bool(results_replies([a])), what="the results shown again"
         )
+        # What its buttons send replies to nothing: the photo is the group's message, and the
+        # supergroup's message with that number is another one.
+        csv = next(b for b in buttons(shown) if b["text"].startswith("📄"))
+        await harness.press(ANNA, new["id"], shown["message_id"], csv["callback_data"])
+        document = await harness.wait_sent(
+            new["id"], lambda a: a["kind"] == "document", what="the CSV"
+        )
+        assert document["reply_to"] is None
     assert len(await harness.creates()) == 1
     assert not await refused_sends(harness)
 

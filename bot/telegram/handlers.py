@@ -169,14 +169,17 @@ class Handlers:
     async def owe(self, *rows: Owed) -> None:
         await self.s.store.owe(*rows, now=self.s.clock())
 
-    def for_sub(self, sub: Submission, out: Outgoing) -> Owed:
-        """A message about a submission, as a reply to its photos in their topic."""
+    async def for_sub(self, sub: Submission, out: Outgoing) -> Owed:
+        """A message about a submission, as a reply to its photos in their topic; to nothing
+        where the photos were sent in the group this chat was upgraded from (their message
+        ids are that group's: the same number here is another message)."""
         markup = out.markup if isinstance(out.markup, InlineKeyboardMarkup) else None
+        elsewhere = await self.s.store.made_elsewhere(sub.id, sub.chat_id)
         return text_row(
             sub.chat_id,
             out.text,
             markup,
-            reply_to=sub.message_id,
+            reply_to=None if elsewhere else sub.message_id,
             thread_id=sub.thread_id,
             document=out.document[1] if out.document else None,
             filename=out.document[0] if out.document else None,
@@ -850,7 +853,7 @@ class Handlers:
         for index, part in enumerate(parts):
             await self.reply(message, part, markup if index == len(parts) - 1 else None)
         if want_csv or status.counts()[0] > self.s.settings.csv_threshold:
-            await self.owe(self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
+            await self.owe(await self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
 
     async def cmd_find(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -1116,7 +1119,7 @@ class Handlers:
         sub = press.sub
         if sub.results is not None:
             status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
-            await self.owe(self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
+            await self.owe(await self.for_sub(sub, await self.s.chat.csv_for(sub, status)))
 
     async def on_retry(self, press: Press[callbacks.RetryFailed]) -> bool:
         assert press.sub is not None
@@ -1130,7 +1133,7 @@ class Handlers:
             return
         status = BatchStatus.read(sub.results, batch_id=sub.batch_id)
         for text in render.listing_messages(sub.language, sub, status, press.button.index):
-            await self.owe(self.for_sub(sub, Outgoing(text)))
+            await self.owe(await self.for_sub(sub, Outgoing(text)))
 
     async def on_duplicate(self, press: Press[callbacks.Duplicate]) -> bool:
         assert press.sub is not None
@@ -1221,7 +1224,7 @@ class Handlers:
             )
             return
         now = self.s.clock()
-        owed = [self.for_sub(sub, Outgoing(t(lang, "retry_started", count=len(failed))))]
+        owed = [await self.for_sub(sub, Outgoing(t(lang, "retry_started", count=len(failed))))]
         message = press.message
         if message is not None:  # the same keyboard without the used button
             used = dataclasses.replace(sub, retried_at=now)
