@@ -219,6 +219,16 @@ async def test_duplicate_guard_single_album_partial_and_analyse_again(
         a for a in await harness.sent(ANNA["id"]) if "already analysed" in (a["text"] or "")
     ]
     assert len(questions) == 2
+    # Each question, once answered, says what was chosen and keeps no buttons (before: they
+    # stayed, and then said "no longer valid").
+    edits = {
+        a["message_id"]: a
+        for a in await harness.sent(ANNA["id"])
+        if a["kind"] == "edit" and a["message_id"] in (question["message_id"], held["message_id"])
+    }
+    assert "being analysed again" in edits[question["message_id"]]["text"]
+    assert "earlier results are shown below" in edits[held["message_id"]]["text"]
+    assert all(not e.get("reply_markup") for e in edits.values()), edits
 
 
 # Fixing instead of resending --------------------------------------------------------------------

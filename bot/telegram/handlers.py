@@ -1250,9 +1250,13 @@ class Handlers:
         if press.button.choice == "again":
             if await self.s.store.pass_guard(sub.id, self.s.clock()):
                 self.s.tracker.wake()
+            if message is not None:  # the question says what was chosen, without buttons
+                await self._edit(message, t(lang, "duplicate_chose_again"), None)
             return
         earlier = await self.s.store.get(sub.duplicate_of)
         await self.s.store.drop(sub.id, self.s.clock())
+        if message is not None:
+            await self._edit(message, t(lang, "duplicate_chose_show"), None)
         if earlier is not None and message is not None:
             await self._show_results(message, lang, earlier, want_csv=False)
 
