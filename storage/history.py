@@ -17,12 +17,21 @@ Search (`History.find`)
     "groesse", "grosse" and "GRÖSSE"; "Müller" by "müller", "muller" and "mueller"; a title
     written "Mueller" by "müller" and "mueller" (not by "muller", a different word). Text is
     stored NFC-normalised, so a decomposed "u + ¨" from some keyboards matches as well.
+    Inside words: a second FTS5 table, `results_history_trigram` (tokenizer `trigram`,
+    case-insensitive for every script), indexes the same text (with the German spellings)
+    and once more with diacritics dropped (`_FOLD`: é = e, ü = u, ß = ss), so a word of 3
+    letters or more also matches inside a word: "schuh" finds "Lederschuhe" and
+    "Kinderschuhe" (German compounds), "grosse" finds "Übergröße". A shorter word matches
+    as a prefix only (a trigram index cannot look up fewer than 3 characters).
     Quoting: the user's text is never FTS5 syntax. It is split into words (runs of letters
     and digits; everything else, `"` `*` `-` `:` `(` `^` `_` included, separates), each word
-    becomes a quoted prefix term `"word"*`, and every word must match (AND). `OR`, `NOT`,
-    `NEAR` typed by a user are plain words. At most `MAX_SEARCH_WORDS` words are used.
-    Empty text lists the chat's rows; text without any word (only emoji or punctuation)
-    finds nothing. Results are newest first, with the total count for paging.
+    becomes a quoted prefix term `"word"*` (and a quoted string for the trigram index), and
+    every word must match (AND), each anywhere in the row's text. `OR`, `NOT`, `NEAR` typed
+    by a user are plain words. At most `MAX_SEARCH_WORDS` words are used.
+    Order: best matches first. Rows where every word is a whole word come first, then rows
+    where every word starts a word, then the rest (some word only inside a word); newest
+    first within each. Empty text lists the chat's rows, newest first; text without any
+    word (only emoji or punctuation) finds nothing. The total count comes along for paging.
     Paging: a query is kept behind a short token (`remember_query`, `recall_query`), which
     the page buttons carry instead of the text (64 bytes of callback data would cut it); a
     token unused for `QUERY_RETENTION` is forgotten.
@@ -35,14 +44,14 @@ When rows are kept (`owe_history`, `History.owed`)
     whether or not Telegram ever takes its results message (a closed topic, no right to
     send); the link to that message is added when it is sent (`History.link`).
 
-Why the FTS table keeps its own copy of the text (neither external content nor contentless):
+Why the FTS tables keep their own copy of the text (neither external content nor contentless):
     the indexed text is not the column text (it carries the extra spellings), which an
     external-content table must mirror exactly, and a contentless table (SQLite < 3.43) needs
     the indexed values again to delete a row. Spelling the text in Python (`History.add`, in
     the row's transaction) keeps the migration literal SQL, and the copy lets the delete
     trigger remove a row by rowid alone, whatever spelling rules indexed it. A trigger refuses
-    to change the searchable columns of a stored row, so the index cannot go stale. The copy
-    costs a few hundred bytes per product.
+    to change the searchable columns of a stored row, so the index cannot go stale. The copies
+    cost a few hundred bytes per product, the trigram index about three times the text.
 """
 
 from __future__ import annotations
@@ -68,6 +77,32 @@ _GERMAN = str.maketrans(
     {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ẞ": "SS"}
 )
 _SHARP_S = str.maketrans({"ß": "ss", "ẞ": "SS"})
+# Diacritics dropped for the trigram index (which, unlike unicode61, cannot). Migration 17
+# indexed the rows kept before with the same table, in SQL: a change here needs a migration
+# that indexes them again (tests/test_find_inside_words.py compares the two).
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("àáâãäå", "a"),
+        **dict.fromkeys("ÀÁÂÃÄÅ", "A"),
+        **dict.fromkeys("èéêë", "e"),
+        **dict.fromkeys("ÈÉÊË", "E"),
+        **dict.fromkeys("ìíîï", "i"),
+        **dict.fromkeys("ÌÍÎÏ", "I"),
+        **dict.fromkeys("òóôõö", "o"),
+        **dict.fromkeys("ÒÓÔÕÖ", "O"),
+        **dict.fromkeys("ùúûü", "u"),
+        **dict.fromkeys("ÙÚÛÜ", "U"),
+        **dict.fromkeys("ýÿ", "y"),
+        "Ý": "Y",
+        "ç": "c",
+        "Ç": "C",
+        "ñ": "n",
+        "Ñ": "N",
+        "ß": "ss",
+        "ẞ": "SS",
+    }
+)
+TRIGRAM = 3  # the shortest word the trigram index can look up
 _UMLAUTS = frozenset("äöüßÄÖÜẞ")
 
 
@@ -188,6 +223,10 @@ _INSERT = (
     " ON CONFLICT (submission_id, product_index) DO NOTHING"
 )
 _NEWEST_FIRST = " ORDER BY h.analysed_at DESC, h.id DESC"
+_IN_WORDS = "h.id IN (SELECT rowid FROM results_history_fts WHERE results_history_fts MATCH ?)"
+_IN_TRIGRAMS = (
+    "h.id IN (SELECT rowid FROM results_history_trigram WHERE results_history_trigram MATCH ?)"
+)
 
 
 class History:
@@ -231,30 +270,37 @@ class History:
     async def find(
         self, chat_id: int, text: str, *, limit: int = 10, offset: int = 0
     ) -> tuple[list[HistoryRow], int]:
-        """The chat's rows matching every word of `text` as a prefix (see the module doc),
-        newest first, `limit` from `offset`; and how many match in all."""
+        """The chat's rows matching every word of `text`, best matches first (see the module
+        doc), `limit` from `offset`; and how many match in all."""
         limit, offset = (min(max(0, int(n)), _MAX_SQL_INT) for n in (limit, offset))
-        params: list[Any]
-        if not text.strip():
-            source = " WHERE h.chat_id = ?"
-            params = [chat_id]
-        else:
-            query = fts_query(text)
-            if query is None:
+        source = " WHERE h.chat_id = ?"
+        params: list[Any] = [chat_id]
+        order, ranking = _NEWEST_FIRST, []
+        if text.strip():
+            words = _search_words(text)
+            if not words:
                 return [], 0
-            source = (
-                " JOIN results_history_fts ON results_history_fts.rowid = h.id"
-                " WHERE results_history_fts MATCH ? AND h.chat_id = ?"
+            for spellings in words:
+                prefix = _any(spellings, "*")
+                if len(spellings[0]) < TRIGRAM:
+                    source += f" AND {_IN_WORDS}"
+                    params.append(prefix)
+                else:
+                    source += f" AND ({_IN_WORDS} OR {_IN_TRIGRAMS})"
+                    params += [prefix, _any(_folded(spellings), "")]
+            order = (
+                f" ORDER BY CASE WHEN {_IN_WORDS} THEN 0 WHEN {_IN_WORDS} THEN 1 ELSE 2 END,"
+                " h.analysed_at DESC, h.id DESC"
             )
-            params = [query, chat_id]
+            ranking = [_all(words, ""), _all(words, "*")]
         async with self.db.reading() as tx:
             count = await tx.one(
                 "SELECT COUNT(*) FROM results_history h" + source,  # noqa: S608 (literals only)
                 params,
             )
             found = await tx.all(
-                _SELECT + source + _NEWEST_FIRST + " LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+                _SELECT + source + order + " LIMIT ? OFFSET ?",
+                [*params, *ranking, limit, offset],
             )
         return [_row(r) for r in found], int(count[0]) if count else 0
 
@@ -314,11 +360,18 @@ async def _add(tx: Tx, rows: Sequence[NewHistoryRow]) -> int:
         if row_id is None:
             continue
         added += 1
+        indexed = [_indexed(params[_COLUMNS.index(c)]) for c in _FTS_COLUMNS]
         await tx.execute(
             "INSERT INTO results_history_fts"
             " (rowid, title, brand, category, collection_name, sender_name)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (row_id, *(_indexed(params[_COLUMNS.index(c)]) for c in _FTS_COLUMNS)),
+            (row_id, *indexed),
+        )
+        await tx.execute(
+            "INSERT INTO results_history_trigram"
+            " (rowid, title, brand, category, collection_name, sender_name)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (row_id, *(_with_folded(text) for text in indexed)),
         )
     return added
 
@@ -338,19 +391,51 @@ def fts_query(text: str) -> str | None:
     """An FTS5 MATCH expression for what a user typed, or None when it holds no word: every
     word a quoted prefix term, German spellings as alternatives, words joined by AND. Never
     a syntax error, whatever `text` holds."""
-    terms: list[str] = []
+    words = _search_words(text)
+    return _all(words, "*") if words else None
+
+
+def _search_words(text: str) -> list[list[str]]:
+    """The words of `text` (at most MAX_SEARCH_WORDS, each once), each in its spellings: as
+    typed (lower case), with ä/ö/ü/ß spelled ae/oe/ue/ss, with only ß spelled ss."""
+    words: list[list[str]] = []
     seen: set[str] = set()
     for word in _WORD.findall(unicodedata.normalize("NFC", text)):
         lower = word.lower()
         if lower in seen:
             continue
         seen.add(lower)
-        spellings = dict.fromkeys((lower, lower.translate(_GERMAN), lower.translate(_SHARP_S)))
-        quoted = [f'"{s}"*' for s in spellings]  # a word holds no quote (see _WORD)
-        terms.append(quoted[0] if len(quoted) == 1 else f"({' OR '.join(quoted)})")
-        if len(terms) >= MAX_SEARCH_WORDS:
+        words.append(
+            list(dict.fromkeys((lower, lower.translate(_GERMAN), lower.translate(_SHARP_S))))
+        )
+        if len(words) >= MAX_SEARCH_WORDS:
             break
-    return " AND ".join(terms) if terms else None
+    return words
+
+
+def _any(spellings: Sequence[str], suffix: str) -> str:
+    """One word's spellings as alternatives, each quoted (a word holds no quote: _WORD) and
+    with `suffix` ("*": a prefix term)."""
+    quoted = [f'"{s}"{suffix}' for s in spellings]
+    return quoted[0] if len(quoted) == 1 else f"({' OR '.join(quoted)})"
+
+
+def _all(words: Sequence[Sequence[str]], suffix: str) -> str:
+    return " AND ".join(_any(spellings, suffix) for spellings in words)
+
+
+def _folded(spellings: Sequence[str]) -> list[str]:
+    """A word's spellings for the trigram index: also with diacritics dropped."""
+    return list(dict.fromkeys([*spellings, *(s.translate(_FOLD) for s in spellings)]))
+
+
+def _with_folded(text: str | None) -> str | None:
+    """The text indexed for the trigram index: the indexed text, and again with diacritics
+    dropped when that differs."""
+    if text is None:
+        return None
+    folded = text.translate(_FOLD)
+    return text if folded == text else f"{text} {folded}"
 
 
 def _params(row: NewHistoryRow) -> tuple[Any, ...]:

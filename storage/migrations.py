@@ -83,6 +83,64 @@ FROM (
 WHERE results_history.id = repaired.id
 """
 
+# Version 17: the trigram index holds the word index's text (with its German spellings) and,
+# where it differs, that text again with the diacritics of _FOLD_V17 dropped (as
+# storage.history does for new rows with its `_FOLD`; frozen here as it was then).
+_FOLD_V17 = (
+    *((c, "a") for c in "àáâãäå"),
+    *((c, "A") for c in "ÀÁÂÃÄÅ"),
+    *((c, "e") for c in "èéêë"),
+    *((c, "E") for c in "ÈÉÊË"),
+    *((c, "i") for c in "ìíîï"),
+    *((c, "I") for c in "ÌÍÎÏ"),
+    *((c, "o") for c in "òóôõö"),
+    *((c, "O") for c in "ÒÓÔÕÖ"),
+    *((c, "u") for c in "ùúûü"),
+    *((c, "U") for c in "ÙÚÛÜ"),
+    *((c, "y") for c in "ýÿ"),
+    ("Ý", "Y"),
+    ("ç", "c"),
+    ("Ç", "C"),
+    ("ñ", "n"),
+    ("Ñ", "N"),
+    ("ß", "ss"),
+    ("ẞ", "SS"),
+)
+
+
+_TRIGRAM_COLUMNS = ("title", "brand", "category", "collection_name", "sender_name")
+
+
+def _fill_trigram_v17() -> str:
+    """INSERT … SELECT of every row's trigram text. The folding is nested a few replace()
+    calls deep per subquery (60 in one expression overflow SQLite's parser stack)."""
+    source = (
+        "SELECT rowid, "  # noqa: S608 (literal: column names)
+        + ", ".join(f"{c}, {c} AS {c}_folded" for c in _TRIGRAM_COLUMNS)
+        + " FROM results_history_fts"
+    )
+    for first in range(0, len(_FOLD_V17), 8):
+        chunk = _FOLD_V17[first : first + 8]
+        columns = []
+        for c in _TRIGRAM_COLUMNS:
+            expression = f"{c}_folded"
+            for char, plain in chunk:
+                expression = f"replace({expression}, '{char}', '{plain}')"
+            columns.append(f"{c}, {expression} AS {c}_folded")
+        source = f"SELECT rowid, {', '.join(columns)} FROM ({source})"  # noqa: S608
+    return (
+        "INSERT INTO results_history_trigram"  # noqa: S608 (literal: column names)
+        " (rowid, title, brand, category, collection_name, sender_name) SELECT rowid, "
+        + ", ".join(
+            f"CASE WHEN {c}_folded = {c} THEN {c} ELSE {c} || ' ' || {c}_folded END"
+            for c in _TRIGRAM_COLUMNS
+        )
+        + f" FROM ({source})"
+    )
+
+
+_FILL_TRIGRAM_INDEX = _fill_trigram_v17()
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -500,6 +558,25 @@ MIGRATIONS: list[Migration] = [
             )
             """,
             "CREATE INDEX find_queries_used ON find_queries (used_at)",
+        ],
+    ),
+    Migration(
+        17,
+        "/find matches inside words (German compounds: schuh finds Lederschuhe): a trigram"
+        " index beside the word index, filled with the rows kept so far",
+        [
+            """
+            CREATE VIRTUAL TABLE results_history_trigram USING fts5 (
+                title, brand, category, collection_name, sender_name,
+                tokenize = 'trigram'
+            )
+            """,
+            """
+            CREATE TRIGGER results_history_trigram_delete AFTER DELETE ON results_history BEGIN
+                DELETE FROM results_history_trigram WHERE rowid = old.id;
+            END
+            """,
+            _FILL_TRIGRAM_INDEX,
         ],
     ),
 ]
