@@ -90,8 +90,9 @@ class Team:
     async def find_view(
         self, chat_id: int, lang: str, text: str, offset: int = 0
     ) -> tuple[str, InlineKeyboardMarkup | None]:
-        """One page of the chat's results matching `text`, newest first; its page buttons
-        carry the query's token (`History.remember_query`), never the text."""
+        """One page of the chat's results matching `text`, best matches first (all of them
+        newest first when `text` is empty); its page buttons carry the query's token
+        (`History.remember_query`), never the text."""
         rows, total = await self.store.history.find(chat_id, text, limit=FIND_PAGE, offset=offset)
         query = " ".join(text.split())
         if not total:
