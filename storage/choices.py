@@ -136,11 +136,14 @@ class Choices:
         from a group (storage/chats.py) includes the group: its photos keep the group's id
         as their address, so they are looked up under every id the chat had."""
         async with self.db.reading() as tx:
+            # CROSS JOIN keeps this submission's photos the outer loop, each looked up in
+            # photos_unique (chat_id, file_unique_id): with the ids as a list, SQLite would
+            # otherwise scan every photo of the chat for each submission.
             rows = await tx.all(
                 "WITH RECURSIVE ids(chat_id) AS (SELECT ? UNION SELECT m.old_chat_id"
                 " FROM chat_migrations m JOIN ids ON m.new_chat_id = ids.chat_id)"
                 " SELECT p.file_unique_id, MAX(s.id) AS earlier FROM photos p"
-                " JOIN photos q ON q.chat_id IN (SELECT chat_id FROM ids)"
+                " CROSS JOIN photos q ON q.chat_id IN (SELECT chat_id FROM ids)"
                 " AND q.file_unique_id = p.file_unique_id"
                 " JOIN submissions s ON s.id = q.submission_id"
                 " WHERE p.submission_id = ? AND q.submission_id != ? AND s.state = ?"
