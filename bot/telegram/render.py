@@ -57,12 +57,13 @@ def _money(value: Any) -> str:
     return str(value)
 
 
-def _product_block(lang: str, index: int, product: ProductResult) -> str:
+def _product_block(lang: str, index: int | str, product: ProductResult) -> str:
     if product.failed:
         return t(lang, "result_failed", index=index, error=product.error_text)
     facts = result_fields(product.result)
     title = facts["title"] or t(lang, "result_title_unknown")
-    lines = [f"<b>{index}. {html.escape(str(title))}</b>"]
+    label = f"{index}." if isinstance(index, int) else index  # 1. alone, 1.1 in a block
+    lines = [f"<b>{label} {html.escape(str(title))}</b>"]
     if facts["condition"]:  # common conditions in the user's language (worn: abgenutzt)
         facts["condition"] = condition_text(lang, str(facts["condition"]))
     for key, name in (
@@ -157,24 +158,36 @@ def percent(lang: str, value: Any) -> str:
     return text.replace(".", ",") if lang == "de" else text
 
 
+def mention(user_id: int, name: str) -> Html:
+    """A user's name that mentions them (Telegram notifies them, as a bold name does not):
+    an inline link to `tg://user?id=`, which Telegram turns into a `text_mention`."""
+    if user_id <= 0:  # not a user (a chat posting as itself): the name alone
+        return Html(html.escape(name))
+    return Html(f'<a href="tg://user?id={user_id}">{html.escape(name)}</a>')
+
+
 CombinedItem = tuple[Submission, BatchStatus, int]  # submission, its results, its photos
 
 
-def _combined_block(lang: str, item: CombinedItem, now: float) -> str:
+def _combined_block(lang: str, number: int, item: CombinedItem, now: float) -> str:
+    """One analysis of a combined reply: `number.` with its sender mentioned and a link to
+    the photos, its products numbered within it (1.1, 1.2, then 2.1 …), and its summary."""
     sub, status, photos = item
     link = photo_link(sub)
     photos_text = count_text(lang, photos, "photos_one", "photos_many")
     shown = html.escape(photos_text)
     if link:
         shown = f'<a href="{html.escape(link)}">{shown}</a>'
-    head = t(
+    head = f"<b>{number}.</b> " + t(
         lang,
         "combined_item",
-        sender=sub.user_name,
+        sender=mention(sub.user_id, sub.user_name),
         collection=sub.collection_name or "?",
         photos=Html(shown),
     )
-    blocks = [_product_block(lang, i, p) for i, p in enumerate(status.products, start=1)]
+    blocks = [
+        _product_block(lang, f"{number}.{i}", p) for i, p in enumerate(status.products, start=1)
+    ]
     total, ok, _ = status.counts()
     tail = t(lang, "combined_summary", ok=ok, total=total, batch=short_batch(sub.batch_id))
     return "\n".join([head, *blocks, tail])
@@ -195,13 +208,14 @@ def combined_fit(
 def combined_results(
     lang: str, items: Sequence[CombinedItem], codec: CallbackCodec, *, now: float
 ) -> tuple[str, InlineKeyboardMarkup]:
-    """Several results in one reply (a group at its message limit): each says whose photos
-    they were (sender, a link to the first photo), with one row of buttons per analysis."""
+    """Several results in one reply (a group at its message limit, replying to nothing): each
+    mentions its sender (who is notified) and links to the first photo, with one row of
+    buttons per analysis."""
     blocks = [t(lang, "combined_header", count=len(items))]
     rows: list[list[InlineKeyboardButton]] = []
     for number, item in enumerate(items, start=1):
         sub, status, _ = item
-        blocks.append(f"<b>{number}.</b> " + _combined_block(lang, item, now))
+        blocks.append(_combined_block(lang, number, item, now))
         row = []
         failed = status.failed_product_ids()
         if failed and sub.retried_at is None:

@@ -220,7 +220,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "board_more": "… and {count} more",
         "board_done": "📋 Nothing being analysed any more.",
         "combined_header": "📊 <b>Results</b> of {count} analyses",
-        "combined_item": "<b>{sender}</b> – {collection} ({photos})",
+        "combined_item": "👤 {sender} – <b>{collection}</b> ({photos})",
         "combined_summary": "✔️ {ok} of {total} · batch <code>{batch}</code>",
         "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
@@ -549,7 +549,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "board_more": "… und {count} weitere",
         "board_done": "📋 Es wird nichts mehr analysiert.",
         "combined_header": "📊 <b>Ergebnisse</b> von {count} Analysen",
-        "combined_item": "<b>{sender}</b> – {collection} ({photos})",
+        "combined_item": "👤 {sender} – <b>{collection}</b> ({photos})",
         "combined_summary": "✔️ {ok} von {total} · Batch <code>{batch}</code>",
         "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
