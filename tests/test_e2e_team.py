@@ -100,3 +100,52 @@ async def test_results_that_finish_together_are_combined_within_the_group_limit(
     single = {a["reply_to"] for a in results_replies(messages) if a not in combined}
     assert set(sent) <= single | linked, "every photo answered, singly or combined"
     assert (await limits(harness))["floods"] == 0, "within the limit by design, no 429"
+
+
+async def test_retry_on_a_combined_reply_changes_only_that_members_row(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Failed analyses combined into one reply, one row of buttons each: Anna's 🔁 removes
+    her retry button and leaves every other button, Ben's included (before: the whole
+    keyboard became Anna's single unlabelled 📄)."""
+    from sandbox.data import fake_jpeg
+
+    group = await harness.chat(**GROUP)
+    await harness.rs("/sandbox/telegram/limits", {"per_group_per_minute": 2, "group_window": 8})
+    await harness.rs("/sandbox/config", {"analysis_seconds": 0.5})
+    settings = settings_for(
+        telegram_group_messages_per_minute=2,
+        telegram_group_window_seconds=8,
+        board_interval_seconds=60,
+    )
+    async with bot_running(settings):
+        for n, user in enumerate([ANNA, BEN, ANNA, BEN, CARLA]):
+            data = fake_jpeg(f"combined-retry-{n}") + b"FAIL"
+            await harness.photo(user, group, caption="/scan Electronics", data=data)
+
+        async def combined_with_retries() -> dict[str, Any] | None:
+            for a in await harness.sent(group["id"]):
+                rows = (a.get("reply_markup") or {}).get("inline_keyboard") or []
+                retries = [b for row in rows for b in row if "🔁" in b["text"]]
+                if "Results</b> of" in (a.get("html") or "") and len(retries) >= 2:
+                    return a
+            return None
+
+        message = await eventually(combined_with_retries, within=60, what="a combined reply")
+        rows = message["reply_markup"]["inline_keyboard"]
+        buttons = [b for row in rows for b in row]
+        pressed = next(b for b in rows[0] if "🔁" in b["text"])  # the first block's retry
+        text = message["text"]
+        named = [(text.find(u["first_name"]), u) for u in USERS if u["first_name"] in text]
+        presser = min(named, key=lambda pair: pair[0])[1]  # its sender
+        await harness.press(presser, group["id"], message["message_id"], pressed["callback_data"])
+
+        async def edited() -> dict[str, Any] | None:
+            for a in await harness.sent(group["id"]):
+                if a["kind"] == "edit_markup" and a["message_id"] == message["message_id"]:
+                    return a
+            return None
+
+        edit = await eventually(edited, within=20, what="the keyboard edited")
+    kept = [b for row in edit["reply_markup"]["inline_keyboard"] for b in row]
+    assert kept == [b for b in buttons if b != pressed], (buttons, kept)

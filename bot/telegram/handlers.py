@@ -7,7 +7,6 @@ without a `/scan` caption) go through one MessageHandler.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import re
@@ -119,6 +118,12 @@ def digest_time(text: str) -> str | None:
     if hours > 23 or minutes > 59:
         return None
     return f"{hours:02d}:{minutes:02d}"
+
+
+def without_button(markup: InlineKeyboardMarkup, data: str | None) -> InlineKeyboardMarkup:
+    """A keyboard as it is, less the button that carries `data` (and rows left empty)."""
+    rows = [[b for b in row if b.callback_data != data] for row in markup.inline_keyboard]
+    return InlineKeyboardMarkup([row for row in rows if row])
 
 
 class Handlers:
@@ -1226,10 +1231,10 @@ class Handlers:
         now = self.s.clock()
         owed = [await self.for_sub(sub, Outgoing(t(lang, "retry_started", count=len(failed))))]
         message = press.message
-        if message is not None:  # the same keyboard without the used button
-            used = dataclasses.replace(sub, retried_at=now)
-            status = BatchStatus.read(used.results)
-            keyboard = render.results_keyboard(used.language, used, status, self.s.callbacks)
+        if message is not None and message.reply_markup is not None:
+            # The same keyboard without the used button: in a combined reply the other
+            # members' rows stay as they are.
+            keyboard = without_button(message.reply_markup, query.data)
             owed.insert(0, edit_row(message.chat_id, message.message_id, None, keyboard))
         retry = await self.s.store.start_retry(
             sub, started.batch_id, failed, now + self.s.settings.poll_initial_seconds, now, owed
