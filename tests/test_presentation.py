@@ -190,6 +190,17 @@ def test_one_is_singular_in_both_languages() -> None:
     assert "für 1 Foto von Anna" in t("de", "pick_collection", photos=photo, sender="Anna")
 
 
+def test_a_combined_analysis_that_failed_whole_says_so() -> None:
+    """Before: "✔️ 0 of 1" under an analysis whose one product failed."""
+    codec = CallbackCodec(b"k" * 32)
+    failed = (make_sub(id=1), batch(1, failed={0}), 1)
+    half = (make_sub(id=2), batch(2, failed={1}), 2)
+    text, _ = render.combined_results("en", [failed, half], codec, now=100)
+    assert "❌ none of 1 analysed" in text and "✔️ 1 of 2" in text and "✔️ 0 of" not in text
+    german, _ = render.combined_results("de", [failed], codec, now=100)
+    assert "❌ keins von 1 analysiert" in german
+
+
 def test_long_results_split_below_the_limit_at_product_boundaries() -> None:
     parts = render.render_results(
         "de", make_sub(language="de"), batch(60, title="X" * 120), 60, now=100

@@ -189,7 +189,8 @@ def _combined_block(lang: str, number: int, item: CombinedItem, now: float) -> s
         _product_block(lang, f"{number}.{i}", p) for i, p in enumerate(status.products, start=1)
     ]
     total, ok, _ = status.counts()
-    tail = t(lang, "combined_summary", ok=ok, total=total, batch=short_batch(sub.batch_id))
+    summary = "combined_summary" if ok or not total else "combined_all_failed"
+    tail = t(lang, summary, ok=ok, total=total, batch=short_batch(sub.batch_id))
     return "\n".join([head, *blocks, tail])
 
 

@@ -222,6 +222,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "combined_header": "📊 <b>Results</b> of {count} analyses",
         "combined_item": "👤 {sender} – <b>{collection}</b> ({photos})",
         "combined_summary": "✔️ {ok} of {total} · batch <code>{batch}</code>",
+        "combined_all_failed": "❌ none of {total} analysed · batch <code>{batch}</code>",
         "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
             "<b>Batch</b> <code>{batch}</code>\nCollection: {collection}\nFrom: {sender}\n"
@@ -551,6 +552,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "combined_header": "📊 <b>Ergebnisse</b> von {count} Analysen",
         "combined_item": "👤 {sender} – <b>{collection}</b> ({photos})",
         "combined_summary": "✔️ {ok} von {total} · Batch <code>{batch}</code>",
+        "combined_all_failed": "❌ keins von {total} analysiert · Batch <code>{batch}</code>",
         "board_line": "{state_icon} {sender} · {collection} · {photos} · {what} · {age}",
         "status_detail": (
             "<b>Batch</b> <code>{batch}</code>\nSammlung: {collection}\nVon: {sender}\n"
