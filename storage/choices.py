@@ -132,9 +132,11 @@ class Choices:
 
     async def previous_analysis(self, sub: Submission) -> Submission | None:
         """The latest earlier submission in this chat that analysed every one of this one's
-        photos (by Telegram's file_unique_id); None when any photo is new. A chat upgraded
-        from a group (storage/chats.py) includes the group: its photos keep the group's id
-        as their address, so they are looked up under every id the chat had."""
+        photos (by Telegram's file_unique_id), or is analysing them now; None when any photo
+        is new. An analysis that failed as a whole does not count (the photo is worth sending
+        again), and neither does an earlier one that waits for its sender (a question). A
+        chat upgraded from a group (storage/chats.py) includes the group: its photos keep the
+        group's id as their address, so they are looked up under every id the chat had."""
         async with self.db.reading() as tx:
             # CROSS JOIN keeps this submission's photos the outer loop, each looked up in
             # photos_unique (chat_id, file_unique_id): with the ids as a list, SQLite would
@@ -146,9 +148,28 @@ class Choices:
                 " CROSS JOIN photos q ON q.chat_id IN (SELECT chat_id FROM ids)"
                 " AND q.file_unique_id = p.file_unique_id"
                 " JOIN submissions s ON s.id = q.submission_id"
-                " WHERE p.submission_id = ? AND q.submission_id != ? AND s.state = ?"
-                " AND s.batch_id IS NOT NULL GROUP BY p.file_unique_id",
-                (sub.chat_id, sub.id, sub.id, State.NOTIFIED.value),
+                " WHERE p.submission_id = ? AND q.submission_id != ? AND ("
+                # analysed, with at least one product that did not fail
+                "(s.state IN (?, ?) AND s.batch_id IS NOT NULL"
+                " AND COALESCE(s.successful_products, 1) > 0)"
+                # on its way: being sent, or at Resell Scan
+                " OR s.state IN (?, ?, ?)"
+                # received before this one and due (not waiting for its sender, not held)
+                " OR (s.state = ? AND s.id < ? AND s.next_action_at IS NOT NULL"
+                " AND s.duplicate_of IS NULL AND s.collecting = 0 AND s.problem IS NULL))"
+                " GROUP BY p.file_unique_id",
+                (
+                    sub.chat_id,
+                    sub.id,
+                    sub.id,
+                    State.NOTIFIED.value,
+                    State.COMPLETED.value,
+                    State.SUBMITTING.value,
+                    State.SUBMITTED.value,
+                    State.RECONCILING.value,
+                    State.RECEIVED.value,
+                    sub.id,
+                ),
             )
             total = await tx.one(
                 "SELECT COUNT(DISTINCT file_unique_id) FROM photos WHERE submission_id = ?",

@@ -231,6 +231,46 @@ async def test_duplicate_guard_single_album_partial_and_analyse_again(
     assert all(not e.get("reply_markup") for e in edits.values()), edits
 
 
+async def test_duplicate_guard_holds_a_photo_still_being_analysed(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """The same photo twice in a row, the first still at Resell Scan: the second is held
+    (before: analysed twice, and counted twice in /report); "Show results" points to the
+    first one's reply, which comes once."""
+    await harness.rs("/sandbox/config", {"analysis_seconds": 3})
+    photo = fake_jpeg("twice-quickly")
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        question = await harness.wait_text(ANNA["id"], "are being analysed already")
+        [show, _] = buttons(question)
+        await harness.press(ANNA, ANNA["id"], question["message_id"], show["callback_data"])
+        await harness.wait_sent(
+            ANNA["id"],
+            lambda a: (
+                a["kind"] == "edit" and "come in the reply to the earlier" in (a["text"] or "")
+            ),
+        )
+        await eventually(lambda: _count_results(harness, ANNA["id"], 1), what="the one reply")
+    assert len(await harness.creates()) == 1
+
+
+async def test_a_photo_whose_analysis_failed_is_not_held_as_analysed(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Its earlier analysis failed as a whole: sending it again analyses it, no question
+    (before: held as "already analysed")."""
+    photo = fake_jpeg("failed-before") + b"FAIL"
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        await eventually(lambda: _count_results(harness, ANNA["id"], 1), what="the failure")
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        await eventually(lambda: _count_results(harness, ANNA["id"], 2), what="sent again")
+    texts = [a["text"] or "" for a in await harness.sent(ANNA["id"])]
+    assert not [t for t in texts if "already" in t], texts
+    assert len(await harness.creates()) == 2
+
+
 # Fixing instead of resending --------------------------------------------------------------------
 
 

@@ -1260,9 +1260,11 @@ class Handlers:
             return
         earlier = await self.s.store.get(sub.duplicate_of)
         await self.s.store.drop(sub.id, self.s.clock())
+        running = earlier is None or earlier.results is None  # its results come in its reply
         if message is not None:
-            await self._edit(message, t(lang, "duplicate_chose_show"), None)
-        if earlier is not None and message is not None:
+            chosen = "duplicate_chose_wait" if running else "duplicate_chose_show"
+            await self._edit(message, t(lang, chosen), None)
+        if earlier is not None and not running and message is not None:
             await self._show_results(message, lang, earlier, want_csv=False)
 
     async def _owns(self, update: Update, sub: Submission) -> bool:

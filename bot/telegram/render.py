@@ -687,7 +687,7 @@ def duplicate_question(
     ))  # fmt: skip
     text = t(
         lang,
-        "duplicate_found",
+        "duplicate_found" if earlier.results is not None else "duplicate_running",
         when=when,
         collection=earlier.collection_name or "?",
         batch=short_batch(earlier.batch_id),
