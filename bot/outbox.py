@@ -427,7 +427,7 @@ class Deliverer:
         emoji = str(row.payload.get("emoji", ""))
         settings = await self.store.chat(row.chat_id)
         sub = await self._sub(row)
-        if settings.reactions is False or row.reply_to is None or not emoji:
+        if settings.reactions_refused(self.clock()) or row.reply_to is None or not emoji:
             return await self._drop(row)
         if sub is not None and (sub.reaction == emoji or await self.predates_move(sub)):
             return await self._drop(row)
@@ -435,11 +435,16 @@ class Deliverer:
             await self.chat.react(row.chat_id, row.reply_to, emoji)
         except Refused as exc:
             log.info("reactions refused in chat %s: %s", row.chat_id, exc)
-            if "reaction" in str(exc).lower():
-                await self.store.update_chat(row.chat_id, self.clock(), reactions=False)
+            if "reaction" in str(exc).lower():  # tried again after a while (ChatSettings)
+                now = self.clock()
+                await self.store.update_chat(
+                    row.chat_id, now, reactions=False, reactions_refused_at=now
+                )
             return await self._drop(row)
-        if settings.reactions is None:
-            await self.store.update_chat(row.chat_id, self.clock(), reactions=True)
+        if settings.reactions is not True:
+            await self.store.update_chat(
+                row.chat_id, self.clock(), reactions=True, reactions_refused_at=None
+            )
         await self.store.delivered(row, self.clock(), record={"reaction": emoji})
         return Delivered()  # reactions do not count against the message limits
 

@@ -681,7 +681,8 @@ class Tracker:
             return []  # a group's live board lists it instead
         chat = await self.store.chat(sub.chat_id)
         in_groups = self.settings.group_mode is GroupMode.PER_ALBUM
-        if analysing_message_wanted(chat, in_groups=in_groups) or chat.reactions is False:
+        refused = chat.reactions_refused(self.clock())
+        if analysing_message_wanted(chat, in_groups=in_groups) or refused:
             return [analysing_row(sub, products)]
         return []
 
@@ -697,7 +698,7 @@ class Tracker:
         delivery remembers the chat as one without them."""
         if sub.reaction == REACTION_SEEN:
             return []
-        if (await self.store.chat(sub.chat_id)).reactions is False:
+        if (await self.store.chat(sub.chat_id)).reactions_refused(self.clock()):
             return []
         return [reaction_row(sub, REACTION_SEEN)]
 

@@ -52,6 +52,7 @@ SETTINGS = frozenset(
         "reachable",
         "analysing_message",
         "reactions",
+        "reactions_refused_at",
         "duplicate_guard",
         "digest_time",
         "timezone",

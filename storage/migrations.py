@@ -579,4 +579,10 @@ MIGRATIONS: list[Migration] = [
             _FILL_TRIGRAM_INDEX,
         ],
     ),
+    Migration(
+        18,
+        "reactions Telegram refused in a chat are tried again after a while: when they were"
+        " last refused (they never came back, and /settings still promised them)",
+        ["ALTER TABLE chats ADD COLUMN reactions_refused_at REAL"],
+    ),
 ]

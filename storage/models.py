@@ -61,6 +61,7 @@ class ChatSettings:
     reachable: bool = True
     analysing_message: bool | None = None  # None: the default for the chat type
     reactions: bool | None = None  # None: not tried yet; False: Telegram refused them here
+    reactions_refused_at: float | None = None  # when Telegram last refused one here
     duplicate_guard: bool = True
     digest_time: str | None = None  # "HH:MM" local time of the daily digest; None: off
     timezone: str | None = None  # IANA name; None: the bot's default
@@ -79,12 +80,23 @@ class ChatSettings:
             reachable=bool(row["reachable"]),
             analysing_message=_flag(row["analysing_message"]),
             reactions=_flag(row["reactions"]),
+            reactions_refused_at=row["reactions_refused_at"],
             duplicate_guard=bool(row["duplicate_guard"]),
             digest_time=row["digest_time"],
             timezone=row["timezone"],
             digest_last_day=row["digest_last_day"],
             digest_until=row["digest_until"],
         )
+
+    def reactions_refused(self, now: float) -> bool:
+        """Telegram refused reactions here lately: none is owed until REACTIONS_RETRY_SECONDS
+        after the last refusal, then one is tried again (an admin may have allowed them)."""
+        if self.reactions is not False:
+            return False
+        return now - (self.reactions_refused_at or 0.0) < REACTIONS_RETRY_SECONDS
+
+
+REACTIONS_RETRY_SECONDS = 6 * 3600.0
 
 
 def _flag(value: int | None) -> bool | None:

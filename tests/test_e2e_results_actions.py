@@ -83,6 +83,39 @@ async def test_where_reactions_are_refused_the_messages_carry_on(
         await harness.wait_text(ANNA["id"], "Results")
 
 
+async def test_refused_reactions_are_tried_again_after_a_while(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Telegram refuses reactions in a group: /settings says so (before: it kept promising
+    "reactions show progress"), and 6 hours later (the bot's clock) one is tried again; an
+    admin has allowed them meanwhile, so 👀 comes back (before: never again in that chat)."""
+    from tests.test_outage import SteppedClock
+
+    clock = SteppedClock()
+    group = await harness.chat(**GROUP, reactions_allowed=False)
+    async with bot_running(settings_for(), clock=clock):
+        await harness.photo(ANNA, group, caption="/scan Electronics")
+        await harness.wait_text(group["id"], "Results")
+        await harness.text(ANNA, "/settings", group)
+        await harness.wait_text(group["id"], "Telegram refuses the bot's reactions here")
+        await harness.chat(id=GROUP["id"], reactions_allowed=True)
+        await harness.photo(ANNA, group, caption="/scan Electronics")
+        await eventually(lambda: _count_results(harness, group["id"], 2), what="2nd results")
+        assert not [a for a in await harness.sent(group["id"]) if a["kind"] == "reaction"]
+        clock.advance(6 * 3600 + 1)
+        third = await harness.photo(ANNA, group, caption="/scan Electronics")
+
+        async def seen() -> bool:
+            return any(
+                a["kind"] == "reaction" and a["message_id"] == third
+                for a in await harness.sent(group["id"])
+            )
+
+        await eventually(seen, what="a reaction on the third photo")
+        await harness.text(ANNA, "/settings", group)
+        await harness.wait_text(group["id"], "reactions 👀 → 👌 show progress either way")
+
+
 async def test_private_chat_can_turn_the_analysing_message_off(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:

@@ -953,6 +953,12 @@ class Handlers:
             language={"en": "English", "de": "Deutsch"}[lang],
             who=t(lang, "settings_admins" if settings.admin_only else "settings_everyone"),
             analysing=t(lang, "settings_on" if self._analysing(settings) else "settings_off"),
+            reactions=t(
+                lang,
+                "settings_reactions_refused"
+                if settings.reactions_refused(self.s.clock())
+                else "settings_reactions",
+            ),
             guard=t(lang, "settings_on" if settings.duplicate_guard else "settings_off"),
             digest=settings.digest_time or t(lang, "settings_off"),
             zone=settings.timezone or self.s.settings.default_timezone,

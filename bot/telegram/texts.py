@@ -244,11 +244,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "⚙️ <b>Settings of this chat</b>\nDefault collection: {collection}\n"
             "Background removal: {background}\nLanguage: {language}\n"
             "Settings changed by: {who}\n"
-            "“Analysing” message: {analysing} (reactions 👀 → 👌 show progress either way)\n"
+            "“Analysing” message: {analysing} ({reactions})\n"
             "Duplicate guard: {guard}\n"
             "Daily digest: {digest} (time zone {zone})"
         ),
         "settings_analysing_button": "“Analysing” message: {state}",
+        "settings_reactions": "reactions 👀 → 👌 show progress either way",
+        "settings_reactions_refused": "Telegram refuses the bot's reactions here; they are tried again every 6 hours",
         "settings_guard_button": "Duplicate guard: {state}",
         "settings_digest_button": "Daily digest: {state}",
         "settings_usage": "Change settings with the buttons of /settings, or: <code>/settings digest 20:00</code> (or <code>off</code>), <code>/settings timezone Europe/Berlin</code>.",
@@ -576,11 +578,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "⚙️ <b>Einstellungen dieses Chats</b>\nStandard-Sammlung: {collection}\n"
             "Hintergrundentfernung: {background}\nSprache: {language}\n"
             "Einstellungen ändern: {who}\n"
-            "„Analysiere“-Nachricht: {analysing} (Reaktionen 👀 → 👌 zeigen den Stand so oder so)\n"
+            "„Analysiere“-Nachricht: {analysing} ({reactions})\n"
             "Duplikat-Schutz: {guard}\n"
             "Tagesbericht: {digest} (Zeitzone {zone})"
         ),
         "settings_analysing_button": "„Analysiere“-Nachricht: {state}",
+        "settings_reactions": "Reaktionen 👀 → 👌 zeigen den Stand so oder so",
+        "settings_reactions_refused": "Telegram lässt hier keine Reaktionen des Bots zu; sie werden alle 6 Stunden neu versucht",
         "settings_guard_button": "Duplikat-Schutz: {state}",
         "settings_digest_button": "Tagesbericht: {state}",
         "settings_usage": "Ändere Einstellungen mit den Knöpfen von /settings oder so: <code>/settings digest 20:00</code> (oder <code>aus</code>), <code>/settings timezone Europe/Berlin</code>.",
