@@ -362,12 +362,22 @@ class Deliverer:
             await self._notified(row, sub, {"results_message_id": message_id}, parts=1)
         return Delivered(sent=1)
 
+    async def _album_reaction(self, sub: Submission) -> str | None:
+        """How the album ended: a retry whose products failed again leaves 👌 on an album
+        whose other products were analysed (its reaction shows the album, not the retry)."""
+        emoji = outcome_reaction(sub)
+        if emoji == REACTION_REFUSED and sub.retry_of is not None and sub.results is not None:
+            root = await self.store.get(sub.retry_of)
+            if root is not None and root.results and BatchStatus.read(root.results).counts()[1]:
+                return REACTION_DONE
+        return emoji
+
     async def _notified(
         self, row: OutboxRow, sub: Submission, record: dict[str, object], *, parts: int
     ) -> None:
         now = self.clock()
         then: list[Owed] = []
-        emoji = outcome_reaction(sub)
+        emoji = await self._album_reaction(sub)
         if emoji is not None and emoji != sub.reaction:
             then.append(reaction_row(sub, emoji))
         if sub.progress_message_id is not None:

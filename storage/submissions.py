@@ -354,7 +354,8 @@ class Submissions:
         owed: Sequence[Owed] = (),
     ) -> int | None:
         """"Retry failed": the failed products are being analysed again as `batch_id`. A new
-        submission tracks that batch and answers the original photos; the original's button
+        submission tracks that batch (its `retry_of`: the album's first submission, whose
+        photos and numbers it keeps) and answers the original photos; the original's button
         was used up before the call (Ledger.claim_retry). None when a retry of it exists
         already (a second press changes nothing)."""  # fmt: skip
         async with self.db.transaction() as tx:
@@ -390,7 +391,7 @@ class Submissions:
                     next_poll,
                     now,
                     now,
-                    original.id,
+                    original.retry_of or original.id,  # a retry of a retry: the album's own
                     json.dumps(product_ids),
                 ),
             )

@@ -182,6 +182,46 @@ async def test_retry_failed_analyses_exactly_the_failed_products_once(
     assert edited and not [b for b in buttons(edited[-1]) if b["text"].startswith("🔁")]
 
 
+async def test_a_retry_keeps_the_albums_numbers_photos_language_and_reaction(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """Products 2 and 3 of a 3-photo /batch fail, and fail again when retried, and again
+    when that retry is retried: each retry reply numbers them 2 and 3 (before: 1 and 2),
+    counts the album's 3 photos (before: "0 photos" for a retry of a retry), speaks the
+    album's language after the chat switched to German (before: a German notice over
+    English results), and the album keeps 👌 for its product 1 (before: 👎)."""
+    async with bot_running(settings_for()):
+        await harness.text(ANNA, "/batch Electronics")
+        await harness.wait_text(ANNA["id"], "Collecting")
+        await harness.photo(ANNA)
+        await harness.photo(ANNA, data=fake_jpeg("fails-2") + b"FAIL")
+        await harness.photo(ANNA, data=fake_jpeg("fails-3") + b"FAIL")
+        await harness.text(ANNA, "/done")
+        results = await harness.wait_sent(
+            ANNA["id"], lambda a: bool(results_replies([a])) and bool(a["reply_markup"])
+        )
+        await harness.text(ANNA, "/settings")
+        view = await harness.wait_text(ANNA["id"], "Settings of this chat")
+        rows = view["reply_markup"]["inline_keyboard"]
+        await harness.press(ANNA, ANNA["id"], view["message_id"], rows[1][0]["callback_data"])
+        await harness.wait_sent(ANNA["id"], lambda a: "Einstellungen" in (a["text"] or ""))
+        reply = results
+        for round_ in (2, 3):  # the retry, then the retry of the retry
+            [retry] = [b for b in buttons(reply) if b["text"].startswith("🔁")]
+            await harness.press(ANNA, ANNA["id"], reply["message_id"], retry["callback_data"])
+            await harness.wait_text(ANNA["id"], "Analysing the 2 failed")
+            await eventually(
+                lambda n=round_: _count_results(harness, ANNA["id"], n), what=f"reply {round_}"
+            )
+            reply = results_replies(await harness.sent(ANNA["id"]))[-1]
+            assert "(3 photos)" in reply["text"], reply["text"]
+            assert "Product 2 failed" in reply["text"] and "Product 3 failed" in reply["text"]
+            assert "Product 1 failed" not in reply["text"]
+        # on the photo the results answer (the submission's first)
+        seen = await reactions(harness, ANNA["id"], results["reply_to"])
+    assert seen and seen[-1] == ["👌"], seen
+
+
 async def test_listing_text_for_every_product(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:

@@ -1235,7 +1235,9 @@ class Handlers:
             )
             return
         now = self.s.clock()
-        owed = [await self.for_sub(sub, Outgoing(t(lang, "retry_started", count=len(failed))))]
+        # In the album's language, as its results (the chat's may have changed since).
+        notice = t(sub.language, "retry_started", count=len(failed))
+        owed = [await self.for_sub(sub, Outgoing(notice))]
         message = press.message
         if message is not None and message.reply_markup is not None:
             # The same keyboard without the used button: in a combined reply the other

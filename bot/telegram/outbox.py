@@ -303,7 +303,10 @@ class TelegramChat:
             if not status.products:
                 return [Outgoing(render.unreadable_text(lang, sub))]
             photos = len(await self.store.photos(sub.retry_of or sub.id))
-            texts = render.render_results(lang, sub, status, photos, now=self.clock())
+            numbers = await self._numbers(sub)
+            texts = render.render_results(
+                lang, sub, status, photos, now=self.clock(), numbers=numbers
+            )
             markup = render.results_keyboard(lang, sub, status, self.callbacks)
             last = len(texts) - 1
             parts = [
@@ -480,6 +483,16 @@ class TelegramChat:
         return message.message_id
 
     # Combined results ----------------------------------------------------------------------
+
+    async def _numbers(self, sub: Submission) -> dict[str, int] | None:
+        """A retry's products keep the numbers they had in the original album's results."""
+        if sub.retry_of is None:
+            return None
+        root = await self.store.get(sub.retry_of)
+        if root is None or root.results is None:
+            return None
+        products = BatchStatus.read(root.results).products
+        return {p.product_id: i for i, p in enumerate(products, start=1) if p.product_id}
 
     async def send_combined(self, subs: list[Submission]) -> tuple[int, int]:
         """One reply with the results of as many of `subs` as fit (a group at its message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
@@ -108,9 +108,16 @@ def duration_text(lang: str, seconds: float | None) -> str:
 
 
 def render_results(
-    lang: str, sub: Submission, status: BatchStatus, photo_count: int, *, now: float
+    lang: str,
+    sub: Submission,
+    status: BatchStatus,
+    photo_count: int,
+    *,
+    now: float,
+    numbers: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """The results reply, split into messages below Telegram's 4096-character limit."""
+    """The results reply, split into messages below Telegram's 4096-character limit;
+    `numbers`: each product's number in the album (a retry keeps the original's numbers)."""
     sender = html.escape(sub.user_name)
     header = t(
         lang,
@@ -119,7 +126,11 @@ def render_results(
         collection=sub.collection_name or "?",
         photos=count_text(lang, photo_count, "photos_one", "photos_many"),
     )
-    blocks = [_product_block(lang, i, p) for i, p in enumerate(status.products, start=1)]
+    numbers = numbers or {}
+    blocks = [
+        _product_block(lang, numbers.get(p.product_id or "", i), p)
+        for i, p in enumerate(status.products, start=1)
+    ]
     total, ok, failed = status.counts()
     rate = (
         status.success_rate
