@@ -201,6 +201,30 @@ def test_a_combined_analysis_that_failed_whole_says_so() -> None:
     assert "❌ keins von 1 analysiert" in german
 
 
+def test_a_listing_sent_as_a_message_does_not_look_like_a_copy_button(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listing too long for a copy button is sent as a message: its button says so (before:
+    both were "📋 Listing text", one copying, one sending)."""
+    import bot.listing
+
+    codec = CallbackCodec(b"k" * 32)
+    [copy] = [
+        b
+        for row in render.results_keyboard("en", make_sub(), batch(1), codec).inline_keyboard
+        for b in row
+        if b.copy_text is not None
+    ]
+    assert copy.text == "📋 Listing text"
+    monkeypatch.setattr(bot.listing, "COPY_TEXT_MAX_LENGTH", 10)
+    for lang, label in (("en", "💬 Listing text as a message"), ("de", "💬 Anzeigentext als")):
+        rows = render.results_keyboard(lang, make_sub(), batch(1), codec).inline_keyboard
+        [sent] = [b for row in rows for b in row if b.text.startswith("💬")]
+        assert sent.text.startswith(label) and sent.callback_data and sent.copy_text is None
+    rows = render.results_keyboard("en", make_sub(), batch(2), codec).inline_keyboard
+    assert [b.text for row in rows for b in row if b.text.startswith("💬")] == ["💬 1", "💬 2"]
+
+
 def test_long_results_split_below_the_limit_at_product_boundaries() -> None:
     parts = render.render_results(
         "de", make_sub(language="de"), batch(60, title="X" * 120), 60, now=100

@@ -653,10 +653,12 @@ def results_keyboard(
                 listing_buttons.append(
                     InlineKeyboardButton(label, copy_text=CopyTextButton(listing.text()))
                 )
-            else:
+            else:  # too long to copy from a button: sent as a message, and looks it
+                single = len(analysed) == 1
+                sent = t(lang, "listing_send_button") if single else f"💬 {index}"
                 listing_buttons.append(
                     InlineKeyboardButton(
-                        label,
+                        sent,
                         callback_data=codec.encode(
                             callbacks.Listing(sub.id, index), chat_id=sub.chat_id
                         ),
