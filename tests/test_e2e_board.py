@@ -212,3 +212,46 @@ def test_the_board_text_caps_its_lines_in_both_languages() -> None:
         assert "N" * 33 not in text and "C" * 33 not in text
     few = render.board_text("en", subs[:3], {}, 0.0, total=3)
     assert len(few.splitlines()) == 4 and "more" not in few
+
+
+async def test_a_retry_on_the_board_counts_its_albums_photos(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """🔁 Retry failed on a 2-photo album: while the retry is analysed, the board lists it
+    with the album's 2 photos (before: "0 photos", a retry has no photos of its own)."""
+    from sandbox.data import fake_jpeg
+
+    group = await harness.chat(**GROUP)
+    await harness.rs("/sandbox/config", {"analysis_seconds": 0.3})
+    settings = settings_for(board_interval_seconds=0.3, poll_initial_seconds=0.3)
+    async with bot_running(settings):
+        await harness.text(ANNA, "/batch Electronics", group)
+        await harness.wait_text(group["id"], "Collecting")
+        await harness.photo(ANNA, group)
+        await harness.photo(ANNA, group, data=fake_jpeg("board-retry") + b"FAIL")
+        await harness.text(ANNA, "/done", group)
+        results = await harness.wait_sent(
+            group["id"],
+            lambda a: "Results" in (a.get("text") or "") and bool(a.get("reply_markup")),
+            what="the results with a retry button",
+        )
+        await harness.rs("/sandbox/config", {"analysis_seconds": 3})
+        [retry] = [
+            b
+            for row in results["reply_markup"]["inline_keyboard"]
+            for b in row
+            if b["text"].startswith("🔁")
+        ]
+        await harness.press(ANNA, group["id"], results["message_id"], retry["callback_data"])
+        await harness.wait_text(group["id"], "Analysing the 1 failed")
+
+        async def retry_board() -> dict[str, Any] | None:
+            actions = await harness.sent(group["id"])
+            notice = next(
+                i for i, a in enumerate(actions) if "Analysing the 1 failed" in (a["text"] or "")
+            )
+            boards = [a for a in actions[notice:] if is_board(a)]
+            return boards[0] if boards else None
+
+        board = await eventually(retry_board, what="the board of the retry")
+    assert "· 2 photos ·" in board["text"] and "0 photos" not in board["text"], board["text"]

@@ -94,9 +94,12 @@ class Boards:
                 return BoardShown()
             return await self._remove(chat_id, thread, message_id)
         lang = await self.language(chat_id)
-        counts = await self.store.photo_counts([s.id for s in open_])
+        # A retry has no photos of its own: it counts its album's (it said "0 photos").
+        albums = {s.id: s.retry_of or s.id for s in open_}
+        counts = await self.store.photo_counts(sorted(set(albums.values())))
+        photos = {sub_id: counts.get(album, 0) for sub_id, album in albums.items()}
         now = self.wall()
-        text = render.board_text(lang, open_, counts, now, total=total)
+        text = render.board_text(lang, open_, photos, now, total=total)
         if text == shown:
             return BoardShown()
         states = {s.id: render.board_state(s) for s in open_}
