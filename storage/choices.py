@@ -225,6 +225,17 @@ class Choices:
                 notified_at=now,
             )
 
+    async def held_questions(self, chat_id: int, user_id: int) -> list[int]:
+        """The messages asking this user about photos held by the duplicate guard (their
+        buttons go when the photos are cancelled)."""
+        async with self.db.reading() as tx:
+            rows = await tx.all(
+                "SELECT prompt_message_id FROM submissions WHERE chat_id = ? AND user_id = ?"
+                " AND state = ? AND duplicate_of IS NOT NULL AND prompt_message_id IS NOT NULL",
+                (chat_id, user_id, _RECEIVED),
+            )
+        return [int(r[0]) for r in rows]
+
     async def cancel_waiting(self, chat_id: int, user_id: int, now: float) -> int:
         """/cancel: drop this user's submissions that were not sent yet. No message is owed."""
         async with self.db.transaction() as tx:

@@ -328,6 +328,26 @@ async def test_duplicate_guard_holds_a_photo_still_being_analysed(
     assert len(await harness.creates()) == 1
 
 
+async def test_cancel_takes_the_buttons_off_a_duplicate_question(
+    harness: Harness, settings_for: Callable[..., Any]
+) -> None:
+    """/cancel drops photos held by the duplicate guard, and their question says so and keeps
+    no buttons (before: they stayed, and then said "no longer valid")."""
+    photo = fake_jpeg("cancel-held")
+    async with bot_running(settings_for()):
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        await eventually(lambda: _count_results(harness, ANNA["id"], 1), what="the first")
+        await harness.photo(ANNA, caption="/scan Electronics", data=photo)
+        question = await harness.wait_text(ANNA["id"], "already analysed")
+        await harness.text(ANNA, "/cancel")
+        edit = await harness.wait_sent(
+            ANNA["id"],
+            lambda a: a["kind"] == "edit" and a["message_id"] == question["message_id"],
+        )
+    assert "were not sent (/cancel)" in edit["text"] and not edit.get("reply_markup")
+    assert len(await harness.creates()) == 1
+
+
 async def test_a_photo_whose_analysis_failed_is_not_held_as_analysed(
     harness: Harness, settings_for: Callable[..., Any]
 ) -> None:

@@ -974,7 +974,10 @@ class Handlers:
         if message is None or chat is None or user is None:
             return
         lang = await self.lang(update)
+        held = await self.s.store.held_questions(chat.id, user.id)
         count = await self.s.store.cancel_waiting(chat.id, user.id, self.s.clock())
+        for question in held:  # the duplicate guard's questions lose their buttons
+            await self.owe(edit_row(chat.id, question, t(lang, "duplicate_cancelled"), None))
         pending = await self.s.store.clear_pending_scan(chat.id, user.id)
         if count:
             await self.reply(message, t(lang, "cancelled", count=count))

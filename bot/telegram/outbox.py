@@ -431,7 +431,7 @@ class TelegramChat:
 
     def duplicate_question(self, sub: Submission, earlier: Submission) -> Outgoing:
         text, markup = render.duplicate_question(sub.language, sub, earlier, self.callbacks)
-        return Outgoing(text, markup)
+        return Outgoing(text, markup, role=Role.PROMPT)  # its id kept: /cancel edits it
 
     def fields_question(self, sub: Submission, missing: list[str], example: str) -> Outgoing:
         text = t(
