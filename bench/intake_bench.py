@@ -64,29 +64,38 @@ def plan(total: int, users: int, rng: random.Random) -> list[list[dict[str, Any]
 
 
 def inject(url: str, groups: list[list[dict[str, Any]]]) -> list[str]:
-    """Queue every message in the emulator; the file ids of the photos (64, reused)."""
+    """Queue every message in the emulator, each photo a file of its own (as a phone's are:
+    the bot's duplicate guard holds a photo sent again while its first copy is analysed, so
+    a burst that reused a few files would be mostly held); the file ids, in message order."""
+    messages = [message for group in groups for message in group]
     with httpx.Client(base_url=url, timeout=30) as http:
-        files = [
-            http.post(
+
+        def upload(index: int) -> str:
+            answer = http.post(
                 "/sandbox/telegram/files",
                 json={
-                    "data_b64": base64.b64encode(fake_jpeg(f"bench-{i}")).decode(),
+                    "data_b64": base64.b64encode(fake_jpeg(f"bench-{index}")).decode(),
                     "mime_type": "image/jpeg",
                 },
-            ).json()["file_id"]
-            for i in range(64)
-        ]
+            )
+            file_id: str = answer.json()["file_id"]
+            return file_id
 
-        def send(index_group: tuple[int, list[dict[str, Any]]]) -> None:
-            index, group = index_group
-            for message in group:
+        with ThreadPoolExecutor(8) as pool:
+            files = list(pool.map(upload, range(len(messages))))
+        numbered = iter(range(len(messages)))
+        per_group = [[next(numbered) for _ in group] for group in groups]
+
+        def send(group_numbers: tuple[list[dict[str, Any]], list[int]]) -> None:
+            group, numbers = group_numbers
+            for message, number in zip(group, numbers, strict=True):
                 http.post(
                     "/sandbox/telegram/messages",
-                    json={**message, "photo_file_id": files[index % len(files)]},
+                    json={**message, "photo_file_id": files[number]},
                 )
 
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, enumerate(groups)))
+            list(pool.map(send, zip(groups, per_group, strict=True)))
     return files
 
 
