@@ -8,6 +8,7 @@ import base64
 import itertools
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,27 @@ bot_running = running
 
 TOKEN = "123456:TEST-token-abcdefghijklmnop"
 WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldA"
+
+
+class MovedClock:
+    """The bot's clock (`bot_running(settings, clock=...)`): wall time that can be moved.
+    Real seconds pass as they do (album windows, polls, Telegram's send limits); `set` jumps
+    to an instant, `advance` adds simulated seconds, so what is due comes due at once."""
+
+    def __init__(self, when: datetime | None = None) -> None:
+        self.offset = 0.0
+        if when is not None:
+            self.set(when)
+
+    def set(self, when: datetime) -> None:
+        self.offset = when.timestamp() - time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
 
 ANNA = {"id": 101, "first_name": "Anna", "last_name": "Berg", "language_code": "en"}
 BEN = {"id": 102, "first_name": "Ben", "language_code": "en"}

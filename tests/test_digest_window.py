@@ -14,7 +14,7 @@ import pytest
 
 from bot import report
 from storage.history import NewHistoryRow
-from tests.harness import ANNA, BEN, Harness, bot_running
+from tests.harness import ANNA, BEN, Harness, MovedClock, bot_running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,18 +108,7 @@ def test_the_digest_heading_names_both_instants() -> None:
 # End to end -----------------------------------------------------------------------------------
 
 
-class Clock:
-    """Wall time moved to a chosen instant; `set` jumps, time runs on from there."""
-
-    def __init__(self, when: datetime) -> None:
-        self.offset = 0.0
-        self.set(when)
-
-    def set(self, when: datetime) -> None:
-        self.offset = when.timestamp() - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+Clock = MovedClock
 
 
 def item(chat_id: int, serial: int, title: str, when: float, user: dict[str, Any]) -> NewHistoryRow:

@@ -16,7 +16,7 @@ from bot.app import BotRuntime
 from sandbox.data import fake_jpeg
 from storage.history import NewHistoryRow
 from tests.conftest import eventually
-from tests.harness import ANNA, BEN, Harness, bot_running
+from tests.harness import ANNA, BEN, Harness, MovedClock, bot_running
 
 GROUP = {"id": -1001234500002, "type": "supergroup", "title": "Flohmarkt-Team"}
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -240,18 +240,7 @@ async def test_report_for_every_period_form_with_csv_and_chart(
         await harness.wait_text(group["id"], "ends before it starts")
 
 
-class Clock:
-    """Wall time moved to a chosen instant; `set` jumps, time runs on from there."""
-
-    def __init__(self, at: datetime) -> None:
-        self.offset = 0.0
-        self.set(at)
-
-    def set(self, at: datetime) -> None:
-        self.offset = at.timestamp() - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+Clock = MovedClock
 
 
 def digests(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from bot.app import BotRuntime
 from sandbox.data import analyse, collection_id, fake_jpeg
 from storage import Store
 from tests.conftest import eventually
-from tests.harness import ANNA, BEN, CARLA, Harness, bot_running
+from tests.harness import ANNA, BEN, CARLA, Harness, MovedClock, bot_running
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,18 +44,7 @@ REFUSED = "Bad Request: not enough rights to send text messages to the chat"
 FAILURE_RATE = 0.5
 
 
-class Clock:
-    """Wall time moved to a chosen instant; `set` jumps, time runs on from there."""
-
-    def __init__(self, when: datetime) -> None:
-        self.offset = 0.0
-        self.set(when)
-
-    def set(self, when: datetime) -> None:
-        self.offset = when.timestamp() - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+Clock = MovedClock
 
 
 def photo(title: str, *, fails: bool = False, part: int = 0) -> bytes:

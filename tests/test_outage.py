@@ -6,7 +6,6 @@ answers; only past RATE_LIMIT_DEADLINE_SECONDS does the user get a Send again bu
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from bot.outbox import question_row
 from storage import Store, Submission
 from tests.conftest import eventually, new_photo
-from tests.harness import ANNA, BEN, Harness, bot_running, results_replies
+from tests.harness import ANNA, BEN, Harness, MovedClock, bot_running, results_replies
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,19 +48,7 @@ async def test_an_outage_keeps_the_photos_and_sends_them_when_it_is_over(
     assert len(results_replies(await harness.sent(ANNA["id"]))) == 3
 
 
-class SteppedClock:
-    """The bot's clock (BotRuntime's `clock`): wall time that also jumps. Real seconds pass as
-    they do (album windows, polls, Telegram's send limits), and `advance` adds simulated ones,
-    so a pause of the tracker comes due without anyone sleeping through it."""
-
-    def __init__(self) -> None:
-        self.skipped = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.skipped
-
-    def advance(self, seconds: float) -> None:
-        self.skipped += seconds
+SteppedClock = MovedClock  # wall time that also jumps (`advance`)
 
 
 async def test_a_ten_minute_outage_is_waited_out_and_every_album_answered_once(
