@@ -14,7 +14,7 @@ image file names (`listing_file_names`), "yes" or "no" with the time it was obse
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +42,7 @@ class PaidCall:
 
     @classmethod
     def from_row(cls, row: Any) -> PaidCall:
-        return cls(
-            id=row["id"],
-            submission_id=row["submission_id"],
-            decision=row["decision"],
-            endpoint=row["endpoint"],
-            key=row["key"],
-            sends=row["sends"],
-            outcome=row["outcome"],
-            batch_id=row["batch_id"],
-            created_at=row["created_at"],
-        )
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)

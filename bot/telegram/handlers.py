@@ -551,10 +551,15 @@ class Handlers:
         if not problems or (not fields and all(p.code == "missing" for p in problems)):
             return False
         example = example_caption(collection.name, definitions, values, lang)
-        text = render.field_problems_text(lang, user.full_name, collection.name, problems, example)
-        _, _, details = text.partition("\n")
-        header = t(lang, "batch_fields_problem", collection=collection.name)
-        await self.reply(message, header + "\n" + details)
+        text = render.field_problems_text(
+            lang,
+            user.full_name,
+            collection.name,
+            problems,
+            example,
+            header="batch_fields_problem",
+        )
+        await self.reply(message, text)
         return True
 
     async def _scan_command(

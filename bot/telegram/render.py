@@ -308,9 +308,15 @@ def analysing_text(lang: str, sub: Submission, products: int, percent: float | N
 
 
 def field_problems_text(
-    lang: str, sender: str, collection: str, problems: Sequence[FieldProblem], example: str
+    lang: str,
+    sender: str,
+    collection: str,
+    problems: Sequence[FieldProblem],
+    example: str,
+    *,
+    header: str = "fields_problem_header",
 ) -> str:
-    lines = [t(lang, "fields_problem_header", sender=sender, collection=collection)]
+    lines = [t(lang, header, sender=sender, collection=collection)]
     for p in problems:
         if p.code == "unknown" and p.suggestion:
             lines.append(t(lang, "field_unknown_suggest", key=p.key, suggestion=p.suggestion))
